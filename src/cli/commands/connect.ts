@@ -1,0 +1,65 @@
+/**
+ * `tcpkit connect`: interactive. Every line typed is sent as a message and its reply printed,
+ * until end of input. With no address it asks for the server's ip and port, as the tutorial's
+ * client does.
+ */
+import { createInterface } from 'node:readline';
+import type { Command } from 'commander';
+import { connect } from '../../client/client.js';
+import { OptionError } from '../../errors.js';
+import { DEFAULT_PORT, formatAddress, parseAddress } from '../../transport/address.js';
+import { intArg, safeText } from '../output.js';
+
+interface ConnectFlags {
+  timeout: number;
+  connectTimeout: number;
+}
+
+export function registerConnect(program: Command): void {
+  program
+    .command('connect')
+    .summary('interactive: send each line typed, print each reply')
+    .description(
+      'Open one kept connection to HOST[:PORT] and send every line read from standard input as one ' +
+        'message, printing each reply on its own line, until end of input (Ctrl-D). Without an address ' +
+        `it first asks for the server's ip and port (port ${DEFAULT_PORT} when left empty). Works with piped\n` +
+        'input too; prompts go to stderr, replies to stdout.',
+    )
+    .argument('[address]', 'HOST[:PORT] of the server')
+    .option('--timeout <ms>', 'how long to wait for each reply; 0 waits forever', intArg(0, 2_147_483_647), 30_000)
+    .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000)
+    .action(async (address: string | undefined, flags: ConnectFlags) => {
+      const interactive = process.stdin.isTTY === true;
+      const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: interactive });
+      const lines = rl[Symbol.asyncIterator]();
+      const ask = async (question: string): Promise<string | undefined> => {
+        if (interactive) process.stderr.write(question);
+        const next = await lines.next();
+        return next.done ? undefined : next.value;
+      };
+      try {
+        let target = address;
+        if (target === undefined) {
+          const ip = (await ask('server ip: '))?.trim();
+          if (!ip) throw new OptionError('INVALID_ADDRESS', 'no server ip given');
+          const portText = (await ask(`server port [${DEFAULT_PORT}]: `))?.trim();
+          const port = portText ? parseAddress(`x:${portText}`).port : DEFAULT_PORT;
+          target = formatAddress(parseAddress(ip).host, port);
+        }
+        const client = await connect(target, { connectTimeoutMs: flags.connectTimeout, requestTimeoutMs: flags.timeout });
+        if (interactive) process.stderr.write(`connected to ${client.remote}; type a message, Ctrl-D to end\n`);
+        try {
+          for (;;) {
+            const line = await ask('> ');
+            if (line === undefined) break;
+            const reply = await client.send(line);
+            process.stdout.write(`${safeText(reply)}\n`);
+          }
+        } finally {
+          await client.close();
+        }
+      } finally {
+        rl.close();
+      }
+    });
+}

@@ -1,0 +1,51 @@
+/**
+ * `tcpkit send`: each argument is one message; each reply is printed on its own line.
+ */
+import type { Command } from 'commander';
+import { connect } from '../../client/client.js';
+import type { ClientOptions } from '../../client/options.js';
+import { sendOnce } from '../../client/short.js';
+import { DEFAULT_PORT } from '../../transport/address.js';
+import { intArg, safeText } from '../output.js';
+
+interface SendFlags {
+  short?: boolean;
+  timeout: number;
+  connectTimeout: number;
+}
+
+export function registerSend(program: Command): void {
+  program
+    .command('send')
+    .summary('send messages and print the replies')
+    .description(
+      `Send each MESSAGE to the server at HOST[:PORT] (port ${DEFAULT_PORT} by default) and print each reply\n` +
+        'on its own line, in order. By default all messages travel over one kept (long) connection, ' +
+        'pipelined; --short opens a new connection for each message. Control characters in replies are ' +
+        'printed escaped (\\n, \\x1b, ...), so every reply stays on one line and cannot drive the terminal.',
+    )
+    .argument('<address>', 'HOST[:PORT] of the server')
+    .argument('<message...>', 'messages to send, one per argument')
+    .option('--short', 'one connection per message (short connections)')
+    .option('--timeout <ms>', 'how long to wait for each reply; 0 waits forever', intArg(0, 2_147_483_647), 30_000)
+    .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000)
+    .action(async (address: string, messages: string[], flags: SendFlags) => {
+      const options: ClientOptions = { connectTimeoutMs: flags.connectTimeout, requestTimeoutMs: flags.timeout };
+      const print = (reply: Buffer): void => {
+        process.stdout.write(`${safeText(reply)}\n`);
+      };
+      if (flags.short) {
+        for (const message of messages) print(await sendOnce(address, message, options));
+        return;
+      }
+      const client = await connect(address, options);
+      try {
+        const replies = messages.map((message) => client.send(message));
+        // Every request is in flight at once; replies print in argument order.
+        for (const reply of replies) reply.catch(() => {});
+        for (const reply of replies) print(await reply);
+      } finally {
+        await client.close();
+      }
+    });
+}

@@ -1,0 +1,94 @@
+/**
+ * `tcpkit serve`: the server, echoing messages or answering a fixed text, logging each message
+ * with the client's address as the tutorial's server does.
+ */
+import type { Command } from 'commander';
+import { createServer } from '../../server/server.js';
+import { DEFAULT_PORT, formatAddress } from '../../transport/address.js';
+import type { CloseReason } from '../../transport/connection.js';
+import { VERSION } from '../../version.js';
+import { ExitCode, intArg, safeText } from '../output.js';
+
+interface ServeFlags {
+  host?: string;
+  port: number;
+  backlog: number;
+  reply?: string;
+  quiet?: boolean;
+  drainTimeout: number;
+}
+
+const REASONS: Record<CloseReason, string> = {
+  eof: 'closed by the client',
+  reset: 'reset by the client',
+  error: 'network error',
+  local: 'closed by the server',
+};
+
+function stamp(): string {
+  return new Date().toISOString();
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .summary('run the server (message service)')
+    .description(
+      'Run a tcpkit server. Every client is served on its own connection, concurrently; each message ' +
+        'is answered with itself (echo), or with --reply TEXT. Each message is printed on stdout with the ' +
+        "client's address; connections and disconnections are logged on stderr. The first line on stdout " +
+        'is always "listening on HOST:PORT" with the real port. Ctrl-C (or SIGTERM) stops taking new ' +
+        'clients, lets requests in flight finish, and exits 0; a second Ctrl-C exits at once.',
+    )
+    .option('--host <host>', 'interface to bind (default: all interfaces)')
+    .option('-p, --port <port>', 'port to listen on; 0 picks a free port', intArg(0, 65535), DEFAULT_PORT)
+    .option('--backlog <n>', 'listen backlog: connections the kernel holds before they are accepted', intArg(1, 65535), 128)
+    .option('--reply <text>', 'answer every message with this text instead of echoing it')
+    .option('--drain-timeout <ms>', 'on shutdown, how long requests in flight may take to finish', intArg(0, 86_400_000), 30_000)
+    .option('-q, --quiet', 'print only the "listening on" line')
+    .action(async (flags: ServeFlags) => {
+      const { quiet = false, reply } = flags;
+      const log = (line: string): void => {
+        if (!quiet) process.stderr.write(`${stamp()} ${line}\n`);
+      };
+      const server = createServer({
+        ...(flags.host !== undefined && { host: flags.host }),
+        port: flags.port,
+        backlog: flags.backlog,
+        drainTimeoutMs: flags.drainTimeout,
+        onMessage: (message, context) => {
+          if (!quiet) process.stdout.write(`${context.peer.label}: ${safeText(message)}\n`);
+          return reply ?? message;
+        },
+      });
+      server.on('connection', (peer) => log(`${peer.label} connected`));
+      server.on('disconnect', (peer, reason, error) => {
+        const detail = reason === 'error' && error ? `: ${safeText(error.message)}` : '';
+        log(`${peer.label} disconnected (${REASONS[reason]}${detail})`);
+      });
+      server.on('protocol-error', (peer, error) => log(`${peer.label} protocol error: ${safeText(error.message)}`));
+      server.on('handler-error', (peer, error) => log(`${peer.label} handler failed: ${safeText(String(error))}`));
+
+      const address = await server.listen();
+      process.stdout.write(`listening on ${formatAddress(address.host, address.port)}\n`);
+      log(`tcpkit ${VERSION} serving messages (${reply === undefined ? 'echo' : 'fixed reply'}); Ctrl-C to stop`);
+
+      await new Promise<void>((resolve) => {
+        let stopping = false;
+        const onSignal = (signal: NodeJS.Signals): void => {
+          if (stopping) {
+            process.stderr.write(`tcpkit: ${signal} again, exiting now\n`);
+            process.exit(ExitCode.INTERRUPTED);
+          }
+          stopping = true;
+          log(`${signal}: shutting down, finishing requests in flight (${signal === 'SIGINT' ? 'Ctrl-C' : signal} again to force)`);
+          void server.close().then(() => {
+            log('stopped');
+            resolve();
+          });
+        };
+        process.on('SIGINT', onSignal);
+        process.on('SIGTERM', onSignal);
+      });
+    });
+}

@@ -1,0 +1,103 @@
+/**
+ * What the CLI prints: peer text made safe for a terminal, errors as one line, exit codes.
+ */
+import { InvalidArgumentError } from 'commander';
+import { TcpkitError } from '../errors.js';
+
+/** Exit codes of every command (README "Exit codes"). */
+export const ExitCode = Object.freeze({
+  OK: 0,
+  /** The server answered with an error, or the work failed for another reason. */
+  FAILED: 1,
+  /** Bad command line. */
+  USAGE: 2,
+  /** Could not connect: nothing listening, unknown host, connect timeout, not a tcpkit server. */
+  CONNECT: 3,
+  /** The connection broke or a reply timed out mid-way. */
+  CONNECTION_LOST: 4,
+  /** Interrupted (Ctrl-C) in a client command. */
+  INTERRUPTED: 130,
+});
+
+const fatalDecoder = new TextDecoder('utf-8', { fatal: true });
+// C0 and C1 controls, DEL, line/paragraph separators and bidi overrides: what can move a
+// terminal's cursor, change its state or disguise text (RELIABILITY.md G8, scp CVE-2019-6109).
+// eslint-disable-next-line no-control-regex
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu;
+
+function escapeChar(ch: string): string {
+  const code = ch.codePointAt(0)!;
+  switch (ch) {
+    case '\n':
+      return '\\n';
+    case '\r':
+      return '\\r';
+    case '\t':
+      return '\\t';
+    default:
+      return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  }
+}
+
+/**
+ * Text from a peer, safe to print on one line: control characters escaped, bytes that are not
+ * UTF-8 shown as `\xNN`.
+ */
+export function safeText(data: Uint8Array | string): string {
+  let text: string;
+  if (typeof data === 'string') {
+    text = data;
+  } else {
+    try {
+      text = fatalDecoder.decode(data);
+    } catch {
+      let out = '';
+      for (const byte of data) out += byte >= 0x20 && byte < 0x7f ? String.fromCharCode(byte) : `\\x${byte.toString(16).padStart(2, '0')}`;
+      return out;
+    }
+  }
+  return text.replace(UNSAFE, escapeChar);
+}
+
+/** The exit code an error deserves. */
+export function exitCodeFor(error: unknown): number {
+  if (!(error instanceof TcpkitError)) return ExitCode.FAILED;
+  switch (error.wireCode) {
+    case 'CONNECTION_REFUSED':
+    case 'HOST_NOT_FOUND':
+    case 'CONNECT_TIMEOUT':
+    case 'NOT_TCPKIT':
+    case 'UNSUPPORTED_VERSION':
+    case 'TOO_MANY_CONNECTIONS':
+      return ExitCode.CONNECT;
+    case 'CONNECTION_CLOSED':
+    case 'CONNECTION_FAILED':
+    case 'REQUEST_TIMEOUT':
+    case 'PROTOCOL_ERROR':
+    case 'FRAME_TOO_LARGE':
+    case 'SHUTTING_DOWN':
+    case 'IDLE_TIMEOUT':
+      return ExitCode.CONNECTION_LOST;
+    case 'INVALID_ADDRESS':
+    case 'INVALID_OPTION':
+      return ExitCode.USAGE;
+    default:
+      return ExitCode.FAILED;
+  }
+}
+
+/** One line for stderr: `tcpkit: <reason>`. */
+export function errorLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return `tcpkit: ${safeText(message)}`;
+}
+
+/** Commander parser for a whole number within bounds. */
+export function intArg(min: number, max: number): (value: string) => number {
+  return (value: string) => {
+    if (!/^[0-9]+$/.test(value)) throw new InvalidArgumentError(`expected a whole number, got "${value}"`);
+    const n = Number(value);
+    if (n < min || n > max) throw new InvalidArgumentError(`expected a number from ${min} to ${max}`);
+    return n;
+  };
+}

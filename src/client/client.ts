@@ -1,0 +1,495 @@
+/**
+ * The client core: one kept (long) connection carrying many requests, pipelined, replies matched
+ * by request id. The short form (one request per connection) is built on it in `short.ts`.
+ */
+import * as net from 'node:net';
+import {
+  ConnectionError,
+  ProtocolError,
+  RemoteError,
+  TcpkitError,
+  TimeoutError,
+} from '../errors.js';
+import {
+  CONNECTION_ID,
+  FrameType,
+  MAX_PING_BYTES,
+  MAX_REQUEST_ID,
+  SUPPORTED_VERSIONS,
+  frameTypeName,
+  preambleBytes,
+} from '../protocol/constants.js';
+import {
+  decodeErrorBody,
+  decodeServerHello,
+  encodeClientHello,
+  encodeErrorBody,
+  type ServerHello,
+} from '../protocol/control.js';
+import type { Frame } from '../protocol/frame.js';
+import { Connection, type CloseReason } from '../transport/connection.js';
+import { VERSION } from '../version.js';
+import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions, type Target } from './options.js';
+
+/** Per-request options. */
+export interface RequestOptions {
+  /** Overrides the client's `requestTimeoutMs` for this request; 0 waits forever. */
+  timeoutMs?: number;
+  /** Abandons the request (the server is sent a CANCEL). */
+  signal?: AbortSignal;
+}
+
+interface Pending {
+  readonly replyType: number;
+  resolve(frame: Frame): void;
+  reject(error: Error): void;
+  timer: NodeJS.Timeout | undefined;
+  /** The caller was already answered (timeout, abort): a late reply only frees the id. */
+  abandoned: boolean;
+  onAbort: (() => void) | undefined;
+  signal: AbortSignal | undefined;
+}
+
+/** State of a client: open, closing (no new requests), closed. */
+export type ClientState = 'open' | 'closing' | 'closed';
+
+/** Maps a failed TCP connect to an error a person understands. */
+function connectError(error: NodeJS.ErrnoException, options: ResolvedClientOptions): TcpkitError {
+  switch (error.code) {
+    case 'ECONNREFUSED':
+      return new ConnectionError('CONNECTION_REFUSED', `no server listening at ${options.label}`, { cause: error });
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_NONAME':
+      return new ConnectionError('HOST_NOT_FOUND', `cannot resolve host "${options.host}"`, { cause: error });
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return new ConnectionError('CONNECTION_FAILED', `cannot reach ${options.label}: no route to host`, { cause: error });
+    default:
+      return new ConnectionError('CONNECTION_FAILED', `cannot connect to ${options.label}: ${error.message}`, { cause: error });
+  }
+}
+
+function abortError(signal: AbortSignal): TcpkitError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof TcpkitError) return reason;
+  return new TcpkitError('ABORTED', 'the operation was aborted', { cause: reason });
+}
+
+/**
+ * A kept connection to a tcpkit server. Get one with {@link connect}.
+ */
+export class Client {
+  readonly #options: ResolvedClientOptions;
+  readonly #conn: Connection;
+  readonly #pending = new Map<number, Pending>();
+  /** Requests waiting for a free in-flight slot (the server's maxInFlight). */
+  readonly #waiting: Array<() => void> = [];
+  #nextId = 1;
+  #state: ClientState = 'open';
+  #server: ServerHello | undefined;
+  #hello: { resolve(): void; reject(error: Error): void };
+  readonly #ready: Promise<void>;
+  #failure: Error | undefined;
+  #goodbye: TcpkitError | undefined;
+  #closedPromise: Promise<Error | undefined>;
+  #resolveClosed!: (error: Error | undefined) => void;
+  #lingerTimer: NodeJS.Timeout | undefined;
+
+  /** @internal Use {@link connect}. */
+  constructor(socket: net.Socket, options: ResolvedClientOptions) {
+    this.#options = options;
+    let hello!: { resolve(): void; reject(error: Error): void };
+    this.#ready = new Promise<void>((resolve, reject) => {
+      hello = { resolve, reject };
+    });
+    this.#ready.catch(() => {});
+    this.#hello = hello;
+    this.#closedPromise = new Promise((resolve) => {
+      this.#resolveClosed = resolve;
+    });
+    this.#conn = new Connection(
+      socket,
+      {
+        frame: (frame) => this.#onFrame(frame),
+        peerEnd: () => this.#onPeerEnd(),
+        protocolError: (error) => this.#onProtocolError(error),
+        close: (reason, error) => this.#onClose(reason, error),
+      },
+      { maxFrameBytes: options.maxFrameBytes },
+    );
+    this.#conn.write(preambleBytes());
+    this.#conn.sendFrame(
+      FrameType.HELLO,
+      CONNECTION_ID,
+      encodeClientHello({ versions: [...SUPPORTED_VERSIONS], agent: `tcpkit/${VERSION}`, capabilities: [] }),
+    );
+  }
+
+  /** @internal Resolves once the server's hello arrived. */
+  get ready(): Promise<void> {
+    return this.#ready;
+  }
+
+  /** What the server said in its hello: version, services, limits. */
+  get server(): ServerHello {
+    if (this.#server === undefined) throw new Error('the hello exchange is not finished');
+    return this.#server;
+  }
+
+  /** `host:port` of the server. */
+  get remote(): string {
+    return this.#options.label;
+  }
+
+  get state(): ClientState {
+    return this.#state;
+  }
+
+  /** Requests sent and not yet answered (including abandoned ones the server still works on). */
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * Sends one message and resolves with the server's reply.
+   * @example const reply = await client.send('hello'); console.log(reply.toString());
+   */
+  async send(message: string | Uint8Array, options?: RequestOptions): Promise<Buffer> {
+    const payload = typeof message === 'string' ? Buffer.from(message, 'utf8') : message;
+    const frame = await this.request(FrameType.MESSAGE, payload, FrameType.MESSAGE_REPLY, options);
+    return frame.payload;
+  }
+
+  /** Round-trip time of a PING, in milliseconds. */
+  async ping(options?: RequestOptions): Promise<number> {
+    const started = process.hrtime.bigint();
+    const probe = Buffer.alloc(8);
+    probe.writeBigUInt64BE(started);
+    const frame = await this.request(FrameType.PING, probe, FrameType.PONG, options);
+    if (frame.payload.length > MAX_PING_BYTES || !frame.payload.equals(probe)) {
+      throw this.#fatal(new ProtocolError('PROTOCOL_ERROR', 'PONG does not echo the PING'));
+    }
+    return Number(process.hrtime.bigint() - started) / 1e6;
+  }
+
+  /**
+   * Sends one request frame and resolves with its one reply frame of type `replyType`. An ERROR
+   * reply rejects with a {@link RemoteError}. For service clients built on this core.
+   */
+  async request(type: number, payload: Uint8Array, replyType: number, options: RequestOptions = {}): Promise<Frame> {
+    this.#checkUsable();
+    const limit = this.#server!.limits.maxFrameBytes;
+    if (payload.length > limit) {
+      throw new TcpkitError('FRAME_TOO_LARGE', `request of ${payload.length} bytes exceeds the server's limit of ${limit} bytes`);
+    }
+    if (options.signal?.aborted) throw abortError(options.signal);
+    if (this.#pending.size >= this.#server!.limits.maxInFlight) {
+      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+      this.#checkUsable();
+      if (options.signal?.aborted) {
+        this.#wakeWaiting();
+        throw abortError(options.signal);
+      }
+    }
+    return new Promise<Frame>((resolve, reject) => {
+      const id = this.#allocateId();
+      const pending: Pending = { replyType, resolve, reject, timer: undefined, abandoned: false, onAbort: undefined, signal: options.signal };
+      const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
+      if (timeoutMs > 0) {
+        pending.timer = setTimeout(() => {
+          this.#abandon(id, pending, new TimeoutError('REQUEST_TIMEOUT', `no reply from ${this.remote} within ${timeoutMs} ms`));
+        }, timeoutMs);
+      }
+      if (options.signal) {
+        const signal = options.signal;
+        pending.onAbort = () => this.#abandon(id, pending, abortError(signal));
+        signal.addEventListener('abort', pending.onAbort, { once: true });
+      }
+      this.#pending.set(id, pending);
+      if (payload.length >= 64 * 1024) this.#conn.sendLargeFrame(type, id, payload);
+      else this.#conn.sendFrame(type, id, payload);
+    });
+  }
+
+  /**
+   * Graceful close: waits for the replies in flight, says goodbye, and resolves once the
+   * connection is closed. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.#state === 'open') {
+      this.#state = 'closing';
+      this.#wakeAll();
+      this.#maybeEnd();
+    }
+    await this.#closedPromise;
+  }
+
+  /** Closes at once; requests in flight reject with `error` (or CLIENT_CLOSED). Idempotent. */
+  destroy(error?: Error): void {
+    this.#failure ??= error ?? new ConnectionError('CLIENT_CLOSED', 'the client was destroyed');
+    this.#conn.destroy(error);
+  }
+
+  /** Resolves when the connection is closed: with the error that closed it, or undefined after a clean close. */
+  closed(): Promise<Error | undefined> {
+    return this.#closedPromise;
+  }
+
+  #checkUsable(): void {
+    if (this.#failure) throw this.#failure;
+    if (this.#goodbye) throw this.#goodbye;
+    if (this.#state !== 'open') throw new ConnectionError('CLIENT_CLOSED', 'the client is closed');
+  }
+
+  #allocateId(): number {
+    for (;;) {
+      const id = this.#nextId;
+      this.#nextId = id >= MAX_REQUEST_ID ? 1 : id + 1;
+      if (!this.#pending.has(id)) return id;
+    }
+  }
+
+  /** Answers the caller now (timeout, abort) but keeps the id reserved until the server replies. */
+  #abandon(id: number, pending: Pending, error: Error): void {
+    if (pending.abandoned) return;
+    pending.abandoned = true;
+    this.#clearPending(pending);
+    pending.reject(error);
+    if (!this.#conn.writeEnded) this.#conn.sendFrame(FrameType.CANCEL, id);
+  }
+
+  #clearPending(pending: Pending): void {
+    clearTimeout(pending.timer);
+    if (pending.onAbort) pending.signal?.removeEventListener('abort', pending.onAbort);
+  }
+
+  #wakeWaiting(): void {
+    while (this.#waiting.length > 0 && this.#pending.size < (this.#server?.limits.maxInFlight ?? 1)) {
+      this.#waiting.shift()!();
+    }
+  }
+
+  /** Wakes every request waiting for a slot; each re-checks usability and throws. */
+  #wakeAll(): void {
+    for (const wake of this.#waiting.splice(0)) wake();
+  }
+
+  #onFrame(frame: Frame): void {
+    if (this.#server === undefined) {
+      this.#onHelloFrame(frame);
+      return;
+    }
+    switch (frame.type) {
+      case FrameType.PING:
+        if (frame.payload.length <= MAX_PING_BYTES) this.#conn.sendFrame(FrameType.PONG, frame.id, frame.payload);
+        return;
+      case FrameType.GOODBYE:
+        this.#onGoodbye(frame);
+        return;
+      case FrameType.ERROR:
+        if (frame.id === CONNECTION_ID) {
+          const body = this.#decodeErrorOrFail(frame, 'error');
+          if (body) this.#fatal(new RemoteError(body.code, `server error: ${body.message || body.code}`));
+          return;
+        }
+        this.#settle(frame);
+        return;
+      default:
+        this.#settle(frame);
+    }
+  }
+
+  #settle(frame: Frame): void {
+    const pending = this.#pending.get(frame.id);
+    if (pending === undefined) {
+      this.#fatal(new ProtocolError('PROTOCOL_ERROR', `reply ${frameTypeName(frame.type)} for unknown request id ${frame.id}`));
+      return;
+    }
+    let error: Error | undefined;
+    if (frame.type === FrameType.ERROR) {
+      const body = this.#decodeErrorOrFail(frame, 'error');
+      if (!body) return;
+      error = new RemoteError(body.code, body.message || body.code);
+    } else if (frame.type !== pending.replyType) {
+      this.#fatal(new ProtocolError('PROTOCOL_ERROR', `expected ${frameTypeName(pending.replyType)}, got ${frameTypeName(frame.type)}`));
+      return;
+    }
+    this.#pending.delete(frame.id);
+    if (!pending.abandoned) {
+      this.#clearPending(pending);
+      if (error) pending.reject(error);
+      else pending.resolve(frame);
+    }
+    this.#wakeWaiting();
+    this.#maybeEnd();
+  }
+
+  #decodeErrorOrFail(frame: Frame, what: string): ReturnType<typeof decodeErrorBody> | undefined {
+    try {
+      return decodeErrorBody(frame.payload, what);
+    } catch (error) {
+      this.#fatal(error as Error);
+      return undefined;
+    }
+  }
+
+  #onHelloFrame(frame: Frame): void {
+    if (frame.type === FrameType.ERROR && frame.id === CONNECTION_ID) {
+      const body = this.#decodeErrorOrFail(frame, 'error');
+      if (body) this.#fatal(new RemoteError(body.code, `server refused the connection: ${body.message || body.code}`));
+      return;
+    }
+    if (frame.type !== FrameType.HELLO || frame.id !== CONNECTION_ID) {
+      this.#fatal(new ProtocolError('PROTOCOL_ERROR', `expected the server's HELLO, got ${frameTypeName(frame.type)}`));
+      return;
+    }
+    let hello: ServerHello;
+    try {
+      hello = decodeServerHello(frame.payload);
+    } catch (error) {
+      this.#fatal(error as Error);
+      return;
+    }
+    if (!SUPPORTED_VERSIONS.includes(hello.version)) {
+      this.#fatal(new ProtocolError('UNSUPPORTED_VERSION', `the server chose protocol version ${hello.version}, which this client does not speak`));
+      return;
+    }
+    this.#server = hello;
+    this.#hello.resolve();
+  }
+
+  #onGoodbye(frame: Frame): void {
+    const body = this.#decodeErrorOrFail(frame, 'goodbye');
+    if (!body) return;
+    const why = body.message || body.code;
+    this.#goodbye = new RemoteError(body.code === 'NORMAL' ? 'CONNECTION_CLOSED' : body.code, `the server closed the connection: ${why}`);
+    this.#wakeAll();
+    this.#maybeEnd();
+  }
+
+  /** Ends our side when nothing is in flight and we close, or the server said goodbye. */
+  #maybeEnd(): void {
+    if (this.#pending.size > 0 || this.#conn.writeEnded) return;
+    if (this.#state === 'closing') {
+      this.#conn.sendFrame(FrameType.GOODBYE, CONNECTION_ID, encodeErrorBody({ code: 'NORMAL', message: 'client done' }));
+    } else if (!this.#goodbye) {
+      return;
+    }
+    this.#conn.end();
+    this.#lingerTimer = setTimeout(() => this.#conn.destroy(), 5_000);
+  }
+
+  #onPeerEnd(): void {
+    const why = this.#goodbye ?? new ConnectionError('CONNECTION_CLOSED', `${this.remote} closed the connection before replying`);
+    this.#failAll(why);
+    this.#conn.end();
+  }
+
+  #onProtocolError(error: ProtocolError): void {
+    if (error.wireCode === 'NOT_TCPKIT') {
+      this.#fatal(new ProtocolError('NOT_TCPKIT', `the server at ${this.remote} does not speak the tcpkit protocol (a raw server?)`));
+    } else {
+      this.#fatal(error);
+    }
+  }
+
+  /** A broken connection: every caller is told `error`, and the socket is destroyed. */
+  #fatal(error: Error): Error {
+    this.#failure ??= error;
+    this.#failAll(this.#failure);
+    this.#conn.destroy(error);
+    return this.#failure;
+  }
+
+  #failAll(error: Error): void {
+    if (this.#server === undefined) this.#hello.reject(error);
+    for (const pending of this.#pending.values()) {
+      if (!pending.abandoned) {
+        pending.abandoned = true;
+        this.#clearPending(pending);
+        pending.reject(error);
+      }
+    }
+    this.#pending.clear();
+    this.#failure ??= error;
+    this.#wakeAll();
+  }
+
+  #onClose(reason: CloseReason, error: Error | undefined): void {
+    clearTimeout(this.#lingerTimer);
+    const wasClosing = this.#state === 'closing';
+    this.#state = 'closed';
+    let failure = this.#failure;
+    if (failure === undefined && (this.#pending.size > 0 || this.#server === undefined || reason === 'reset' || reason === 'error')) {
+      const what = error ? `: ${(error as NodeJS.ErrnoException).code ?? error.message}` : '';
+      failure =
+        reason === 'reset' || reason === 'error'
+          ? new ConnectionError('CONNECTION_FAILED', `connection to ${this.remote} lost${what}`, { cause: error })
+          : new ConnectionError('CONNECTION_CLOSED', `${this.remote} closed the connection${this.#server ? ' before replying' : ' during the hello (not a tcpkit server?)'}`);
+    }
+    this.#failure ??= failure ?? new ConnectionError('CLIENT_CLOSED', 'the client is closed');
+    this.#failAll(this.#failure);
+    this.#resolveClosed(wasClosing && failure === undefined ? undefined : failure);
+  }
+}
+
+/** Opens the TCP connection, within the connect timeout and the abort signal. */
+function openSocket(options: ResolvedClientOptions, deadline: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: options.host, port: options.port, allowHalfOpen: true });
+    const finish = (error: Error | undefined): void => {
+      clearTimeout(timer);
+      socket.off('error', onError);
+      socket.off('connect', onConnect);
+      options.signal?.removeEventListener('abort', onAbort);
+      if (error) {
+        socket.destroy();
+        reject(error);
+      } else {
+        resolve(socket);
+      }
+    };
+    const onConnect = (): void => finish(undefined);
+    const onError = (error: Error): void => finish(connectError(error, options));
+    const onAbort = (): void => finish(abortError(options.signal!));
+    const timer = setTimeout(
+      () => finish(new TimeoutError('CONNECT_TIMEOUT', `could not connect to ${options.label} within ${options.connectTimeoutMs} ms`)),
+      Math.max(0, deadline - Date.now()),
+    );
+    socket.once('connect', onConnect);
+    socket.on('error', onError);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * Connects to a tcpkit server and completes the hello exchange.
+ * @example
+ * const client = await connect('127.0.0.1:7890');
+ * console.log((await client.send('hello')).toString());
+ * await client.close();
+ */
+export async function connect(target: Target, options?: ClientOptions): Promise<Client> {
+  const resolved = resolveClientOptions(target, options);
+  if (resolved.signal?.aborted) throw abortError(resolved.signal);
+  const deadline = Date.now() + resolved.connectTimeoutMs;
+  const socket = await openSocket(resolved, deadline);
+  const client = new Client(socket, resolved);
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new TimeoutError('CONNECT_TIMEOUT', `${resolved.label} accepted the connection but sent no hello within ${resolved.connectTimeoutMs} ms`)),
+      Math.max(0, deadline - Date.now()),
+    );
+  });
+  try {
+    await Promise.race([client.ready, timedOut]);
+  } catch (error) {
+    client.destroy(error as Error);
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+  return client;
+}

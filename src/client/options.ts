@@ -1,0 +1,66 @@
+/**
+ * Options of a tcpkit client, their defaults in one frozen object, validated once.
+ */
+import { OptionError } from '../errors.js';
+import { HARD_MAX_FRAME_BYTES, HELLO_MAX_FRAME_BYTES } from '../protocol/constants.js';
+import { intOption, stripUndefined } from '../util/options.js';
+import { checkPort, DEFAULT_PORT, formatAddress, parseAddress } from '../transport/address.js';
+
+/** Options of {@link connect}. */
+export interface ClientOptions {
+  /** Server host name or address. @default '127.0.0.1' */
+  host?: string;
+  /** Server port. @default 7890 */
+  port?: number;
+  /** Time allowed for the TCP connection and the hello exchange together. @default 10000 */
+  connectTimeoutMs?: number;
+  /** Time allowed for each reply, unless a request says otherwise; 0 waits forever. @default 30000 */
+  requestTimeoutMs?: number;
+  /** Largest reply frame accepted from the server (a hostile server cannot make us buffer more). @default 16777216 */
+  maxFrameBytes?: number;
+  /** Aborts connecting. */
+  signal?: AbortSignal;
+}
+
+/** Defaults of {@link ClientOptions}, in one place. */
+export const CLIENT_DEFAULTS = Object.freeze({
+  host: '127.0.0.1',
+  port: DEFAULT_PORT,
+  connectTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  maxFrameBytes: HARD_MAX_FRAME_BYTES,
+});
+
+export interface ResolvedClientOptions {
+  host: string;
+  port: number;
+  /** `host:port` for messages. */
+  label: string;
+  connectTimeoutMs: number;
+  requestTimeoutMs: number;
+  maxFrameBytes: number;
+  signal: AbortSignal | undefined;
+}
+
+/** Where to connect: `"HOST[:PORT]"` or options carrying host and port. */
+export type Target = string | ClientOptions;
+
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** Merges a target and options over the defaults and checks them. */
+export function resolveClientOptions(target: Target, options: ClientOptions = {}): ResolvedClientOptions {
+  const fromTarget: ClientOptions = typeof target === 'string' ? parseAddress(target) : target;
+  const o = { ...CLIENT_DEFAULTS, ...stripUndefined(fromTarget), ...stripUndefined(options) };
+  if (typeof o.host !== 'string' || o.host.length === 0) throw new OptionError('INVALID_ADDRESS', 'host must be a non-empty string');
+  const port = checkPort(o.port);
+  const maxFrameBytes = intOption('maxFrameBytes', o.maxFrameBytes, HELLO_MAX_FRAME_BYTES, HARD_MAX_FRAME_BYTES);
+  return {
+    host: o.host,
+    port,
+    label: formatAddress(o.host, port),
+    connectTimeoutMs: intOption('connectTimeoutMs', o.connectTimeoutMs, 1, MAX_TIMER_MS),
+    requestTimeoutMs: intOption('requestTimeoutMs', o.requestTimeoutMs, 0, MAX_TIMER_MS),
+    maxFrameBytes,
+    signal: o.signal,
+  };
+}

@@ -1,0 +1,123 @@
+/**
+ * One error base with stable codes. The wire name of a code (`NOT_FOUND`) travels in ERROR and
+ * GOODBYE frames; the library code is the wire name prefixed with `TCPKIT_ERR_`. The table below
+ * is the single source of truth, and `docs/PROTOCOL.md` §7 prints the same table.
+ */
+
+/** Where a code can appear: on the wire (sent by a peer) or only locally (raised by this side). */
+export type CodeScope = 'wire' | 'local';
+
+interface CodeInfo {
+  readonly scope: CodeScope;
+  readonly summary: string;
+}
+
+/** Every error code tcpkit knows, by wire name. Codes are never renumbered or reused. */
+export const ERROR_CODES = Object.freeze({
+  PROTOCOL_ERROR: { scope: 'wire', summary: 'the peer sent bytes that are not valid tcpkit protocol' },
+  FRAME_TOO_LARGE: { scope: 'wire', summary: 'a frame header announced more payload than the receiver accepts' },
+  UNSUPPORTED_VERSION: { scope: 'wire', summary: 'no protocol version in common' },
+  UNSUPPORTED_REQUEST: { scope: 'wire', summary: 'the receiver does not serve this request type' },
+  BAD_REQUEST: { scope: 'wire', summary: 'the request payload is malformed' },
+  HANDLER_ERROR: { scope: 'wire', summary: "the server's handler failed while serving the request" },
+  SHUTTING_DOWN: { scope: 'wire', summary: 'the server is shutting down and takes no new requests' },
+  TOO_MANY_CONNECTIONS: { scope: 'wire', summary: 'a connection cap of the server is reached' },
+  IDLE_TIMEOUT: { scope: 'wire', summary: 'the connection was idle too long' },
+  TIMEOUT: { scope: 'wire', summary: 'a phase deadline of the server passed' },
+  NOT_FOUND: { scope: 'wire', summary: 'no such file on the server' },
+  INVALID_NAME: { scope: 'wire', summary: 'the name breaks the naming rules' },
+  FORBIDDEN: { scope: 'wire', summary: 'the server refuses to serve this' },
+  AUTH_FAILED: { scope: 'wire', summary: 'authentication failed' },
+  NORMAL: { scope: 'wire', summary: 'orderly goodbye, no error' },
+  CONNECTION_REFUSED: { scope: 'local', summary: 'no server listening at the address' },
+  HOST_NOT_FOUND: { scope: 'local', summary: 'the host name does not resolve' },
+  CONNECT_TIMEOUT: { scope: 'local', summary: 'the connection was not established in time' },
+  REQUEST_TIMEOUT: { scope: 'local', summary: 'no reply arrived in time' },
+  CONNECTION_CLOSED: { scope: 'local', summary: 'the connection closed before the reply arrived' },
+  CONNECTION_FAILED: { scope: 'local', summary: 'a network error ended the connection' },
+  NOT_TCPKIT: { scope: 'local', summary: 'the peer does not speak the tcpkit protocol' },
+  CLIENT_CLOSED: { scope: 'local', summary: 'the client was closed by its owner' },
+  ABORTED: { scope: 'local', summary: 'the operation was aborted by its AbortSignal' },
+  INVALID_ADDRESS: { scope: 'local', summary: 'the address is not HOST[:PORT]' },
+  INVALID_OPTION: { scope: 'local', summary: 'an option has a bad value' },
+  REMOTE_ERROR: { scope: 'local', summary: 'the peer sent an error code this version does not know' },
+} satisfies Record<string, CodeInfo>);
+
+/** The wire name of an error code, e.g. `NOT_FOUND`. */
+export type ErrorCodeName = keyof typeof ERROR_CODES;
+/** The library code of an error, e.g. `TCPKIT_ERR_NOT_FOUND`. */
+export type ErrorCode = `TCPKIT_ERR_${ErrorCodeName}`;
+
+/** True when `name` is a code this version knows. */
+export function isErrorCodeName(name: string): name is ErrorCodeName {
+  return Object.hasOwn(ERROR_CODES, name);
+}
+
+/** The base of every error tcpkit raises. `code` is stable; `message` is for people. */
+export class TcpkitError extends Error {
+  /** Library code, `TCPKIT_ERR_` + {@link wireCode}. */
+  readonly code: ErrorCode;
+  /** Name as it travels on the wire. */
+  readonly wireCode: ErrorCodeName;
+
+  constructor(wireCode: ErrorCodeName, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TcpkitError';
+    this.wireCode = wireCode;
+    this.code = `TCPKIT_ERR_${wireCode}`;
+  }
+}
+
+/** The peer broke the protocol (bad bytes, oversized frame, bad hello). The connection is unusable. */
+export class ProtocolError extends TcpkitError {
+  constructor(wireCode: 'PROTOCOL_ERROR' | 'FRAME_TOO_LARGE' | 'UNSUPPORTED_VERSION' | 'NOT_TCPKIT', message: string) {
+    super(wireCode, message);
+    this.name = 'ProtocolError';
+  }
+}
+
+/** The peer answered a request with an ERROR frame (or said goodbye with an error). */
+export class RemoteError extends TcpkitError {
+  /** The code exactly as the peer sent it (it may be one this version does not know). */
+  readonly remoteCode: string;
+
+  constructor(remoteCode: string, message: string) {
+    super(isErrorCodeName(remoteCode) ? remoteCode : 'REMOTE_ERROR', message);
+    this.name = 'RemoteError';
+    this.remoteCode = remoteCode;
+  }
+}
+
+/** A network-level failure: refused, unresolvable, timed out, closed under us. */
+export class ConnectionError extends TcpkitError {
+  constructor(
+    wireCode:
+      | 'CONNECTION_REFUSED'
+      | 'HOST_NOT_FOUND'
+      | 'CONNECT_TIMEOUT'
+      | 'CONNECTION_CLOSED'
+      | 'CONNECTION_FAILED'
+      | 'CLIENT_CLOSED',
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(wireCode, message, options);
+    this.name = 'ConnectionError';
+  }
+}
+
+/** A reply did not arrive within the request timeout. */
+export class TimeoutError extends TcpkitError {
+  constructor(wireCode: 'REQUEST_TIMEOUT' | 'CONNECT_TIMEOUT', message: string) {
+    super(wireCode, message);
+    this.name = 'TimeoutError';
+  }
+}
+
+/** A caller passed a bad option or address; names the option. */
+export class OptionError extends TcpkitError {
+  constructor(wireCode: 'INVALID_OPTION' | 'INVALID_ADDRESS', message: string) {
+    super(wireCode, message);
+    this.name = 'OptionError';
+  }
+}

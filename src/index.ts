@@ -1,0 +1,33 @@
+/**
+ * tcpkit's library: servers, clients and the protocol codec. The CLI is built on exactly this.
+ */
+export { createServer, Server, type ServerEventMap, type ServerStats } from './server/server.js';
+export { SERVER_DEFAULTS, type ServerOptions } from './server/options.js';
+export { connect, Client, type ClientState, type RequestOptions } from './client/client.js';
+export { withClient, sendOnce } from './client/short.js';
+export { CLIENT_DEFAULTS, type ClientOptions, type Target } from './client/options.js';
+export {
+  echoHandler,
+  fixedReplyHandler,
+  messageService,
+  type MessageContext,
+  type MessageHandler,
+  type MessageReply,
+} from './services/message.js';
+export type { Exchange, Service } from './services/service.js';
+export type { PeerInfo, CloseReason } from './transport/connection.js';
+export { DEFAULT_PORT, parseAddress, formatAddress, normalizeIp, type HostPort } from './transport/address.js';
+export {
+  ERROR_CODES,
+  TcpkitError,
+  ProtocolError,
+  RemoteError,
+  ConnectionError,
+  TimeoutError,
+  OptionError,
+  isErrorCodeName,
+  type ErrorCode,
+  type ErrorCodeName,
+} from './errors.js';
+export * as protocol from './protocol/index.js';
+export { VERSION } from './version.js';

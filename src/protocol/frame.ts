@@ -1,0 +1,196 @@
+/**
+ * Frame codec of protocol v1: bytes in, frames out; frames in, bytes out. No I/O, no timers.
+ */
+import { ProtocolError } from '../errors.js';
+import { HARD_MAX_FRAME_BYTES, HEADER_BYTES, MAX_REQUEST_ID, PREAMBLE } from './constants.js';
+
+/** One decoded frame. `payload` may be a view into a received chunk: copy it to keep it long. */
+export interface Frame {
+  readonly type: number;
+  readonly flags: number;
+  readonly id: number;
+  readonly payload: Buffer;
+}
+
+function checkHeaderFields(type: number, id: number, length: number, flags: number): void {
+  if (!Number.isInteger(type) || type < 0 || type > 0xff) throw new RangeError(`frame type out of range: ${type}`);
+  if (!Number.isInteger(flags) || flags < 0 || flags > 0xff) throw new RangeError(`frame flags out of range: ${flags}`);
+  if (!Number.isInteger(id) || id < 0 || id > MAX_REQUEST_ID) throw new RangeError(`request id out of range: ${id}`);
+  if (length > HARD_MAX_FRAME_BYTES) throw new RangeError(`frame payload of ${length} bytes exceeds ${HARD_MAX_FRAME_BYTES}`);
+}
+
+/** Writes a frame header into `target` at `offset`. */
+function writeHeader(target: Buffer, offset: number, type: number, id: number, length: number, flags: number): void {
+  target.writeUInt32BE(length, offset);
+  target[offset + 4] = type;
+  target[offset + 5] = flags;
+  target.writeUInt32BE(id, offset + 6);
+}
+
+/**
+ * The 10-byte header of a frame whose payload is sent separately (large payloads: avoids
+ * copying them into one buffer).
+ */
+export function encodeHeader(type: number, id: number, length: number, flags = 0): Buffer {
+  checkHeaderFields(type, id, length, flags);
+  const header = Buffer.allocUnsafe(HEADER_BYTES);
+  writeHeader(header, 0, type, id, length, flags);
+  return header;
+}
+
+/** One whole frame as a single buffer (header and a copy of the payload). */
+export function encodeFrame(type: number, id: number, payload: Uint8Array = EMPTY, flags = 0): Buffer {
+  checkHeaderFields(type, id, payload.length, flags);
+  const out = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
+  writeHeader(out, 0, type, id, payload.length, flags);
+  out.set(payload, HEADER_BYTES);
+  return out;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Options of a {@link FrameDecoder}. */
+export interface FrameDecoderOptions {
+  /**
+   * Largest payload accepted; a header announcing more fails at once, before any of the body
+   * is buffered.
+   */
+  maxFrameBytes: number;
+  /** Expect the 8-byte preamble before the first frame. @default true */
+  expectPreamble?: boolean;
+}
+
+/**
+ * Incremental frame decoder: `push(chunk)` returns the frames completed by that chunk. Chunk
+ * boundaries never matter. Once it has thrown, the decoder stays failed: every later push
+ * throws the same error. It never holds more than one header plus one frame's payload (the
+ * largest allowed) plus the bytes it has not yet been asked to decode.
+ */
+export class FrameDecoder {
+  #maxFrameBytes: number;
+  #preambleSeen: number;
+  #chunks: Buffer[] = [];
+  #buffered = 0;
+  /** Header of the frame whose payload is awaited, or undefined while awaiting a header. */
+  #header: { type: number; flags: number; id: number; length: number } | undefined;
+  #failure: ProtocolError | undefined;
+
+  constructor(options: FrameDecoderOptions) {
+    this.#maxFrameBytes = FrameDecoder.#checkLimit(options.maxFrameBytes);
+    this.#preambleSeen = options.expectPreamble === false ? PREAMBLE.length : 0;
+  }
+
+  static #checkLimit(limit: number): number {
+    if (!Number.isInteger(limit) || limit < 0 || limit > HARD_MAX_FRAME_BYTES) {
+      throw new RangeError(`maxFrameBytes must be an integer from 0 to ${HARD_MAX_FRAME_BYTES}, got ${limit}`);
+    }
+    return limit;
+  }
+
+  /** Current payload limit. */
+  get maxFrameBytes(): number {
+    return this.#maxFrameBytes;
+  }
+
+  /** Changes the payload limit for frames whose header has not yet been read (after the hello). */
+  set maxFrameBytes(limit: number) {
+    this.#maxFrameBytes = FrameDecoder.#checkLimit(limit);
+  }
+
+  /** Bytes held while waiting for the rest of a frame. */
+  get bufferedBytes(): number {
+    return this.#buffered;
+  }
+
+  /** True when the preamble has been fully received (or was not expected). */
+  get preambleDone(): boolean {
+    return this.#preambleSeen === PREAMBLE.length;
+  }
+
+  /** The error this decoder failed with, if it has. */
+  get failure(): ProtocolError | undefined {
+    return this.#failure;
+  }
+
+  /** Feeds bytes; returns the frames they complete, in order. Throws {@link ProtocolError}. */
+  push(chunk: Uint8Array): Frame[] {
+    if (this.#failure) throw this.#failure;
+    const frames: Frame[] = [];
+    let data = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    if (!this.preambleDone) {
+      data = this.#consumePreamble(data);
+      if (!this.preambleDone) return frames;
+    }
+    if (data.length === 0) return frames;
+    this.#chunks.push(data);
+    this.#buffered += data.length;
+    for (;;) {
+      if (this.#header === undefined) {
+        if (this.#buffered < HEADER_BYTES) break;
+        const head = this.#take(HEADER_BYTES);
+        const length = head.readUInt32BE(0);
+        if (length > this.#maxFrameBytes) {
+          this.#fail(
+            new ProtocolError('FRAME_TOO_LARGE', `frame of ${length} bytes announced, the limit is ${this.#maxFrameBytes}`),
+          );
+        }
+        this.#header = { length, type: head[4]!, flags: head[5]!, id: head.readUInt32BE(6) };
+      }
+      const header = this.#header;
+      if (this.#buffered < header.length) break;
+      const payload = header.length === 0 ? Buffer.alloc(0) : this.#take(header.length);
+      this.#header = undefined;
+      frames.push({ type: header.type, flags: header.flags, id: header.id, payload });
+    }
+    return frames;
+  }
+
+  #consumePreamble(data: Buffer): Buffer {
+    let i = 0;
+    while (i < data.length && this.#preambleSeen < PREAMBLE.length) {
+      if (data[i] !== PREAMBLE[this.#preambleSeen]) {
+        this.#fail(new ProtocolError('NOT_TCPKIT', 'the peer did not open with the tcpkit preamble'));
+      }
+      i++;
+      this.#preambleSeen++;
+    }
+    return data.subarray(i);
+  }
+
+  #fail(error: ProtocolError): never {
+    this.#failure = error;
+    this.#chunks = [];
+    this.#buffered = 0;
+    throw error;
+  }
+
+  /** Removes exactly `n` (≤ buffered) bytes from the front; copies only when they span chunks. */
+  #take(n: number): Buffer {
+    const first = this.#chunks[0]!;
+    this.#buffered -= n;
+    if (first.length > n) {
+      this.#chunks[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    if (first.length === n) {
+      this.#chunks.shift();
+      return first;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    while (filled < n) {
+      const head = this.#chunks[0]!;
+      const want = n - filled;
+      if (head.length <= want) {
+        out.set(head, filled);
+        filled += head.length;
+        this.#chunks.shift();
+      } else {
+        out.set(head.subarray(0, want), filled);
+        this.#chunks[0] = head.subarray(want);
+        filled += want;
+      }
+    }
+    return out;
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * Options of a tcpkit server, their defaults in one frozen object, validated once.
+ */
+import { OptionError } from '../errors.js';
+import { intOption, stripUndefined } from '../util/options.js';
+import { DEFAULT_MAX_FRAME_BYTES, HARD_MAX_FRAME_BYTES, HELLO_MAX_FRAME_BYTES } from '../protocol/constants.js';
+import { echoHandler, type MessageHandler } from '../services/message.js';
+import type { Service } from '../services/service.js';
+import { checkPort, DEFAULT_PORT } from '../transport/address.js';
+
+/** Options of {@link createServer}. Every timeout is finite. */
+export interface ServerOptions {
+  /** Interface to bind. @default undefined: all interfaces (IPv6 and IPv4 where the host has both) */
+  host?: string;
+  /** Port to bind; 0 picks a free one. @default 7890 */
+  port?: number;
+  /** Listen backlog (connections the kernel holds before they are accepted). @default 128 */
+  backlog?: number;
+  /** Answers each message. @default echo: the reply is the message itself */
+  onMessage?: MessageHandler;
+  /** More services (request families) beside the message service. @default [] */
+  services?: Service[];
+  /** Largest frame payload accepted after the hello; announced to clients. @default 1048576 (1 MiB) */
+  maxFrameBytes?: number;
+  /** Requests served at once on one connection; the rest wait unread (TCP backpressure). @default 16 */
+  maxInFlight?: number;
+  /** A connection that has not completed its hello by then is closed. @default 10000 */
+  handshakeTimeoutMs?: number;
+  /** On close(), connections still busy after this long are destroyed. @default 30000 */
+  drainTimeoutMs?: number;
+  /** After the server ends a connection, the peer has this long to close its side. @default 5000 */
+  lingerTimeoutMs?: number;
+}
+
+/** Defaults of {@link ServerOptions}, in one place. */
+export const SERVER_DEFAULTS = Object.freeze({
+  host: undefined as string | undefined,
+  port: DEFAULT_PORT,
+  backlog: 128,
+  maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+  maxInFlight: 16,
+  handshakeTimeoutMs: 10_000,
+  drainTimeoutMs: 30_000,
+  lingerTimeoutMs: 5_000,
+});
+
+/** Options after defaults and validation. */
+export interface ResolvedServerOptions {
+  host: string | undefined;
+  port: number;
+  backlog: number;
+  onMessage: MessageHandler;
+  services: Service[];
+  maxFrameBytes: number;
+  maxInFlight: number;
+  handshakeTimeoutMs: number;
+  drainTimeoutMs: number;
+  lingerTimeoutMs: number;
+}
+
+const MAX_TIMEOUT_MS = 24 * 3600 * 1000;
+
+/** Applies defaults and checks every option, naming the bad one. */
+export function resolveServerOptions(options: ServerOptions = {}): ResolvedServerOptions {
+  const o = { ...SERVER_DEFAULTS, ...stripUndefined(options) };
+  if (o.host !== undefined && (typeof o.host !== 'string' || o.host.length === 0)) {
+    throw new OptionError('INVALID_OPTION', 'host must be a non-empty string');
+  }
+  if (o.onMessage !== undefined && typeof o.onMessage !== 'function') {
+    throw new OptionError('INVALID_OPTION', 'onMessage must be a function');
+  }
+  return {
+    host: o.host,
+    port: checkPort(o.port, true),
+    backlog: intOption('backlog', o.backlog, 1, 65535),
+    onMessage: o.onMessage ?? echoHandler,
+    services: [...(o.services ?? [])],
+    maxFrameBytes: intOption('maxFrameBytes', o.maxFrameBytes, HELLO_MAX_FRAME_BYTES, HARD_MAX_FRAME_BYTES),
+    maxInFlight: intOption('maxInFlight', o.maxInFlight, 1, 4096),
+    handshakeTimeoutMs: intOption('handshakeTimeoutMs', o.handshakeTimeoutMs, 1, MAX_TIMEOUT_MS),
+    drainTimeoutMs: intOption('drainTimeoutMs', o.drainTimeoutMs, 0, MAX_TIMEOUT_MS),
+    lingerTimeoutMs: intOption('lingerTimeoutMs', o.lingerTimeoutMs, 1, MAX_TIMEOUT_MS),
+  };
+}

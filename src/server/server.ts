@@ -1,0 +1,195 @@
+/**
+ * The tcpkit server: accepts connections, keeps their registry, routes requests to services,
+ * and shuts down gracefully.
+ */
+import { EventEmitter } from 'node:events';
+import * as net from 'node:net';
+import type { ProtocolError } from '../errors.js';
+import { FrameType } from '../protocol/constants.js';
+import { messageService } from '../services/message.js';
+import type { Service } from '../services/service.js';
+import { formatAddress, type HostPort } from '../transport/address.js';
+import type { CloseReason, PeerInfo } from '../transport/connection.js';
+import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options.js';
+import { ServerSession, type SessionHost } from './session.js';
+import { VERSION } from '../version.js';
+
+/** Events of a {@link Server}, each with what a log line needs. */
+export interface ServerEventMap {
+  /** The server is bound. */
+  listening: [address: HostPort];
+  /** A connection was accepted. */
+  connection: [peer: PeerInfo];
+  /** The client closed its sending side (EOF): noticed at once, before replies in flight finish. */
+  'peer-end': [peer: PeerInfo];
+  /** A connection is gone and its resources are freed. */
+  disconnect: [peer: PeerInfo, reason: CloseReason, error: Error | undefined];
+  /** A client broke the protocol; it was told why (when framed) and disconnected. */
+  'protocol-error': [peer: PeerInfo, error: ProtocolError];
+  /** A service handler threw or rejected; the client got HANDLER_ERROR. */
+  'handler-error': [peer: PeerInfo, error: unknown];
+  /** close() finished: every connection is gone. */
+  close: [];
+}
+
+/** Counters of {@link Server.stats}. */
+export interface ServerStats {
+  /** Connections open now. */
+  connections: number;
+  /** Connections accepted since start. */
+  accepted: number;
+  /** Requests served since start, on closed and open connections. */
+  requests: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export class Server extends EventEmitter<ServerEventMap> {
+  readonly #options: ResolvedServerOptions;
+  readonly #services = new Map<number, Service>();
+  readonly #serviceNames: string[] = [];
+  readonly #sessions = new Set<ServerSession>();
+  readonly #net: net.Server;
+  readonly #host: SessionHost;
+  #closing: Promise<void> | undefined;
+  #accepted = 0;
+  #finished = { requests: 0, bytesIn: 0, bytesOut: 0 };
+  #allClosed: (() => void) | undefined;
+
+  constructor(options: ServerOptions = {}) {
+    super();
+    this.#options = resolveServerOptions(options);
+    for (const service of [messageService(this.#options.onMessage), ...this.#options.services]) this.#addService(service);
+    this.#host = {
+      options: this.#options,
+      services: this.#services,
+      serviceNames: this.#serviceNames,
+      agent: `tcpkit/${VERSION}`,
+      protocolError: (peer, error) => this.emit('protocol-error', peer, error),
+      handlerError: (peer, error) => this.emit('handler-error', peer, error),
+      peerEnded: (peer) => this.emit('peer-end', peer),
+      closed: (session, reason, error) => this.#onSessionClosed(session, reason, error),
+    };
+    // allowHalfOpen: a client that half-closes after its request must still get every reply
+    // (Node's default would end our side at once and truncate them; RELIABILITY.md §2.7).
+    this.#net = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => this.#onSocket(socket));
+  }
+
+  #addService(service: Service): void {
+    for (const type of service.requestTypes) {
+      if (this.#services.has(type) || type === FrameType.HELLO) throw new Error(`request type ${type} is served twice`);
+      this.#services.set(type, service);
+    }
+    this.#serviceNames.push(service.name);
+  }
+
+  /** Binds and starts accepting. Resolves with the address actually bound (the real port when 0 was asked). */
+  listen(): Promise<HostPort> {
+    return new Promise((resolve, reject) => {
+      const onError = (error: Error): void => reject(error);
+      this.#net.once('error', onError);
+      this.#net.listen({ host: this.#options.host, port: this.#options.port, backlog: this.#options.backlog }, () => {
+        this.#net.off('error', onError);
+        // Errors after bind (e.g. EMFILE on accept) must never crash the process.
+        this.#net.on('error', () => {});
+        const address = this.address()!;
+        this.emit('listening', address);
+        resolve(address);
+      });
+    });
+  }
+
+  /** The bound address, or undefined before listen(). */
+  address(): HostPort | undefined {
+    const info = this.#net.address();
+    if (info === null || typeof info === 'string') return undefined;
+    return { host: info.address, port: info.port };
+  }
+
+  /** `host:port` of the bound address, IPv6 in brackets. */
+  get label(): string {
+    const address = this.address();
+    return address ? formatAddress(address.host, address.port) : 'not listening';
+  }
+
+  /** Number of open connections. */
+  get connections(): number {
+    return this.#sessions.size;
+  }
+
+  stats(): ServerStats {
+    const totals = { ...this.#finished };
+    for (const session of this.#sessions) {
+      totals.requests += session.requests;
+      totals.bytesIn += session.bytesIn;
+      totals.bytesOut += session.bytesOut;
+    }
+    return { connections: this.#sessions.size, accepted: this.#accepted, ...totals };
+  }
+
+  /**
+   * Graceful shutdown: stops accepting at once (new clients are refused by the kernel), says
+   * goodbye to idle connections, lets requests in flight finish, and destroys what is left at
+   * `drainTimeoutMs`. Idempotent: every call returns the same promise.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown(this.#options.drainTimeoutMs);
+    return this.#closing;
+  }
+
+  /** Immediate shutdown: stops accepting and destroys every connection. */
+  destroy(): Promise<void> {
+    for (const session of this.#sessions) session.destroy();
+    return this.close();
+  }
+
+  async #shutdown(drainTimeoutMs: number): Promise<void> {
+    const listenerClosed = new Promise<void>((resolve) => this.#net.close(() => resolve()));
+    const allClosed = new Promise<void>((resolve) => {
+      this.#allClosed = resolve;
+      if (this.#sessions.size === 0) resolve();
+    });
+    for (const session of this.#sessions) session.drain();
+    let deadline: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<void>((resolve) => {
+      deadline = setTimeout(() => {
+        for (const session of this.#sessions) session.destroy();
+        resolve();
+      }, drainTimeoutMs);
+    });
+    await Promise.race([allClosed, timedOut]);
+    clearTimeout(deadline);
+    await listenerClosed;
+    this.emit('close');
+  }
+
+  #onSocket(socket: net.Socket): void {
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    this.#accepted++;
+    const session = new ServerSession(socket, this.#host);
+    this.#sessions.add(session);
+    this.emit('connection', session.peer);
+  }
+
+  #onSessionClosed(session: ServerSession, reason: CloseReason, error: Error | undefined): void {
+    if (!this.#sessions.delete(session)) return;
+    this.#finished.requests += session.requests;
+    this.#finished.bytesIn += session.bytesIn;
+    this.#finished.bytesOut += session.bytesOut;
+    this.emit('disconnect', session.peer, reason, error);
+    if (this.#sessions.size === 0) this.#allClosed?.();
+  }
+}
+
+/**
+ * Creates a tcpkit server (call `listen()` to bind).
+ * @example
+ * const server = createServer({ port: 0, onMessage: (m, ctx) => `hello ${ctx.peer.address}` });
+ * const { port } = await server.listen();
+ */
+export function createServer(options?: ServerOptions): Server {
+  return new Server(options);
+}

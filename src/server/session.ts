@@ -1,0 +1,379 @@
+/**
+ * One accepted connection on the server side: the hello exchange, request dispatch with a cap on
+ * requests in flight, backpressure, goodbye and half-close handling.
+ */
+import type { Socket } from 'node:net';
+import { ProtocolError, TcpkitError, ERROR_CODES, type ErrorCodeName } from '../errors.js';
+import {
+  CONNECTION_ID,
+  FrameType,
+  HELLO_MAX_FRAME_BYTES,
+  MAX_PING_BYTES,
+  SUPPORTED_VERSIONS,
+  frameTypeName,
+  preambleBytes,
+} from '../protocol/constants.js';
+import { decodeClientHello, encodeErrorBody, encodeServerHello, negotiateVersion } from '../protocol/control.js';
+import type { Frame } from '../protocol/frame.js';
+import type { Exchange, Service } from '../services/service.js';
+import { Connection, type CloseReason, type PeerInfo } from '../transport/connection.js';
+import type { ResolvedServerOptions } from './options.js';
+
+/** Lifecycle of a session: waiting for hello, serving, draining (no new requests), closed. */
+export type SessionState = 'hello' | 'open' | 'draining' | 'closed';
+
+/** What a session reports to its server. */
+export interface SessionHost {
+  readonly options: ResolvedServerOptions;
+  readonly services: ReadonlyMap<number, Service>;
+  readonly serviceNames: readonly string[];
+  readonly agent: string;
+  protocolError(peer: PeerInfo, error: ProtocolError): void;
+  handlerError(peer: PeerInfo, error: unknown): void;
+  peerEnded(peer: PeerInfo): void;
+  closed(session: ServerSession, reason: CloseReason, error: Error | undefined): void;
+}
+
+/** The per-request object handed to a service; also the handler's context. */
+class ServerExchange implements Exchange {
+  readonly id: number;
+  readonly #session: ServerSession;
+  #controller: AbortController | undefined;
+  #done = false;
+
+  constructor(session: ServerSession, id: number) {
+    this.#session = session;
+    this.id = id;
+  }
+
+  get peer(): PeerInfo {
+    return this.#session.peer;
+  }
+
+  /** Created on first use: most handlers never look at it. */
+  get signal(): AbortSignal {
+    this.#controller ??= new AbortController();
+    if (this.#session.state === 'closed') this.#controller.abort();
+    return this.#controller.signal;
+  }
+
+  get done(): boolean {
+    return this.#done;
+  }
+
+  abort(reason: Error): void {
+    this.#controller?.abort(reason);
+  }
+
+  reply(type: number, payload?: Uint8Array): void {
+    if (this.#done) throw new Error(`request ${this.id} was already answered`);
+    this.#done = true;
+    this.#session.send(type, this.id, payload);
+  }
+
+  write(type: number, payload: Uint8Array): Promise<void> {
+    if (this.#done) return Promise.reject(new Error(`request ${this.id} was already answered`));
+    return this.#session.sendStreamed(type, this.id, payload);
+  }
+}
+
+export class ServerSession {
+  readonly #host: SessionHost;
+  readonly #conn: Connection;
+  readonly #inFlight = new Map<number, ServerExchange>();
+  #state: SessionState = 'hello';
+  #preambleSent = false;
+  #peerSaidGoodbye = false;
+  #helloTimer: NodeJS.Timeout | undefined;
+  #lingerTimer: NodeJS.Timeout | undefined;
+  #requests = 0;
+
+  constructor(socket: Socket, host: SessionHost) {
+    this.#host = host;
+    this.#conn = new Connection(
+      socket,
+      {
+        frame: (frame) => this.#onFrame(frame),
+        peerEnd: () => this.#onPeerEnd(),
+        protocolError: (error) => this.#onProtocolError(error),
+        close: (reason, error) => this.#onClose(reason, error),
+      },
+      { maxFrameBytes: HELLO_MAX_FRAME_BYTES },
+    );
+    this.#helloTimer = setTimeout(() => {
+      // Never completed its hello: close without a byte, since it may not speak tcpkit at all.
+      this.#conn.destroy(new TcpkitError('TIMEOUT', 'no hello before the handshake deadline'));
+    }, host.options.handshakeTimeoutMs);
+  }
+
+  get peer(): PeerInfo {
+    return this.#conn.peer;
+  }
+  get state(): SessionState {
+    return this.#state;
+  }
+  /** Requests being served right now. */
+  get inFlight(): number {
+    return this.#inFlight.size;
+  }
+  /** Requests received since the connection opened. */
+  get requests(): number {
+    return this.#requests;
+  }
+  get bytesIn(): number {
+    return this.#conn.bytesIn;
+  }
+  get bytesOut(): number {
+    return this.#conn.bytesOut;
+  }
+
+  /** Queues one frame, the server preamble first if it has not gone out yet. */
+  send(type: number, id: number, payload?: Uint8Array): boolean {
+    if (!this.#preambleSent) {
+      this.#preambleSent = true;
+      this.#conn.write(preambleBytes());
+    }
+    return payload !== undefined && payload.length >= 64 * 1024
+      ? this.#conn.sendLargeFrame(type, id, payload)
+      : this.#conn.sendFrame(type, id, payload);
+  }
+
+  /** Sends a frame of a streamed reply and waits for room in the send buffer. */
+  async sendStreamed(type: number, id: number, payload: Uint8Array): Promise<void> {
+    if (this.#conn.closed) throw new TcpkitError('CONNECTION_CLOSED', 'the client went away');
+    if (!this.send(type, id, payload)) await this.#conn.drained();
+  }
+
+  #sendError(id: number, code: ErrorCodeName, message: string, details?: Record<string, unknown>): void {
+    this.send(FrameType.ERROR, id, encodeErrorBody(details ? { code, message, details } : { code, message }));
+  }
+
+  /**
+   * Graceful stop (server shutdown): no new requests; idle now means goodbye now, busy means
+   * goodbye once the requests in flight are answered.
+   */
+  drain(): void {
+    if (this.#state === 'closed' || this.#state === 'draining') return;
+    if (this.#state === 'hello') {
+      this.#conn.destroy();
+      return;
+    }
+    this.#state = 'draining';
+    this.#maybeFinish();
+  }
+
+  /** Aborts at once. */
+  destroy(error?: Error): void {
+    this.#conn.destroy(error);
+  }
+
+  #onFrame(frame: Frame): void {
+    if (this.#state === 'hello') {
+      this.#onHello(frame);
+      return;
+    }
+    switch (frame.type) {
+      case FrameType.PING:
+        if (frame.payload.length > MAX_PING_BYTES) {
+          this.#abortProtocol(new ProtocolError('PROTOCOL_ERROR', `PING payload over ${MAX_PING_BYTES} bytes`));
+        } else {
+          this.send(FrameType.PONG, frame.id, frame.payload);
+        }
+        return;
+      case FrameType.PONG:
+        return;
+      case FrameType.GOODBYE:
+        this.#peerSaidGoodbye = true;
+        this.#maybeFinish();
+        return;
+      case FrameType.CANCEL:
+        this.#inFlight.get(frame.id)?.abort(new TcpkitError('ABORTED', 'the client cancelled the request'));
+        return;
+      case FrameType.ERROR:
+        // A client reports a connection-level problem with our frames: nothing to answer.
+        this.#conn.destroy();
+        return;
+      case FrameType.HELLO:
+        this.#abortProtocol(new ProtocolError('PROTOCOL_ERROR', 'HELLO sent twice'));
+        return;
+      default:
+        this.#onRequest(frame);
+    }
+  }
+
+  #onHello(frame: Frame): void {
+    clearTimeout(this.#helloTimer);
+    this.#helloTimer = undefined;
+    if (frame.type !== FrameType.HELLO || frame.id !== CONNECTION_ID) {
+      this.#abortProtocol(new ProtocolError('PROTOCOL_ERROR', `expected HELLO first, got ${frameTypeName(frame.type)}`));
+      return;
+    }
+    let version: number | undefined;
+    try {
+      version = negotiateVersion(decodeClientHello(frame.payload).versions);
+    } catch (error) {
+      this.#abortProtocol(error as ProtocolError);
+      return;
+    }
+    if (version === undefined) {
+      this.#abortProtocol(new ProtocolError('UNSUPPORTED_VERSION', `this server speaks protocol versions ${SUPPORTED_VERSIONS.join(', ')}`), {
+        versions: [...SUPPORTED_VERSIONS],
+      });
+      return;
+    }
+    const { options } = this.#host;
+    this.#state = 'open';
+    this.#conn.setMaxFrameBytes(options.maxFrameBytes);
+    this.send(
+      FrameType.HELLO,
+      CONNECTION_ID,
+      encodeServerHello({
+        version,
+        agent: this.#host.agent,
+        services: [...this.#host.serviceNames],
+        capabilities: [],
+        limits: { maxFrameBytes: options.maxFrameBytes, maxInFlight: options.maxInFlight, idleTimeoutMs: 0 },
+      }),
+    );
+  }
+
+  #onRequest(frame: Frame): void {
+    const { id } = frame;
+    if (id === CONNECTION_ID) {
+      this.#abortProtocol(new ProtocolError('PROTOCOL_ERROR', `${frameTypeName(frame.type)} request with id 0`));
+      return;
+    }
+    if (this.#inFlight.has(id)) {
+      this.#abortProtocol(new ProtocolError('PROTOCOL_ERROR', `request id ${id} is already in flight`));
+      return;
+    }
+    if (this.#state !== 'open' || this.#peerSaidGoodbye) {
+      this.#sendError(id, 'SHUTTING_DOWN', 'the connection is closing: no new requests');
+      return;
+    }
+    const service = this.#host.services.get(frame.type);
+    if (service === undefined) {
+      this.#sendError(id, 'UNSUPPORTED_REQUEST', `this server does not serve ${frameTypeName(frame.type)} requests`);
+      return;
+    }
+    this.#requests++;
+    const exchange = new ServerExchange(this, id);
+    this.#inFlight.set(id, exchange);
+    if (this.#inFlight.size >= this.#host.options.maxInFlight) this.#conn.pause();
+    let result: void | Promise<void>;
+    try {
+      result = service.handle(frame, exchange);
+    } catch (error) {
+      this.#settle(exchange, error);
+      return;
+    }
+    if (result instanceof Promise) {
+      result.then(
+        () => this.#settle(exchange, undefined),
+        (error: unknown) => this.#settle(exchange, error),
+      );
+    } else {
+      this.#settle(exchange, undefined);
+    }
+  }
+
+  /** A handler finished: make sure the client got an answer, free the slot, maybe read on. */
+  #settle(exchange: ServerExchange, error: unknown): void {
+    this.#inFlight.delete(exchange.id);
+    if (this.#state === 'closed') return;
+    if (!exchange.done) {
+      if (error instanceof TcpkitError && ERROR_CODES[error.wireCode].scope === 'wire') {
+        this.#sendError(exchange.id, error.wireCode, error.message);
+      } else {
+        if (error === undefined) error = new Error('the handler returned without answering');
+        this.#host.handlerError(this.peer, error);
+        this.#sendError(exchange.id, 'HANDLER_ERROR', 'the server failed to serve this request');
+      }
+    } else if (error !== undefined) {
+      // Failed after answering (e.g. mid-stream): the reply cannot be trusted, end the connection.
+      this.#host.handlerError(this.peer, error);
+      this.#conn.destroy();
+      return;
+    }
+    if (this.#maybeFinish()) return;
+    if (this.#conn.needsDrain) {
+      // Output backpressure: read no new requests until the client takes its replies.
+      this.#conn.pause();
+      void this.#conn.drained().then(() => this.#maybeResume());
+    } else {
+      this.#maybeResume();
+    }
+  }
+
+  #maybeResume(): void {
+    if (this.#state === 'closed' || this.#conn.needsDrain) return;
+    if (this.#inFlight.size < this.#host.options.maxInFlight) this.#conn.resume();
+  }
+
+  /**
+   * Ends our side once nothing is in flight and the peer is done (EOF or goodbye) or we drain.
+   * Returns true when it ended the connection.
+   */
+  #maybeFinish(): boolean {
+    if (this.#inFlight.size > 0 || this.#conn.writeEnded) return false;
+    if (this.#state === 'draining' || this.#peerSaidGoodbye) {
+      const code: ErrorCodeName = this.#state === 'draining' ? 'SHUTTING_DOWN' : 'NORMAL';
+      const message = code === 'SHUTTING_DOWN' ? 'the server is shutting down' : 'goodbye';
+      if (!this.#conn.peerEnded) this.send(FrameType.GOODBYE, CONNECTION_ID, encodeErrorBody({ code, message }));
+      this.#endAndLinger();
+      return true;
+    }
+    if (this.#conn.peerEnded) {
+      // Half-close after the last request: every reply has been sent, now close our side too.
+      this.#endAndLinger();
+      return true;
+    }
+    return false;
+  }
+
+  #endAndLinger(): void {
+    this.#conn.end();
+    this.#lingerTimer ??= setTimeout(() => this.#conn.destroy(), this.#host.options.lingerTimeoutMs);
+  }
+
+  /**
+   * The peer broke the protocol: tell it why (unless it never sent our preamble, in which case
+   * it may be a raw client that would save our words as its file), then close.
+   */
+  #abortProtocol(error: ProtocolError, details?: Record<string, unknown>): void {
+    this.#host.protocolError(this.peer, error);
+    if (this.#state === 'closed') return;
+    if (error.wireCode !== 'NOT_TCPKIT' && !this.#conn.writeEnded) {
+      this.#sendError(CONNECTION_ID, error.wireCode, error.message, details);
+    }
+    this.#conn.pause();
+    this.#endAndLinger();
+  }
+
+  #onProtocolError(error: ProtocolError): void {
+    if (error.wireCode === 'NOT_TCPKIT') {
+      this.#host.protocolError(this.peer, error);
+      this.#conn.destroy();
+      return;
+    }
+    this.#abortProtocol(error);
+  }
+
+  #onPeerEnd(): void {
+    this.#host.peerEnded(this.peer);
+    if (this.#state === 'hello') {
+      this.#conn.destroy();
+      return;
+    }
+    this.#maybeFinish();
+  }
+
+  #onClose(reason: CloseReason, error: Error | undefined): void {
+    this.#state = 'closed';
+    clearTimeout(this.#helloTimer);
+    clearTimeout(this.#lingerTimer);
+    const gone = new TcpkitError('CONNECTION_CLOSED', 'the connection closed');
+    for (const exchange of this.#inFlight.values()) exchange.abort(gone);
+    this.#host.closed(this, reason, error);
+  }
+}

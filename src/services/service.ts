@@ -1,0 +1,38 @@
+/**
+ * What a service is to the server: a set of request frame types and a handler that turns one
+ * decoded request into reply frames. A handler never sees a socket, so it can be called in a
+ * test with a hand-made {@link Exchange}.
+ */
+import type { Frame } from '../protocol/frame.js';
+import type { PeerInfo } from '../transport/connection.js';
+
+/** One request being served: who asked, and how to answer. */
+export interface Exchange {
+  /** Request id chosen by the client; every reply frame carries it. */
+  readonly id: number;
+  /** The client's address. */
+  readonly peer: PeerInfo;
+  /** Aborted when the client cancels the request or the connection closes. */
+  readonly signal: AbortSignal;
+  /** Sends the one frame that completes the reply. */
+  reply(type: number, payload?: Uint8Array): void;
+  /**
+   * Sends a frame of a reply that continues (a stream); resolves when the connection can take
+   * more, so a handler that awaits it never buffers more than one frame ahead of the client.
+   */
+  write(type: number, payload: Uint8Array): Promise<void>;
+}
+
+/** A family of requests the server answers. */
+export interface Service {
+  /** Name announced in the server hello's `services` list. */
+  readonly name: string;
+  /** Request frame types this service handles. */
+  readonly requestTypes: readonly number[];
+  /**
+   * Serves one request. It must call `exchange.reply()` exactly once before it returns (or
+   * before its promise settles), or throw: a thrown {@link TcpkitError} with a wire code reaches
+   * the client as that code; anything else as HANDLER_ERROR.
+   */
+  handle(request: Frame, exchange: Exchange): void | Promise<void>;
+}

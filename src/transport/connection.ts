@@ -1,0 +1,223 @@
+/**
+ * A Connection is a socket plus a frame decoder plus a batched, backpressure-aware writer. It is
+ * the only layer that touches a `net.Socket`; client and server sessions sit on top of it.
+ */
+import type { Socket } from 'node:net';
+import { ProtocolError } from '../errors.js';
+import { encodeFrame, encodeHeader, FrameDecoder, type Frame } from '../protocol/frame.js';
+import { formatAddress, normalizeIp } from './address.js';
+
+/** Who is at the other end, with IPv4-mapped IPv6 addresses shown as IPv4. */
+export interface PeerInfo {
+  readonly address: string;
+  readonly port: number;
+  /** `address:port`, IPv6 in brackets: what logs print. */
+  readonly label: string;
+}
+
+/** Why a connection closed. `eof`: the peer closed cleanly; `reset`: the peer reset it; `local`: we closed it. */
+export type CloseReason = 'eof' | 'reset' | 'error' | 'local';
+
+/** Callbacks a session gives its connection. */
+export interface ConnectionHandlers {
+  /** A complete frame arrived. Not called while the connection is paused. */
+  frame(frame: Frame): void;
+  /** The peer half-closed (EOF). Writes are still possible. */
+  peerEnd(): void;
+  /** The bytes received are not valid protocol; the session decides what to tell the peer. */
+  protocolError(error: ProtocolError): void;
+  /** The socket closed; called exactly once. */
+  close(reason: CloseReason, error: Error | undefined): void;
+}
+
+/** Options of a {@link Connection}. */
+export interface ConnectionOptions {
+  /** Frame payload limit until changed with {@link Connection.setMaxFrameBytes}. */
+  maxFrameBytes: number;
+}
+
+/** Describes the peer of a socket (after `connect` on a client, at once on a server). */
+export function peerOf(socket: Socket): PeerInfo {
+  const address = normalizeIp(socket.remoteAddress ?? 'unknown');
+  const port = socket.remotePort ?? 0;
+  return { address, port, label: formatAddress(address, port) };
+}
+
+export class Connection {
+  readonly #socket: Socket;
+  readonly #decoder: FrameDecoder;
+  readonly #handlers: ConnectionHandlers;
+  readonly peer: PeerInfo;
+  #corked = false;
+  #paused = false;
+  /** Frames decoded while paused, delivered on resume. Bounded: reading stops while it is non-empty. */
+  #backlog: Frame[] = [];
+  #peerEnded = false;
+  #ended = false;
+  #closed = false;
+  #destroyedLocally = false;
+  #error: Error | undefined;
+  #bytesIn = 0;
+  #bytesOut = 0;
+
+  constructor(socket: Socket, handlers: ConnectionHandlers, options: ConnectionOptions) {
+    this.#socket = socket;
+    this.#handlers = handlers;
+    this.#decoder = new FrameDecoder({ maxFrameBytes: options.maxFrameBytes });
+    this.peer = peerOf(socket);
+    socket.setNoDelay(true);
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('error', (error) => {
+      this.#error ??= error;
+    });
+    socket.on('close', this.#onClose);
+  }
+
+  /** Bytes received and sent so far. */
+  get bytesIn(): number {
+    return this.#bytesIn;
+  }
+  get bytesOut(): number {
+    return this.#bytesOut;
+  }
+  /** True once the socket has closed. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+  /** True once the peer sent EOF. */
+  get peerEnded(): boolean {
+    return this.#peerEnded;
+  }
+  /** True once we ended or destroyed our side: nothing more can be written. */
+  get writeEnded(): boolean {
+    return this.#ended || this.#closed;
+  }
+  /** True when the socket's send buffer is over its high-water mark. */
+  get needsDrain(): boolean {
+    return this.#socket.writableNeedDrain;
+  }
+
+  /** Raises or lowers the frame payload limit (after the hello exchange). */
+  setMaxFrameBytes(limit: number): void {
+    this.#decoder.maxFrameBytes = limit;
+  }
+
+  /**
+   * Queues bytes. Writes made in one turn of the event loop leave in one batch (one syscall).
+   * Returns false when the caller should wait for {@link drained} before writing more.
+   */
+  write(data: Uint8Array): boolean {
+    if (this.writeEnded) return false;
+    if (!this.#corked) {
+      this.#corked = true;
+      this.#socket.cork();
+      setImmediate(this.#uncork);
+    }
+    this.#bytesOut += data.length;
+    return this.#socket.write(data);
+  }
+
+  /** Encodes and queues one frame. */
+  sendFrame(type: number, id: number, payload?: Uint8Array): boolean {
+    return this.write(encodeFrame(type, id, payload));
+  }
+
+  /** Queues one frame whose large payload is not copied. */
+  sendLargeFrame(type: number, id: number, payload: Uint8Array): boolean {
+    this.write(encodeHeader(type, id, payload.length));
+    return this.write(payload);
+  }
+
+  /** Resolves when the send buffer has room again, or the connection closed. */
+  drained(): Promise<void> {
+    if (!this.#socket.writableNeedDrain || this.#closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.#socket.off('drain', done);
+        this.#socket.off('close', done);
+        resolve();
+      };
+      this.#socket.on('drain', done);
+      this.#socket.on('close', done);
+    });
+  }
+
+  /** Stops delivering frames and reading the socket (TCP backpressure on the peer). */
+  pause(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    this.#socket.pause();
+  }
+
+  /** Delivers frames held while paused, then reads the socket again. */
+  resume(): void {
+    if (!this.#paused || this.#closed) return;
+    this.#paused = false;
+    while (this.#backlog.length > 0 && !this.#paused && !this.#closed) {
+      this.#handlers.frame(this.#backlog.shift()!);
+    }
+    if (!this.#paused) this.#socket.resume();
+  }
+
+  /** Sends what is queued, then half-closes our side. Idempotent. */
+  end(): void {
+    if (this.writeEnded) return;
+    this.#ended = true;
+    this.#socket.end();
+  }
+
+  /** Closes at once, dropping what is queued. Idempotent. */
+  destroy(error?: Error): void {
+    if (this.#closed) return;
+    this.#destroyedLocally = true;
+    this.#error ??= error;
+    this.#socket.destroy();
+  }
+
+  #uncork = (): void => {
+    this.#corked = false;
+    if (!this.#socket.destroyed) this.#socket.uncork();
+  };
+
+  #onData = (chunk: Buffer): void => {
+    this.#bytesIn += chunk.length;
+    let frames: Frame[];
+    try {
+      frames = this.#decoder.push(chunk);
+    } catch (error) {
+      this.#socket.pause();
+      this.#handlers.protocolError(error as ProtocolError);
+      return;
+    }
+    for (let i = 0; i < frames.length; i++) {
+      if (this.#paused || this.#closed) {
+        if (!this.#closed) for (let j = i; j < frames.length; j++) this.#backlog.push(frames[j]!);
+        return;
+      }
+      this.#handlers.frame(frames[i]!);
+    }
+  };
+
+  #onEnd = (): void => {
+    this.#peerEnded = true;
+    this.#handlers.peerEnd();
+  };
+
+  #onClose = (): void => {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#backlog = [];
+    const error = this.#error;
+    let reason: CloseReason = 'local';
+    if (this.#destroyedLocally) {
+      reason = 'local';
+    } else if (error !== undefined) {
+      const code = (error as NodeJS.ErrnoException).code;
+      reason = code === 'ECONNRESET' || code === 'EPIPE' ? 'reset' : 'error';
+    } else if (this.#peerEnded) {
+      reason = 'eof';
+    }
+    this.#handlers.close(reason, error);
+  };
+}
