@@ -240,6 +240,9 @@ export class Client {
     if (this.#failure) throw this.#failure;
     if (this.#goodbye) throw this.#goodbye;
     if (this.#state !== 'open') throw new ConnectionError('CLIENT_CLOSED', 'the client is closed');
+    if (this.#conn.writeEnded || this.#conn.peerEnded) {
+      throw new ConnectionError('CONNECTION_CLOSED', `${this.remote} closed the connection`);
+    }
   }
 
   #allocateId(): number {
@@ -382,6 +385,7 @@ export class Client {
 
   #onPeerEnd(): void {
     const why = this.#goodbye ?? new ConnectionError('CONNECTION_CLOSED', `${this.remote} closed the connection before replying`);
+    if (this.#pending.size > 0) this.#failure ??= why;
     this.#failAll(why);
     this.#conn.end();
   }
@@ -412,25 +416,26 @@ export class Client {
       }
     }
     this.#pending.clear();
-    this.#failure ??= error;
     this.#wakeAll();
   }
 
   #onClose(reason: CloseReason, error: Error | undefined): void {
     clearTimeout(this.#lingerTimer);
-    const wasClosing = this.#state === 'closing';
     this.#state = 'closed';
-    let failure = this.#failure;
+    let failure = this.#failure ?? (this.#goodbye?.wireCode === 'CONNECTION_CLOSED' ? undefined : this.#goodbye);
     if (failure === undefined && (this.#pending.size > 0 || this.#server === undefined || reason === 'reset' || reason === 'error')) {
       const what = error ? `: ${(error as NodeJS.ErrnoException).code ?? error.message}` : '';
       failure =
         reason === 'reset' || reason === 'error'
           ? new ConnectionError('CONNECTION_FAILED', `connection to ${this.remote} lost${what}`, { cause: error })
-          : new ConnectionError('CONNECTION_CLOSED', `${this.remote} closed the connection${this.#server ? ' before replying' : ' during the hello (not a tcpkit server?)'}`);
+          : new ConnectionError(
+              'CONNECTION_CLOSED',
+              `${this.remote} closed the connection${this.#server ? ' before replying' : ' during the hello (not a tcpkit server?)'}`,
+            );
     }
     this.#failure ??= failure ?? new ConnectionError('CLIENT_CLOSED', 'the client is closed');
     this.#failAll(this.#failure);
-    this.#resolveClosed(wasClosing && failure === undefined ? undefined : failure);
+    this.#resolveClosed(failure);
   }
 }
 
