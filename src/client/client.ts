@@ -40,14 +40,26 @@ export interface RequestOptions {
 }
 
 interface Pending {
-  readonly replyType: number;
-  resolve(frame: Frame): void;
+  /** True when `frame` ends the reply (ERROR frames always do). */
+  isFinal(frame: Frame): boolean;
+  /** Takes one reply frame; throws to abandon the request (a ProtocolError breaks the connection). */
+  deliver(frame: Frame): void;
+  /** The final frame was delivered. */
+  complete(): void;
   reject(error: Error): void;
   timer: NodeJS.Timeout | undefined;
-  /** The caller was already answered (timeout, abort): a late reply only frees the id. */
+  /** The caller was already answered (timeout, abort, failed consumer): later frames only free the id. */
   abandoned: boolean;
   onAbort: (() => void) | undefined;
   signal: AbortSignal | undefined;
+}
+
+/** Receives the frames of a streamed reply; see {@link Client.stream}. */
+export interface StreamConsumer {
+  /** True when `frame` is the last frame of the reply. */
+  isFinal(frame: Frame): boolean;
+  /** Called for every reply frame but ERROR, in order; throwing abandons the request. */
+  frame(frame: Frame): void;
 }
 
 /** State of a client: open, closing (no new requests), closed. */
@@ -178,6 +190,31 @@ export class Client {
    * reply rejects with a {@link RemoteError}. For service clients built on this core.
    */
   async request(type: number, payload: Uint8Array, replyType: number, options: RequestOptions = {}): Promise<Frame> {
+    let reply: Frame | undefined;
+    await this.stream(
+      type,
+      payload,
+      {
+        isFinal: () => true,
+        frame: (frame) => {
+          if (frame.type !== replyType) {
+            throw new ProtocolError('PROTOCOL_ERROR', `expected ${frameTypeName(replyType)}, got ${frameTypeName(frame.type)}`);
+          }
+          reply = frame;
+        },
+      },
+      options,
+    );
+    return reply!;
+  }
+
+  /**
+   * Sends one request and feeds every frame of its reply to `consumer` until the final one; an
+   * ERROR reply rejects with a {@link RemoteError}. The timeout counts from the last frame
+   * received, so a long transfer that keeps making progress never times out. For service
+   * clients (downloads) built on this core.
+   */
+  async stream(type: number, payload: Uint8Array, consumer: StreamConsumer, options: RequestOptions = {}): Promise<void> {
     this.#checkUsable();
     const limit = this.#server!.limits.maxFrameBytes;
     if (payload.length > limit) {
@@ -192,9 +229,18 @@ export class Client {
         throw abortError(options.signal);
       }
     }
-    return new Promise<Frame>((resolve, reject) => {
+    return new Promise<void>((resolve, reject) => {
       const id = this.#allocateId();
-      const pending: Pending = { replyType, resolve, reject, timer: undefined, abandoned: false, onAbort: undefined, signal: options.signal };
+      const pending: Pending = {
+        isFinal: (frame) => consumer.isFinal(frame),
+        deliver: (frame) => consumer.frame(frame),
+        complete: resolve,
+        reject,
+        timer: undefined,
+        abandoned: false,
+        onAbort: undefined,
+        signal: options.signal,
+      };
       const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
       if (timeoutMs > 0) {
         pending.timer = setTimeout(() => {
@@ -210,6 +256,16 @@ export class Client {
       if (payload.length >= 64 * 1024) this.#conn.sendLargeFrame(type, id, payload);
       else this.#conn.sendFrame(type, id, payload);
     });
+  }
+
+  /** @internal Stops reading the socket (backpressure from a slow consumer, e.g. a disk). */
+  pauseReading(): void {
+    this.#conn.pause();
+  }
+
+  /** @internal Reads the socket again. */
+  resumeReading(): void {
+    this.#conn.resume();
   }
 
   /**
@@ -254,12 +310,12 @@ export class Client {
   }
 
   /** Answers the caller now (timeout, abort) but keeps the id reserved until the server replies. */
-  #abandon(id: number, pending: Pending, error: Error): void {
+  #abandon(id: number, pending: Pending, error: Error, cancel = true): void {
     if (pending.abandoned) return;
     pending.abandoned = true;
     this.#clearPending(pending);
     pending.reject(error);
-    if (!this.#conn.writeEnded) this.#conn.sendFrame(FrameType.CANCEL, id);
+    if (cancel && !this.#conn.writeEnded) this.#conn.sendFrame(FrameType.CANCEL, id);
   }
 
   #clearPending(pending: Pending): void {
@@ -304,25 +360,44 @@ export class Client {
   }
 
   #settle(frame: Frame): void {
-    const pending = this.#pending.get(frame.id);
+    const id = frame.id;
+    const pending = this.#pending.get(id);
     if (pending === undefined) {
-      this.#fatal(new ProtocolError('PROTOCOL_ERROR', `reply ${frameTypeName(frame.type)} for unknown request id ${frame.id}`));
+      this.#fatal(new ProtocolError('PROTOCOL_ERROR', `reply ${frameTypeName(frame.type)} for unknown request id ${id}`));
       return;
     }
-    let error: Error | undefined;
-    if (frame.type === FrameType.ERROR) {
-      const body = this.#decodeErrorOrFail(frame, 'error');
-      if (!body) return;
-      error = new RemoteError(body.code, body.message || body.code);
-    } else if (frame.type !== pending.replyType) {
-      this.#fatal(new ProtocolError('PROTOCOL_ERROR', `expected ${frameTypeName(pending.replyType)}, got ${frameTypeName(frame.type)}`));
+    const isError = frame.type === FrameType.ERROR;
+    let final: boolean;
+    try {
+      final = isError || pending.isFinal(frame);
+    } catch (error) {
+      this.#fatal(error as Error);
       return;
     }
-    this.#pending.delete(frame.id);
+    if (!pending.abandoned) {
+      if (isError) {
+        const body = this.#decodeErrorOrFail(frame, 'error');
+        if (!body) return;
+        this.#abandon(id, pending, new RemoteError(body.code, body.message || body.code), false);
+      } else {
+        try {
+          pending.deliver(frame);
+        } catch (error) {
+          if (error instanceof ProtocolError) {
+            this.#fatal(error);
+            return;
+          }
+          this.#abandon(id, pending, error as Error, !final);
+        }
+        pending.timer?.refresh();
+      }
+    }
+    if (!final) return;
+    this.#pending.delete(id);
     if (!pending.abandoned) {
       this.#clearPending(pending);
-      if (error) pending.reject(error);
-      else pending.resolve(frame);
+      pending.abandoned = true;
+      pending.complete();
     }
     this.#wakeWaiting();
     this.#maybeEnd();

@@ -57,6 +57,7 @@ export class Connection {
   #closed = false;
   #destroyedLocally = false;
   #error: Error | undefined;
+  #drainPromise: Promise<void> | undefined;
   #bytesIn = 0;
   #bytesOut = 0;
 
@@ -129,18 +130,23 @@ export class Connection {
     return this.write(payload);
   }
 
-  /** Resolves when the send buffer has room again, or the connection closed. */
+  /**
+   * Resolves when the send buffer has room again, or the connection closed. Every waiter shares
+   * one promise and one pair of listeners, however many streams wait.
+   */
   drained(): Promise<void> {
     if (!this.#socket.writableNeedDrain || this.#closed) return Promise.resolve();
-    return new Promise((resolve) => {
+    this.#drainPromise ??= new Promise((resolve) => {
       const done = (): void => {
         this.#socket.off('drain', done);
         this.#socket.off('close', done);
+        this.#drainPromise = undefined;
         resolve();
       };
       this.#socket.on('drain', done);
       this.#socket.on('close', done);
     });
+    return this.#drainPromise;
   }
 
   /** Stops delivering frames and reading the socket (TCP backpressure on the peer). */

@@ -1,0 +1,172 @@
+/**
+ * Payloads of the download service's frames (docs/PROTOCOL.md §5.2). Pure: bytes in, values out.
+ */
+import { ProtocolError, TcpkitError } from '../../errors.js';
+
+/** Frame types of the download service. */
+export const FileFrame = Object.freeze({
+  GET: 0x20,
+  FILE_HEAD: 0x21,
+  DATA: 0x22,
+  FILE_END: 0x23,
+  STAT: 0x24,
+  STAT_REPLY: 0x25,
+  LIST: 0x26,
+  LIST_REPLY: 0x27,
+} as const);
+
+/** Largest DATA payload a server sends; every client accepts at least this. */
+export const DATA_CHUNK_BYTES = 1024 * 1024;
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function parse(payload: Uint8Array, what: string, bad: (m: string) => Error): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(utf8.decode(payload));
+  } catch {
+    throw bad(`${what} payload is not UTF-8 JSON`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad(`${what} payload is not a JSON object`);
+  return value as Record<string, unknown>;
+}
+
+function field(obj: Record<string, unknown>, key: string): unknown {
+  return Object.hasOwn(obj, key) ? obj[key] : undefined;
+}
+
+function count(obj: Record<string, unknown>, key: string, what: string, bad: (m: string) => Error, optional = false): number {
+  const value = field(obj, key);
+  if (value === undefined && optional) return 0;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw bad(`${what}.${key} must be a non-negative integer`);
+  return value;
+}
+
+function time(obj: Record<string, unknown>, key: string, what: string, bad: (m: string) => Error): number {
+  const value = field(obj, key);
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw bad(`${what}.${key} must be a number`);
+  return value;
+}
+
+function text(obj: Record<string, unknown>, key: string, what: string, bad: (m: string) => Error): string {
+  const value = field(obj, key);
+  if (typeof value !== 'string' || !value.isWellFormed()) throw bad(`${what}.${key} must be a string`);
+  return value;
+}
+
+const badRequest = (message: string): Error => new TcpkitError('BAD_REQUEST', message);
+const badReply = (message: string): Error => new ProtocolError('PROTOCOL_ERROR', message);
+const encode = (value: object): Buffer => Buffer.from(JSON.stringify(value), 'utf8');
+
+/** GET: a file, from `offset`. With `ifSize`/`ifMtimeMs` the offset holds only if the file is still that version. */
+export interface GetRequest {
+  name: string;
+  offset: number;
+  ifSize?: number;
+  ifMtimeMs?: number;
+}
+
+export function encodeGet(request: GetRequest): Buffer {
+  return encode(request);
+}
+
+export function decodeGet(payload: Uint8Array): GetRequest {
+  const obj = parse(payload, 'GET', badRequest);
+  const request: GetRequest = { name: text(obj, 'name', 'GET', badRequest), offset: count(obj, 'offset', 'GET', badRequest, true) };
+  if (field(obj, 'ifSize') !== undefined) request.ifSize = count(obj, 'ifSize', 'GET', badRequest);
+  if (field(obj, 'ifMtimeMs') !== undefined) request.ifMtimeMs = time(obj, 'ifMtimeMs', 'GET', badRequest);
+  return request;
+}
+
+/** FILE_HEAD: what follows. `offset` is where the DATA starts (0 when a resume was refused). */
+export interface FileHead {
+  size: number;
+  mtimeMs: number;
+  offset: number;
+  digest: string;
+}
+
+export function encodeFileHead(head: FileHead): Buffer {
+  return encode(head);
+}
+
+export function decodeFileHead(payload: Uint8Array): FileHead {
+  const obj = parse(payload, 'FILE_HEAD', badReply);
+  const head: FileHead = {
+    size: count(obj, 'size', 'FILE_HEAD', badReply),
+    mtimeMs: time(obj, 'mtimeMs', 'FILE_HEAD', badReply),
+    offset: count(obj, 'offset', 'FILE_HEAD', badReply),
+    digest: text(obj, 'digest', 'FILE_HEAD', badReply),
+  };
+  if (head.offset > head.size) throw badReply('FILE_HEAD.offset is past the end of the file');
+  return head;
+}
+
+/** FILE_END: the digest of the whole file (not only the bytes sent) and the count of bytes sent. */
+export interface FileEnd {
+  digest: string;
+  bytes: number;
+}
+
+export function encodeFileEnd(end: FileEnd): Buffer {
+  return encode(end);
+}
+
+export function decodeFileEnd(payload: Uint8Array): FileEnd {
+  const obj = parse(payload, 'FILE_END', badReply);
+  return { digest: text(obj, 'digest', 'FILE_END', badReply), bytes: count(obj, 'bytes', 'FILE_END', badReply) };
+}
+
+/** What STAT and LIST say about one entry. */
+export interface EntryInfo {
+  name: string;
+  type: 'file' | 'directory' | 'other';
+  size: number;
+  mtimeMs: number;
+}
+
+function decodeEntry(value: unknown, what: string): EntryInfo {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw badReply(`${what} entry is not an object`);
+  const obj = value as Record<string, unknown>;
+  const type = field(obj, 'type');
+  if (type !== 'file' && type !== 'directory' && type !== 'other') throw badReply(`${what}.type is not file, directory or other`);
+  return {
+    name: text(obj, 'name', what, badReply),
+    type,
+    size: count(obj, 'size', what, badReply),
+    mtimeMs: time(obj, 'mtimeMs', what, badReply),
+  };
+}
+
+export function encodeNameRequest(name: string): Buffer {
+  return encode({ name });
+}
+
+export function decodeNameRequest(payload: Uint8Array, what: string): string {
+  return text(parse(payload, what, badRequest), 'name', what, badRequest);
+}
+
+export function encodeEntry(entry: EntryInfo): Buffer {
+  return encode(entry);
+}
+
+export function decodeStatReply(payload: Uint8Array): EntryInfo {
+  return decodeEntry(parse(payload, 'STAT_REPLY', badReply), 'STAT_REPLY');
+}
+
+/** LIST_REPLY: the entries of a directory, and whether the list was cut at the server's cap. */
+export interface Listing {
+  entries: EntryInfo[];
+  truncated: boolean;
+}
+
+export function encodeListing(listing: Listing): Buffer {
+  return encode(listing);
+}
+
+export function decodeListing(payload: Uint8Array): Listing {
+  const obj = parse(payload, 'LIST_REPLY', badReply);
+  const entries = field(obj, 'entries');
+  if (!Array.isArray(entries)) throw badReply('LIST_REPLY.entries must be a list');
+  return { entries: entries.map((e) => decodeEntry(e, 'LIST_REPLY')), truncated: field(obj, 'truncated') === true };
+}
