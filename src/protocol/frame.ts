@@ -16,7 +16,10 @@ function checkHeaderFields(type: number, id: number, length: number, flags: numb
   if (!Number.isInteger(type) || type < 0 || type > 0xff) throw new RangeError(`frame type out of range: ${type}`);
   if (!Number.isInteger(flags) || flags < 0 || flags > 0xff) throw new RangeError(`frame flags out of range: ${flags}`);
   if (!Number.isInteger(id) || id < 0 || id > MAX_REQUEST_ID) throw new RangeError(`request id out of range: ${id}`);
-  if (length > HARD_MAX_FRAME_BYTES) throw new RangeError(`frame payload of ${length} bytes exceeds ${HARD_MAX_FRAME_BYTES}`);
+  // Buffer#writeUInt32BE would write 1.5 as 1 and NaN as 0: a header that lies about its body.
+  if (!Number.isInteger(length) || length < 0 || length > HARD_MAX_FRAME_BYTES) {
+    throw new RangeError(`frame payload length must be an integer from 0 to ${HARD_MAX_FRAME_BYTES}, got ${length}`);
+  }
 }
 
 /** Writes a frame header into `target` at `offset`. */
