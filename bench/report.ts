@@ -1,0 +1,77 @@
+/**
+ * Renders suite results as markdown tables: each row's rates, their ratio, whether the target
+ * is met, the server's CPU time per operation, and how busy each side was (which tells a
+ * server-bound row from a driver-bound one).
+ */
+import type { Measured, ResultTable, Sample, SuiteResult } from './suite.js';
+
+function rate(measured: Measured, unit: string): string {
+  if (measured.median === undefined) return measured.error !== undefined ? 'failed' : '—';
+  const text = `${Math.round(measured.median).toLocaleString('en-US')} ${unit}`;
+  return measured.error !== undefined ? `${text} (partial)` : text;
+}
+
+function middle(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** A side that used at least this much of a core set the pace of its row. */
+const SATURATED = 0.9;
+
+/**
+ * Median server / driver CPU of a side, in % of one core, and which one was saturated: a
+ * driver-bound side could have gone faster with a faster load generator.
+ */
+function cpu(samples: readonly Sample[]): string {
+  if (samples.length === 0) return '—';
+  const server = middle(samples.map((sample) => sample.serverCpu));
+  const driver = middle(samples.map((sample) => sample.driverCpu));
+  const bound = server >= SATURATED ? ' server-bound' : driver >= SATURATED ? ' driver-bound' : '';
+  return `${Math.round(server * 100)}% / ${Math.round(driver * 100)}%${bound}`;
+}
+
+/** Median server CPU per operation, in microseconds: comparable even when a side was driver-bound. */
+function costPerOp(samples: readonly Sample[]): string {
+  const costs = samples.filter((sample) => sample.rate > 0).map((sample) => (sample.serverCpu * 1e6) / sample.rate);
+  return costs.length === 0 ? '—' : middle(costs).toFixed(costs.every((cost) => cost >= 10) ? 0 : 2);
+}
+
+function verdict(met: boolean | undefined): string {
+  if (met === undefined) return '—';
+  return met ? 'yes' : 'NO';
+}
+
+function markdown(headers: string[], rows: string[][]): string[] {
+  const widths = headers.map((header, i) => Math.max(header.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]): string => `| ${cells.map((cell, i) => cell.padEnd(widths[i]!)).join(' | ')} |`;
+  return [line(headers), `|${widths.map((width) => '-'.repeat(width + 2)).join('|')}|`, ...rows.map(line)];
+}
+
+/** One table as markdown lines. */
+export function renderTable(table: ResultTable): string[] {
+  const { subjectName: subject, baselineName: baseline } = table;
+  const headers = ['row', subject, baseline, `ratio ${subject}/${baseline}`];
+  if (table.target !== undefined) headers.push(`target ≥ ${table.target}×`);
+  headers.push(`server µs/op ${subject} · ${baseline}`, `CPU srv/drv ${subject}`, `CPU srv/drv ${baseline}`);
+  const rows = table.rows.map((row) => {
+    const cells = [row.label, rate(row.subject, row.unit), rate(row.baseline, row.unit), row.ratio === undefined ? '—' : `${row.ratio.toFixed(2)}×`];
+    if (table.target !== undefined) cells.push(verdict(row.met));
+    cells.push(`${costPerOp(row.subject.samples)} · ${costPerOp(row.baseline.samples)}`, cpu(row.subject.samples), cpu(row.baseline.samples));
+    return cells;
+  });
+  const errors: string[] = [];
+  for (const row of table.rows) {
+    if (row.subject.error !== undefined) errors.push(`- ${row.id} ${subject}: ${row.subject.error}`);
+    if (row.baseline.error !== undefined) errors.push(`- ${row.id} ${baseline}: ${row.baseline.error}`);
+  }
+  return [`### ${table.title}`, '', ...markdown(headers, rows), ...(errors.length > 0 ? ['', ...errors] : [])];
+}
+
+/** A whole suite as markdown lines. */
+export function renderSuite(result: SuiteResult): string[] {
+  const lines = [`## ${result.title} (${result.name})`, '', ...result.method.map((line) => `- ${line}`)];
+  for (const table of result.tables) lines.push('', ...renderTable(table));
+  return lines;
+}
