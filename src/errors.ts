@@ -28,6 +28,8 @@ export const ERROR_CODES = Object.freeze({
   INVALID_NAME: { scope: 'wire', summary: 'the name breaks the naming rules' },
   FORBIDDEN: { scope: 'wire', summary: 'the server refuses to serve this' },
   AUTH_FAILED: { scope: 'wire', summary: 'authentication failed' },
+  FILE_CHANGED: { scope: 'wire', summary: 'the file changed on the server during the transfer' },
+  CANCELLED: { scope: 'wire', summary: 'the request was cancelled by the client' },
   NORMAL: { scope: 'wire', summary: 'orderly goodbye, no error' },
   CONNECTION_REFUSED: { scope: 'local', summary: 'no server listening at the address' },
   HOST_NOT_FOUND: { scope: 'local', summary: 'the host name does not resolve' },
@@ -41,6 +43,9 @@ export const ERROR_CODES = Object.freeze({
   INVALID_ADDRESS: { scope: 'local', summary: 'the address is not HOST[:PORT]' },
   INVALID_OPTION: { scope: 'local', summary: 'an option has a bad value' },
   REMOTE_ERROR: { scope: 'local', summary: 'the peer sent an error code this version does not know' },
+  DIGEST_MISMATCH: { scope: 'local', summary: 'the received content does not match the digest the server sent' },
+  FILE_EXISTS: { scope: 'local', summary: 'the destination exists and overwriting was not asked for' },
+  LOCAL_FILE_ERROR: { scope: 'local', summary: 'a local file could not be read or written' },
 } satisfies Record<string, CodeInfo>);
 
 /** The wire name of an error code, e.g. `NOT_FOUND`. */

@@ -3,7 +3,7 @@
  */
 export { createServer, Server, type ServerEventMap, type ServerStats } from './server/server.js';
 export { SERVER_DEFAULTS, type ServerOptions } from './server/options.js';
-export { connect, Client, type ClientState, type RequestOptions } from './client/client.js';
+export { connect, Client, type ClientState, type RequestOptions, type StreamConsumer } from './client/client.js';
 export { withClient, sendOnce } from './client/short.js';
 export { CLIENT_DEFAULTS, type ClientOptions, type Target } from './client/options.js';
 export {
@@ -15,6 +15,22 @@ export {
   type MessageReply,
 } from './services/message.js';
 export type { Exchange, Service } from './services/service.js';
+export { FileRoot } from './services/files/confined.js';
+export { fileService, type FileServiceOptions } from './services/files/service.js';
+export {
+  download,
+  getStream,
+  list,
+  stat,
+  partialPaths,
+  type DownloadOptions,
+  type DownloadProgress,
+  type DownloadResult,
+  type FileStream,
+} from './services/files/client.js';
+export type { EntryInfo, FileHead, Listing } from './services/files/wire.js';
+export { validateName } from './services/files/names.js';
+export { withRetries, isRetryable, backoffMs } from './client/retry.js';
 export type { PeerInfo, CloseReason } from './transport/connection.js';
 export { DEFAULT_PORT, parseAddress, formatAddress, normalizeIp, type HostPort } from './transport/address.js';
 export {

@@ -5,12 +5,13 @@
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../version.js';
 import { registerConnect } from './commands/connect.js';
+import { registerGet, registerLs } from './commands/get.js';
 import { registerSend } from './commands/send.js';
 import { registerServe } from './commands/serve.js';
 import { errorLine, exitCodeFor, ExitCode } from './output.js';
 
 /** Every subcommand, in the order `--help` lists them. */
-const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerServe, registerSend, registerConnect];
+const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerServe, registerSend, registerConnect, registerGet, registerLs];
 
 const EPILOG = `
 Addresses are HOST[:PORT]; the port is 7890 when omitted. IPv6: [ADDR]:PORT.
@@ -19,7 +20,7 @@ Exit codes: 0 ok, 1 the request failed (the server answered with an error), 2 ba
 
 function buildProgram(): Command {
   const program = new Command('tcpkit')
-    .description('TCP toolkit: a message server and clients over one framed protocol, long or short connections.')
+    .description('TCP toolkit: a server for messages and files, and its clients, over one framed protocol, long or short connections.')
     .version(VERSION, '-V, --version')
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', EPILOG)
@@ -37,7 +38,8 @@ async function main(argv: string[]): Promise<number> {
   }
   try {
     await program.parseAsync(argv);
-    return ExitCode.OK;
+    // A command that finished with partial failures (e.g. one file of several) set its code.
+    return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.OK;
   } catch (error) {
     if (error instanceof CommanderError) {
       // Commander already printed the message (or the help / version).

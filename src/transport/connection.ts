@@ -212,8 +212,11 @@ export class Connection {
 
   #onClose = (): void => {
     if (this.#closed) return;
+    // Frames that arrived whole before the close are delivered, even if we had paused: a
+    // download keeps every byte it received before a reset (and can resume from there).
+    const backlog = this.#backlog.splice(0);
+    for (const frame of backlog) this.#handlers.frame(frame);
     this.#closed = true;
-    this.#backlog = [];
     const error = this.#error;
     let reason: CloseReason = 'local';
     if (this.#destroyedLocally) {

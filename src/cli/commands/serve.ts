@@ -3,6 +3,8 @@
  * with the client's address as the tutorial's server does.
  */
 import type { Command } from 'commander';
+import { FileRoot } from '../../services/files/confined.js';
+import { fileService } from '../../services/files/service.js';
 import { createServer } from '../../server/server.js';
 import { DEFAULT_PORT, formatAddress } from '../../transport/address.js';
 import type { CloseReason } from '../../transport/connection.js';
@@ -32,22 +34,26 @@ function stamp(): string {
 export function registerServe(program: Command): void {
   program
     .command('serve')
-    .summary('run the server (message service)')
+    .summary('run the server: messages, and files from DIR (read-only)')
     .description(
-      'Run a tcpkit server. Every client is served on its own connection, concurrently; each message ' +
+      'Run a tcpkit server. It serves the files under DIR (the current directory by default), read-only: ' +
+        'names resolve inside DIR only, hidden files and links leading outside are refused. ' +
+        'Every client is served on its own connection, concurrently; each message ' +
         'is answered with itself (echo), or with --reply TEXT. Each message is printed on stdout with the ' +
         "client's address; connections and disconnections are logged on stderr. The first line on stdout " +
         'is always "listening on HOST:PORT" with the real port. Ctrl-C (or SIGTERM) stops taking new ' +
         'clients, lets requests in flight finish, and exits 0; a second Ctrl-C exits at once.',
     )
+    .argument('[dir]', 'directory whose files are served, read-only', '.')
     .option('--host <host>', 'interface to bind (default: all interfaces)')
     .option('-p, --port <port>', 'port to listen on; 0 picks a free port', intArg(0, 65535), DEFAULT_PORT)
     .option('--backlog <n>', 'listen backlog: connections the kernel holds before they are accepted', intArg(1, 65535), 128)
     .option('--reply <text>', 'answer every message with this text instead of echoing it')
     .option('--drain-timeout <ms>', 'on shutdown, how long requests in flight may take to finish', intArg(0, 86_400_000), 30_000)
     .option('-q, --quiet', 'print only the "listening on" line')
-    .action(async (flags: ServeFlags) => {
+    .action(async (dir: string, flags: ServeFlags) => {
       const { quiet = false, reply } = flags;
+      const root = await FileRoot.open(dir);
       const log = (line: string): void => {
         if (!quiet) process.stderr.write(`${stamp()} ${line}\n`);
       };
@@ -56,6 +62,7 @@ export function registerServe(program: Command): void {
         port: flags.port,
         backlog: flags.backlog,
         drainTimeoutMs: flags.drainTimeout,
+        services: [fileService(root)],
         onMessage: (message, context) => {
           if (!quiet) process.stdout.write(`${context.peer.label}: ${safeText(message)}\n`);
           return reply ?? message;
@@ -71,7 +78,7 @@ export function registerServe(program: Command): void {
 
       const address = await server.listen();
       process.stdout.write(`listening on ${formatAddress(address.host, address.port)}\n`);
-      log(`tcpkit ${VERSION} serving messages (${reply === undefined ? 'echo' : 'fixed reply'}); Ctrl-C to stop`);
+      log(`tcpkit ${VERSION} serving messages (${reply === undefined ? 'echo' : 'fixed reply'}) and the files of ${safeText(dir)} (read-only); Ctrl-C to stop`);
 
       await new Promise<void>((resolve) => {
         let stopping = false;

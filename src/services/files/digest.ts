@@ -20,12 +20,13 @@ export interface Digest {
   value(): string;
 }
 
-let api: ReturnType<typeof xxhash> | undefined;
+// Loaded once, when the module is imported, so that creating a digest never waits: a receiver
+// must not pause between a FILE_HEAD and its DATA.
+const api = await xxhash();
 
-/** A fresh digest (the WebAssembly module is loaded once). */
-export async function createDigest(): Promise<Digest> {
-  api ??= xxhash();
-  const hasher = (await api).create64();
+/** A fresh digest. */
+export function createDigest(): Digest {
+  const hasher = api.create64();
   return {
     update(data) {
       hasher.update(data);

@@ -1,0 +1,238 @@
+/**
+ * `tcpkit get`: download files, verified, atomically, resumable; `tcpkit ls`: list a directory.
+ */
+import { stat as localStat } from 'node:fs/promises';
+import path from 'node:path';
+import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
+import { connect, type Client } from '../../client/client.js';
+import type { ClientOptions } from '../../client/options.js';
+import { withRetries } from '../../client/retry.js';
+import { withClient } from '../../client/short.js';
+import { OptionError, RemoteError, TcpkitError } from '../../errors.js';
+import { download, list, type DownloadResult } from '../../services/files/client.js';
+import { validateName } from '../../services/files/names.js';
+import { DEFAULT_PORT } from '../../transport/address.js';
+import { errorLine, exitCodeFor, ExitCode, intArg, safeText } from '../output.js';
+
+interface GetFlags {
+  output?: string;
+  force?: boolean;
+  short?: boolean;
+  retries: number;
+  json?: boolean;
+  quiet?: boolean;
+  resume: boolean;
+  timeout: number;
+  connectTimeout: number;
+}
+
+function human(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** Where each NAME is saved: its base name in the current directory, or under/at `-o`. */
+async function destinations(names: string[], output: string | undefined): Promise<string[]> {
+  let outputIsDir = false;
+  if (output !== undefined) {
+    try {
+      outputIsDir = (await localStat(output)).isDirectory();
+    } catch {
+      outputIsDir = false;
+    }
+    if (names.length > 1 && !outputIsDir) {
+      throw new OptionError('INVALID_OPTION', `-o ${output}: with several files, -o must be an existing directory`);
+    }
+  }
+  const targets = names.map((name) => {
+    const base = path.posix.basename(name);
+    if (output === undefined) return base;
+    return outputIsDir ? path.join(output, base) : output;
+  });
+  const seen = new Set<string>();
+  for (const target of targets) {
+    const key = path.resolve(target);
+    if (seen.has(key)) throw new OptionError('INVALID_OPTION', `two files would be saved as ${target}`);
+    seen.add(key);
+  }
+  return targets;
+}
+
+/** One kept connection shared by every download, re-opened after it breaks (for --retries). */
+function sharedConnection(address: string, options: ClientOptions): () => Promise<Client> {
+  let current: Promise<Client> | undefined;
+  return async () => {
+    if (current) {
+      const client = await current.catch(() => undefined);
+      if (client && client.state === 'open') return client;
+    }
+    current = connect(address, options);
+    return current;
+  };
+}
+
+/** A person-readable reason for one failed file. */
+function fileError(name: string, error: unknown): unknown {
+  if (error instanceof RemoteError && error.wireCode === 'NOT_FOUND') {
+    return new RemoteError('NOT_FOUND', `no such file on server: ${name}`);
+  }
+  if (error instanceof TcpkitError) return new TcpkitError(error.wireCode, `${name}: ${error.message}`, { cause: error });
+  return error;
+}
+
+export function registerGet(program: Command): void {
+  program
+    .command('get')
+    .summary('download files (verified, atomic, resumable)')
+    .description(
+      `Download each NAME from the server at HOST[:PORT] (port ${DEFAULT_PORT} by default). A file is saved under its ` +
+        'base name in the current directory, or at -o (a file path for one NAME, a directory for several). Bytes go to ' +
+        'a hidden partial file beside the destination (.NAME.tcpkit-part) and are renamed into place only once the ' +
+        "whole file matches the server's digest; on any failure the destination is untouched. An existing file is " +
+        'never replaced without --force. Run the same command again after an interruption and it resumes from the ' +
+        'partial file (if the file on the server is still the same version) and verifies the whole result. All files ' +
+        'travel over one kept connection, pipelined; --short uses one connection per file.',
+    )
+    .argument('<address>', 'HOST[:PORT] of the server')
+    .argument('<name...>', 'files to download, as named on the server (e.g. docs/a.txt)')
+    .option('-o, --output <path>', 'destination file (one NAME) or directory (several)')
+    .option('-f, --force', 'replace existing files')
+    .option('--short', 'one connection per file (short connections)')
+    .option('--retries <n>', 'after a dropped connection, reconnect and resume up to N times (with backoff)', intArg(0, 1000), 0)
+    .option('--no-resume', 'ignore partial files from earlier runs and start over')
+    .option('--json', 'print one JSON line per file: name, bytes, digest, seconds, MB/s, saved path')
+    .option('-q, --quiet', 'no progress bars and no summary lines')
+    .option('--timeout <ms>', 'give up when no data arrives for this long; 0 waits forever', intArg(0, 2_147_483_647), 30_000)
+    .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000)
+    .action(async (address: string, names: string[], flags: GetFlags) => {
+      for (const name of names) validateName(name);
+      const targets = await destinations(names, flags.output);
+      const options: ClientOptions = { connectTimeoutMs: flags.connectTimeout, requestTimeoutMs: flags.timeout };
+      const showBars = process.stderr.isTTY === true && !flags.quiet && !flags.json;
+      const bars = showBars
+        ? new cliProgress.MultiBar(
+            {
+              format: ' {bar} {percentage}% | {done}/{total_h} | {rate} | ETA {eta_formatted} | {file}',
+              hideCursor: true,
+              clearOnComplete: false,
+              stopOnComplete: false,
+              etaBuffer: 50,
+            },
+            cliProgress.Presets.shades_classic,
+          )
+        : undefined;
+      const getClient = sharedConnection(address, options);
+      let exitCode: number = ExitCode.OK;
+      const report = (result: DownloadResult): void => {
+        const mbps = result.seconds > 0 ? result.transferred / 1e6 / result.seconds : 0;
+        if (flags.json) {
+          process.stdout.write(
+            `${JSON.stringify({
+              name: result.name,
+              bytes: result.bytes,
+              digest: result.digest,
+              seconds: Number(result.seconds.toFixed(3)),
+              mbps: Number(mbps.toFixed(1)),
+              path: result.path,
+              resumedFrom: result.resumedFrom,
+            })}\n`,
+          );
+        } else if (!flags.quiet) {
+          const resumed = result.resumedFrom > 0 ? `, resumed at ${human(result.resumedFrom)}` : '';
+          process.stderr.write(
+            `saved ${safeText(result.name)} -> ${safeText(result.path)} (${human(result.bytes)}, ${mbps.toFixed(1)} MB/s${resumed}, ${result.digest} verified)\n`,
+          );
+        }
+      };
+      const one = async (name: string, target: string): Promise<void> => {
+        const bar = bars?.create(1, 0, { file: safeText(name), done: '0 B', total_h: '?', rate: '' });
+        const started = performance.now();
+        const onProgress = ({ bytes, size }: { bytes: number; size: number | undefined }): void => {
+          if (!bar) return;
+          const seconds = (performance.now() - started) / 1000;
+          bar.setTotal(Math.max(1, size ?? 1));
+          bar.update(size === 0 ? 1 : bytes, { done: human(bytes), total_h: human(size ?? 0), rate: seconds > 0 ? `${human(bytes / seconds)}/s` : '' });
+        };
+        try {
+          const result = await withRetries(
+            flags.retries,
+            async () => {
+              const downloadOptions = { force: flags.force === true, resume: flags.resume, onProgress };
+              if (flags.short) return withClient(address, (client) => download(client, name, target, downloadOptions), options);
+              return download(await getClient(), name, target, downloadOptions);
+            },
+            (error, attempt, delay) => {
+              if (!flags.quiet) process.stderr.write(`${errorLine(error)}; retry ${attempt}/${flags.retries} in ${delay} ms\n`);
+            },
+          );
+          bar?.stop();
+          report(result);
+        } catch (error) {
+          bar?.stop();
+          const failure = fileError(name, error);
+          process.stderr.write(`${errorLine(failure)}\n`);
+          if (exitCode === ExitCode.OK) exitCode = exitCodeFor(failure);
+        }
+      };
+      try {
+        await Promise.all(names.map((name, i) => one(name, targets[i]!)));
+      } finally {
+        bars?.stop();
+        const client = await getClientIfOpen(getClient, flags.short === true);
+        await client?.close();
+      }
+      process.exitCode = exitCode;
+    });
+}
+
+async function getClientIfOpen(getClient: () => Promise<Client>, short: boolean): Promise<Client | undefined> {
+  if (short) return undefined;
+  try {
+    const client = await getClient();
+    return client;
+  } catch {
+    return undefined;
+  }
+}
+
+interface LsFlags {
+  json?: boolean;
+  timeout: number;
+  connectTimeout: number;
+}
+
+export function registerLs(program: Command): void {
+  program
+    .command('ls')
+    .summary('list a directory on the server')
+    .description('List DIR (the served root by default) on the server at HOST[:PORT]: type, size, modification time, name.')
+    .argument('<address>', 'HOST[:PORT] of the server')
+    .argument('[dir]', 'directory on the server', '')
+    .option('--json', 'print one JSON line per entry: name, type, size, mtimeMs')
+    .option('--timeout <ms>', 'how long to wait for the reply; 0 waits forever', intArg(0, 2_147_483_647), 30_000)
+    .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000)
+    .action(async (address: string, dir: string, flags: LsFlags) => {
+      const listing = await withClient(address, (client) => list(client, dir), {
+        connectTimeoutMs: flags.connectTimeout,
+        requestTimeoutMs: flags.timeout,
+      });
+      for (const entry of listing.entries) {
+        if (flags.json) {
+          process.stdout.write(`${JSON.stringify(entry)}\n`);
+          continue;
+        }
+        const type = entry.type === 'directory' ? 'd' : entry.type === 'file' ? '-' : '?';
+        const size = entry.type === 'directory' ? '-' : String(entry.size);
+        const when = new Date(entry.mtimeMs).toISOString().slice(0, 16).replace('T', ' ');
+        process.stdout.write(`${type} ${size.padStart(12)}  ${when}  ${safeText(entry.name)}${entry.type === 'directory' ? '/' : ''}\n`);
+      }
+      if (listing.truncated) process.stderr.write(`tcpkit: listing cut at ${listing.entries.length} entries by the server\n`);
+    });
+}

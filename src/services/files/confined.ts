@@ -1,0 +1,425 @@
+/**
+ * The served root: every file the download service touches is found through a {@link FileRoot},
+ * which confines names to one directory by checking the descriptor it opened, never a path it
+ * re-resolves (RELIABILITY §1.2, goal G1). Linux only: it relies on `/proc/self/fd` and O_PATH.
+ *
+ * How a name is opened:
+ * 1. {@link validateName} checks it lexically: `..`, absolute names, `\`, NUL, invalid UTF-8 never
+ *    reach a syscall.
+ * 2. It is joined onto the root's real path, computed once by {@link FileRoot.open}.
+ * 3. The result is opened with **O_PATH**: a reference to the object that performs no open of it
+ *    (no device driver `open()`, no FIFO rendezvous, no atime update, and it cannot be read).
+ * 4. `readlink('/proc/self/fd/N')` says what was really opened, after every symlink and `..` the
+ *    kernel followed; it must be the root or below it ({@link isInside}). A symlinked
+ *    intermediate directory and a symlink swapped in mid-request are caught here, because the
+ *    check is on the object held, not on a path looked up again.
+ * 5. `fstat` on that descriptor: a file must be regular.
+ * 6. Only then is it opened for reading, through `/proc/self/fd/N`, which reopens that same
+ *    inode (checked by dev/ino) with O_RDONLY | O_NONBLOCK (libuv adds O_CLOEXEC).
+ *
+ * Steps 3 and 6 refine §1.2 step 3 (`open(O_RDONLY | O_NOFOLLOW | O_NONBLOCK)` then check): that
+ * order really opens whatever a symlink leads to, an outside device included, before the check
+ * can refuse it. With O_PATH the first open has no side effect, and no FIFO can hold a
+ * threadpool thread, because nothing but a checked regular file is ever opened for reading.
+ *
+ * Policies:
+ * - **Hidden names** (a component starting with `.`) are refused with FORBIDDEN and left out of
+ *   listings unless `allowHidden`, as nginx-style static servers do: `.git`, `.env`, `.ssh` are
+ *   the usual leaks.
+ * - **Symlinks** (`symlinks: 'inside'`, the default) are followed when what they lead to is
+ *   inside the root, and refused (FORBIDDEN) when it is outside; listings show an in-root link as
+ *   what it leads to and leave out links that lead outside or nowhere. `symlinks: 'refuse'`
+ *   refuses any symlink on the way, like nginx `disable_symlinks on`.
+ * - **Hard links** cannot be told from the original name; they are served by default
+ *   (`allowHardLinks`). With Linux's `fs.protected_hardlinks` (on by default in Debian) a local
+ *   user can only hard-link files they own or can read and write, and a root that untrusted users
+ *   can write to is unsafe anyway; `allowHardLinks: false` refuses files with `nlink > 1`.
+ * - **Special files** (FIFOs, sockets, devices) and directories are refused (FORBIDDEN) by GET;
+ *   STAT describes them.
+ *
+ * Residual risk: the kernel follows symlinks before step 4 can look, so a symlink planted in the
+ * root makes the server take an O_PATH reference to an outside object, and `stat` it, but never
+ * open or read it. Node has no `openat2(RESOLVE_BENEATH)`. The operational rule stands: the
+ * served root must not be writable by untrusted users. No containment decision is cached across
+ * requests.
+ *
+ * Error messages name the requested name only, never a server path (CVE-2015-8859, G11).
+ */
+import { constants as fsConstants, type Dirent, type Stats } from 'node:fs';
+import { open, opendir, lstat, readlink, realpath, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { OptionError, TcpkitError } from '../../errors.js';
+import { intOption, stripUndefined } from '../../util/options.js';
+import { isInside, validateDirName, validateName, type NameRules } from './names.js';
+import type { EntryInfo, Listing } from './wire.js';
+
+// O_PATH from <asm-generic/fcntl.h>, the value on every architecture Node supports on Linux;
+// Node's fs.constants does not export it. FileRoot.open proves the kernel took it as O_PATH.
+const O_PATH = 0o10000000;
+const { O_RDONLY, O_NONBLOCK, O_DIRECTORY } = fsConstants;
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** How symlinks inside the root are treated. */
+export type SymlinkPolicy = 'inside' | 'refuse';
+
+/** Options of {@link FileRoot.open}. */
+export interface FileRootOptions {
+  /** Serve (and list) names with a component starting with `.`. @default false */
+  allowHidden?: boolean;
+  /**
+   * `'inside'`: follow a symlink when what it leads to is inside the root, refuse it otherwise.
+   * `'refuse'`: refuse any name with a symlink on the way.
+   * @default 'inside'
+   */
+  symlinks?: SymlinkPolicy;
+  /** Serve regular files that have more than one hard link. @default true */
+  allowHardLinks?: boolean;
+  /** Most entries one {@link FileRoot.list} returns; past it the listing says `truncated`. @default 10000 */
+  maxListEntries?: number;
+  /** Longest name accepted, in UTF-8 bytes. @default 1024 */
+  maxNameBytes?: number;
+  /** Longest name component accepted, in UTF-8 bytes. @default 255 */
+  maxComponentBytes?: number;
+}
+
+/** The defaults of {@link FileRootOptions}, in one place. */
+export const FILE_ROOT_DEFAULTS: Readonly<Required<FileRootOptions>> = Object.freeze({
+  allowHidden: false,
+  symlinks: 'inside',
+  allowHardLinks: true,
+  maxListEntries: 10_000,
+  maxNameBytes: 1024,
+  maxComponentBytes: 255,
+});
+
+/** Per-request overrides of the root's policy. */
+export interface AccessOptions {
+  /** Overrides {@link FileRootOptions.allowHidden} for this call. */
+  allowHidden?: boolean;
+}
+
+/** A regular file opened for reading, confined to the root. The caller closes `handle`. */
+export interface OpenedFile {
+  /** Read-only handle on the file that was checked. */
+  handle: FileHandle;
+  /** Size in bytes when it was opened. */
+  size: number;
+  /** Modification time when it was opened, in ms since the epoch. */
+  mtimeMs: number;
+  /** The validated name. */
+  name: string;
+}
+
+function resolveOptions(options: FileRootOptions): Required<FileRootOptions> {
+  const resolved: Required<FileRootOptions> = { ...FILE_ROOT_DEFAULTS, ...stripUndefined(options) };
+  for (const key of ['allowHidden', 'allowHardLinks'] as const) {
+    if (typeof resolved[key] !== 'boolean') throw new OptionError('INVALID_OPTION', `${key} must be true or false`);
+  }
+  if (resolved.symlinks !== 'inside' && resolved.symlinks !== 'refuse') {
+    throw new OptionError('INVALID_OPTION', `symlinks must be 'inside' or 'refuse', got ${String(resolved.symlinks)}`);
+  }
+  intOption('maxListEntries', resolved.maxListEntries, 1, 1_000_000);
+  intOption('maxNameBytes', resolved.maxNameBytes, 1, 4096);
+  intOption('maxComponentBytes', resolved.maxComponentBytes, 1, 255);
+  return resolved;
+}
+
+function errnoOf(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : 'unknown error';
+}
+
+function forbidden(name: string, reason: string): TcpkitError {
+  return new TcpkitError('FORBIDDEN', `${name}: ${reason}`);
+}
+
+/**
+ * The client-facing meaning of a failed filesystem call. The Node error is not kept as `cause`:
+ * its message holds the absolute path, and a logger printing causes would leak it.
+ */
+function refusal(error: unknown, name: string): TcpkitError {
+  const code = errnoOf(error);
+  switch (code) {
+    case 'ENOENT':
+    case 'ENOTDIR':
+      return new TcpkitError('NOT_FOUND', `no such file: ${name}`);
+    case 'EACCES':
+    case 'EPERM':
+      return forbidden(name, 'permission denied');
+    case 'ELOOP':
+      return forbidden(name, 'too many levels of symbolic links');
+    case 'ENXIO':
+    case 'ENODEV':
+      return forbidden(name, 'not a regular file');
+    case 'ENAMETOOLONG':
+      return new TcpkitError('INVALID_NAME', `invalid name: ${name} is too long for this server`);
+    default:
+      // A local-scope code: the server logs it (handler-error) and the client gets HANDLER_ERROR.
+      return new TcpkitError('LOCAL_FILE_ERROR', `cannot open ${name}: ${code}`);
+  }
+}
+
+function typeOf(stats: Stats): EntryInfo['type'] {
+  if (stats.isFile()) return 'file';
+  if (stats.isDirectory()) return 'directory';
+  return 'other';
+}
+
+function entryOf(name: string, stats: Stats): EntryInfo {
+  const type = typeOf(stats);
+  return { name, type, size: type === 'file' ? stats.size : 0, mtimeMs: stats.mtimeMs };
+}
+
+/** `/proc/self/fd/N`: the path the kernel reports for a descriptor, and a way to reopen it. */
+function fdPath(handle: FileHandle): string {
+  return `/proc/self/fd/${handle.fd}`;
+}
+
+async function closeQuietly(handle: { close(): Promise<void> }): Promise<void> {
+  // Used on refusal paths only: the refusal, not a failed close, is what the caller must see.
+  await handle.close().catch(() => {});
+}
+
+/**
+ * A directory served read-only, with every name confined to it. Create with
+ * {@link FileRoot.open}.
+ * @example
+ * const root = await FileRoot.open('/srv/files');
+ * const file = await root.openFile('docs/report.pdf');
+ * try { await pipeline(file.handle.createReadStream({ end: file.size - 1 }), socket); }
+ * finally { await file.handle.close(); }
+ */
+export class FileRoot {
+  readonly #real: string;
+  readonly #options: Readonly<Required<FileRootOptions>>;
+
+  private constructor(real: string, options: Required<FileRootOptions>) {
+    this.#real = real;
+    this.#options = Object.freeze(options);
+  }
+
+  /**
+   * Resolves `dir` once (its real path is fixed for the life of the root) and checks that it is
+   * a directory and that descriptor checks work here (Linux, `/proc` mounted, O_PATH honoured).
+   * Throws `INVALID_OPTION` otherwise; these messages name `dir`, for the operator.
+   */
+  static async open(dir: string, options: FileRootOptions = {}): Promise<FileRoot> {
+    const resolved = resolveOptions(options);
+    let real: string;
+    try {
+      real = strictUtf8.decode(await realpath(dir, { encoding: 'buffer' }));
+    } catch (error) {
+      const why = error instanceof TypeError ? 'its real path is not valid UTF-8' : errnoOf(error) === 'ENOENT' ? 'no such directory' : errnoOf(error);
+      throw new OptionError('INVALID_OPTION', `root ${dir}: ${why}`);
+    }
+    let handle: FileHandle;
+    try {
+      handle = await open(real, O_PATH | O_DIRECTORY);
+    } catch (error) {
+      const why = errnoOf(error) === 'ENOTDIR' ? 'not a directory' : errnoOf(error);
+      throw new OptionError('INVALID_OPTION', `root ${dir}: ${why}`);
+    }
+    try {
+      await FileRoot.#probe(handle, real, dir);
+    } finally {
+      await handle.close();
+    }
+    return new FileRoot(real, resolved);
+  }
+
+  /** Fails closed where `/proc/self/fd` or O_PATH do not behave as the checks assume. */
+  static async #probe(handle: FileHandle, real: string, dir: string): Promise<void> {
+    const unsupported = (): OptionError =>
+      new OptionError('INVALID_OPTION', `root ${dir}: serving files needs Linux with /proc mounted (descriptor checks)`);
+    const where = await readlink(fdPath(handle)).catch(() => undefined);
+    if (where !== real) throw unsupported();
+    // Reading an O_PATH descriptor fails with EBADF; a plain directory descriptor gives EISDIR.
+    const readError = await handle.read(Buffer.alloc(1), 0, 1, 0).then(
+      () => undefined,
+      (error: unknown) => errnoOf(error),
+    );
+    if (readError !== 'EBADF') throw unsupported();
+  }
+
+  /**
+   * The real path of the served root. For the operator (logs at startup); never send it to a
+   * peer.
+   */
+  get realPath(): string {
+    return this.#real;
+  }
+
+  #rules(access: AccessOptions): NameRules {
+    return {
+      maxNameBytes: this.#options.maxNameBytes,
+      maxComponentBytes: this.#options.maxComponentBytes,
+      allowHidden: access.allowHidden ?? this.#options.allowHidden,
+    };
+  }
+
+  /** True when the descriptor's real path is inside the root (and, with symlinks refused, is `expected`). */
+  async #confined(handle: FileHandle, expected: string): Promise<boolean> {
+    let where: string;
+    try {
+      // Decoded strictly: a lossy decode could make two different byte paths compare equal.
+      where = strictUtf8.decode(await readlink(fdPath(handle), { encoding: 'buffer' }));
+    } catch {
+      return false;
+    }
+    if (!isInside(this.#real, where)) return false;
+    return this.#options.symlinks === 'inside' || where === expected;
+  }
+
+  /**
+   * Steps 2–5: an O_PATH handle on what `rel` names, checked to be inside the root, and its
+   * stats. The caller closes the handle.
+   */
+  async #locate(rel: string, label: string): Promise<{ handle: FileHandle; stats: Stats }> {
+    const target = rel === '' ? this.#real : path.join(this.#real, rel);
+    let handle: FileHandle;
+    try {
+      handle = await open(target, O_PATH);
+    } catch (error) {
+      throw refusal(error, label);
+    }
+    try {
+      if (!(await this.#confined(handle, target))) {
+        throw forbidden(label, this.#options.symlinks === 'inside' ? 'leads outside the served root' : 'symbolic links are not served');
+      }
+      return { handle, stats: await handle.stat() };
+    } catch (error) {
+      await closeQuietly(handle);
+      throw error instanceof TcpkitError ? error : refusal(error, label);
+    }
+  }
+
+  /**
+   * Opens a regular file inside the root for reading. Throws `INVALID_NAME` (the name breaks
+   * the rules of {@link validateName}), `NOT_FOUND`, or `FORBIDDEN` (hidden, a directory, not a
+   * regular file, a link leading outside, several hard links when refused, permission denied).
+   * Nothing is read before every check has passed. The caller closes `handle`.
+   */
+  async openFile(input: string | Uint8Array, access: AccessOptions = {}): Promise<OpenedFile> {
+    const name = validateName(input, this.#rules(access));
+    const { handle: located, stats } = await this.#locate(name, name);
+    try {
+      if (stats.isDirectory()) throw forbidden(name, 'is a directory');
+      if (!stats.isFile()) throw forbidden(name, 'not a regular file');
+      if (!this.#options.allowHardLinks && stats.nlink > 1) throw forbidden(name, 'has more than one hard link');
+      let handle: FileHandle;
+      try {
+        // Through /proc/self/fd the kernel reopens the very inode that was checked.
+        handle = await open(fdPath(located), O_RDONLY | O_NONBLOCK);
+      } catch (error) {
+        throw refusal(error, name);
+      }
+      try {
+        const opened = await handle.stat();
+        if (opened.dev !== stats.dev || opened.ino !== stats.ino || !opened.isFile()) throw forbidden(name, 'changed while it was opened');
+        return { handle, size: opened.size, mtimeMs: opened.mtimeMs, name };
+      } catch (error) {
+        await closeQuietly(handle);
+        throw error instanceof TcpkitError ? error : refusal(error, name);
+      }
+    } finally {
+      await located.close();
+    }
+  }
+
+  /**
+   * Describes one entry inside the root: a file, a directory, or `other` (FIFO, socket,
+   * device; described, never opened). An in-root symlink is described as what it leads to.
+   * Throws like {@link openFile}, without the file-type refusals.
+   */
+  async stat(input: string | Uint8Array, access: AccessOptions = {}): Promise<EntryInfo> {
+    const name = validateName(input, this.#rules(access));
+    const { handle, stats } = await this.#locate(name, name);
+    await handle.close();
+    return entryOf(name, stats);
+  }
+
+  /**
+   * Lists a directory inside the root (`''` or `.` is the root itself). Entry names are base
+   * names; entries are sorted by name. Left out: names that could not be requested (invalid
+   * UTF-8, control characters, reserved names, too long), hidden names unless allowed, symlinks
+   * that lead outside the root or nowhere (all symlinks under `symlinks: 'refuse'`), and entries
+   * that vanish while being read. At most `maxListEntries` are returned, in directory order
+   * before sorting; `truncated` says whether more were there. Entries are examined one at a
+   * time, so a large directory does not occupy the threadpool that other requests share.
+   */
+  async list(input: string | Uint8Array = '', access: AccessOptions = {}): Promise<Listing> {
+    const rules = this.#rules(access);
+    const rel = validateDirName(input, rules);
+    const label = rel === '' ? '.' : rel;
+    const { handle, stats } = await this.#locate(rel, label);
+    try {
+      if (!stats.isDirectory()) throw forbidden(label, 'is not a directory');
+      // Read through the checked descriptor, so a directory swapped in later is never listed.
+      const base = fdPath(handle);
+      // Raw names, so invalid UTF-8 is seen and skipped rather than decoded lossily into U+FFFD
+      // (Node accepts 'buffer' here; its typings only list text encodings).
+      const rawNames = { encoding: 'buffer' as unknown as BufferEncoding, bufferSize: 128 };
+      const dir = await opendir(base, rawNames).catch((error: unknown) => {
+        throw refusal(error, label);
+      });
+      const entries: EntryInfo[] = [];
+      let truncated = false;
+      // Only names a client could request back: the whole `rel/name` must fit the name limit.
+      const room = this.#options.maxNameBytes - (rel === '' ? 0 : Buffer.byteLength(rel) + 1);
+      const entryRules: NameRules = { ...rules, maxNameBytes: Math.max(1, room) };
+      try {
+        for (let dirent = await dir.read(); dirent !== null && room > 0; dirent = await dir.read()) {
+          const entryName = FileRoot.#direntName(dirent, entryRules);
+          if (entryName === undefined) continue;
+          const entry = await this.#describe(base, entryName);
+          if (entry === undefined) continue;
+          if (entries.length === this.#options.maxListEntries) {
+            truncated = true;
+            break;
+          }
+          entries.push(entry);
+        }
+      } catch (error) {
+        throw error instanceof TcpkitError ? error : refusal(error, label);
+      } finally {
+        await dir.close();
+      }
+      entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      return { entries, truncated };
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** The entry's name if it passes the name rules as a single component, else undefined. */
+  static #direntName(dirent: Dirent, rules: NameRules): string | undefined {
+    // With encoding 'buffer' the name is the raw bytes (the typings say string).
+    const raw: unknown = dirent.name;
+    const bytes = Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw));
+    try {
+      return validateName(bytes, rules);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** One listing entry, looked up through the directory's descriptor; undefined to leave it out. */
+  async #describe(base: string, entryName: string): Promise<EntryInfo | undefined> {
+    const entryPath = `${base}/${entryName}`;
+    const stats = await lstat(entryPath).catch(() => undefined);
+    if (stats === undefined) return undefined;
+    if (!stats.isSymbolicLink()) return entryOf(entryName, stats);
+    if (this.#options.symlinks === 'refuse') return undefined;
+    const handle = await open(entryPath, O_PATH).catch(() => undefined);
+    if (handle === undefined) return undefined;
+    try {
+      if (!(await this.#confined(handle, entryPath))) return undefined;
+      return entryOf(entryName, await handle.stat());
+    } catch {
+      return undefined;
+    } finally {
+      await closeQuietly(handle);
+    }
+  }
+}
