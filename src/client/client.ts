@@ -47,7 +47,10 @@ interface Pending {
   /** The final frame was delivered. */
   complete(): void;
   reject(error: Error): void;
-  timer: NodeJS.Timeout | undefined;
+  /** Milliseconds without a reply frame after which the request times out; 0 = never. */
+  timeoutMs: number;
+  /** `Date.now()` at which it times out (0 = never); pushed back by every frame received. */
+  deadline: number;
   /** The caller was already answered (timeout, abort, failed consumer): later frames only free the id. */
   abandoned: boolean;
   onAbort: (() => void) | undefined;
@@ -107,6 +110,10 @@ export class Client {
   #closedPromise: Promise<Error | undefined>;
   #resolveClosed!: (error: Error | undefined) => void;
   #lingerTimer: NodeJS.Timeout | undefined;
+  #sweepTimer: NodeJS.Timeout | undefined;
+  #sweepEvery = Infinity;
+  /** Slots promised to woken requests that have not yet taken them. */
+  #reserved = 0;
 
   /** @internal Use {@link connect}. */
   constructor(socket: net.Socket, options: ResolvedClientOptions) {
@@ -221,32 +228,33 @@ export class Client {
       throw new TcpkitError('FRAME_TOO_LARGE', `request of ${payload.length} bytes exceeds the server's limit of ${limit} bytes`);
     }
     if (options.signal?.aborted) throw abortError(options.signal);
-    if (this.#pending.size >= this.#server!.limits.maxInFlight) {
+    if (this.#waiting.length > 0 || this.#pending.size + this.#reserved >= this.#server!.limits.maxInFlight) {
+      // Wait for a slot, in order; the slot is reserved for us when we are woken.
       await new Promise<void>((resolve) => this.#waiting.push(resolve));
-      this.#checkUsable();
-      if (options.signal?.aborted) {
+      this.#reserved--;
+      try {
+        this.#checkUsable();
+        if (options.signal?.aborted) throw abortError(options.signal);
+      } catch (error) {
         this.#wakeWaiting();
-        throw abortError(options.signal);
+        throw error;
       }
     }
     return new Promise<void>((resolve, reject) => {
       const id = this.#allocateId();
+      const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
       const pending: Pending = {
         isFinal: (frame) => consumer.isFinal(frame),
         deliver: (frame) => consumer.frame(frame),
         complete: resolve,
         reject,
-        timer: undefined,
+        timeoutMs,
+        deadline: timeoutMs > 0 ? Date.now() + timeoutMs : 0,
         abandoned: false,
         onAbort: undefined,
         signal: options.signal,
       };
-      const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
-      if (timeoutMs > 0) {
-        pending.timer = setTimeout(() => {
-          this.#abandon(id, pending, new TimeoutError('REQUEST_TIMEOUT', `no reply from ${this.remote} within ${timeoutMs} ms`));
-        }, timeoutMs);
-      }
+      if (timeoutMs > 0) this.#armSweep(timeoutMs);
       if (options.signal) {
         const signal = options.signal;
         pending.onAbort = () => this.#abandon(id, pending, abortError(signal));
@@ -257,6 +265,36 @@ export class Client {
       else this.#conn.sendFrame(type, id, payload);
     });
   }
+
+  /**
+   * One timer per connection, not one per request: it sweeps the requests in flight for expired
+   * deadlines, at an eighth of the shortest timeout (so a timeout fires at most 12.5% late).
+   */
+  #armSweep(timeoutMs: number): void {
+    const every = Math.min(1000, Math.max(5, Math.floor(timeoutMs / 8)));
+    if (this.#sweepTimer !== undefined && every >= this.#sweepEvery) return;
+    clearTimeout(this.#sweepTimer);
+    this.#sweepEvery = every;
+    this.#sweepTimer = setTimeout(this.#sweep, every);
+  }
+
+  #sweep = (): void => {
+    this.#sweepTimer = undefined;
+    const now = Date.now();
+    let shortest = 0;
+    for (const [id, pending] of this.#pending) {
+      if (pending.abandoned || pending.deadline === 0) continue;
+      if (pending.deadline <= now) {
+        this.#abandon(id, pending, new TimeoutError('REQUEST_TIMEOUT', `no reply from ${this.remote} within ${pending.timeoutMs} ms`));
+      } else if (shortest === 0 || pending.timeoutMs < shortest) {
+        shortest = pending.timeoutMs;
+      }
+    }
+    if (shortest > 0) {
+      this.#sweepEvery = Infinity;
+      this.#armSweep(shortest);
+    }
+  };
 
   /** @internal Stops reading the socket (backpressure from a slow consumer, e.g. a disk). */
   pauseReading(): void {
@@ -319,19 +357,24 @@ export class Client {
   }
 
   #clearPending(pending: Pending): void {
-    clearTimeout(pending.timer);
+    pending.deadline = 0;
     if (pending.onAbort) pending.signal?.removeEventListener('abort', pending.onAbort);
   }
 
   #wakeWaiting(): void {
-    while (this.#waiting.length > 0 && this.#pending.size < (this.#server?.limits.maxInFlight ?? 1)) {
+    const limit = this.#server?.limits.maxInFlight ?? 1;
+    while (this.#waiting.length > 0 && this.#pending.size + this.#reserved < limit) {
+      this.#reserved++;
       this.#waiting.shift()!();
     }
   }
 
   /** Wakes every request waiting for a slot; each re-checks usability and throws. */
   #wakeAll(): void {
-    for (const wake of this.#waiting.splice(0)) wake();
+    for (const wake of this.#waiting.splice(0)) {
+      this.#reserved++;
+      wake();
+    }
   }
 
   #onFrame(frame: Frame): void {
@@ -389,7 +432,7 @@ export class Client {
           }
           this.#abandon(id, pending, error as Error, !final);
         }
-        pending.timer?.refresh();
+        if (pending.deadline !== 0) pending.deadline = Date.now() + pending.timeoutMs;
       }
     }
     if (!final) return;
@@ -496,6 +539,7 @@ export class Client {
 
   #onClose(reason: CloseReason, error: Error | undefined): void {
     clearTimeout(this.#lingerTimer);
+    clearTimeout(this.#sweepTimer);
     this.#state = 'closed';
     let failure = this.#failure ?? (this.#goodbye?.wireCode === 'CONNECTION_CLOSED' ? undefined : this.#goodbye);
     if (failure === undefined && (this.#pending.size > 0 || this.#server === undefined || reason === 'reset' || reason === 'error')) {

@@ -51,6 +51,8 @@ export function encodeFrame(type: number, id: number, payload: Uint8Array = EMPT
 }
 
 const EMPTY = new Uint8Array(0);
+/** The payload of every empty frame: zero bytes, so sharing it is safe. */
+const EMPTY_BUFFER = Buffer.alloc(0);
 
 /** Options of a {@link FrameDecoder}. */
 export interface FrameDecoderOptions {
@@ -73,9 +75,14 @@ export class FrameDecoder {
   #maxFrameBytes: number;
   #preambleSeen: number;
   #chunks: Buffer[] = [];
+  /** Bytes of `#chunks[0]` already consumed: the front chunk is never re-sliced per frame. */
+  #offset = 0;
   #buffered = 0;
-  /** Header of the frame whose payload is awaited, or undefined while awaiting a header. */
-  #header: { type: number; flags: number; id: number; length: number } | undefined;
+  /** Header of the frame whose payload is awaited; `#length < 0` while awaiting a header. */
+  #length = -1;
+  #type = 0;
+  #flags = 0;
+  #id = 0;
   #failure: ProtocolError | undefined;
 
   constructor(options: FrameDecoderOptions) {
@@ -128,24 +135,44 @@ export class FrameDecoder {
     this.#chunks.push(data);
     this.#buffered += data.length;
     for (;;) {
-      if (this.#header === undefined) {
+      if (this.#length < 0) {
         if (this.#buffered < HEADER_BYTES) break;
-        const head = this.#take(HEADER_BYTES);
-        const length = head.readUInt32BE(0);
-        if (length > this.#maxFrameBytes) {
-          this.#fail(
-            new ProtocolError('FRAME_TOO_LARGE', `frame of ${length} bytes announced, the limit is ${this.#maxFrameBytes}`),
-          );
+        const first = this.#chunks[0]!;
+        if (first.length - this.#offset >= HEADER_BYTES) {
+          // Common case: the header is within one chunk; read it in place.
+          this.#readHeader(first, this.#offset);
+          this.#skip(HEADER_BYTES);
+        } else {
+          this.#readHeader(this.#take(HEADER_BYTES), 0);
         }
-        this.#header = { length, type: head[4]!, flags: head[5]!, id: head.readUInt32BE(6) };
       }
-      const header = this.#header;
-      if (this.#buffered < header.length) break;
-      const payload = header.length === 0 ? Buffer.alloc(0) : this.#take(header.length);
-      this.#header = undefined;
-      frames.push({ type: header.type, flags: header.flags, id: header.id, payload });
+      if (this.#buffered < this.#length) break;
+      const payload = this.#length === 0 ? EMPTY_BUFFER : this.#take(this.#length);
+      frames.push({ type: this.#type, flags: this.#flags, id: this.#id, payload });
+      this.#length = -1;
     }
     return frames;
+  }
+
+  #readHeader(source: Buffer, at: number): void {
+    const length = source.readUInt32BE(at);
+    if (length > this.#maxFrameBytes) {
+      this.#fail(new ProtocolError('FRAME_TOO_LARGE', `frame of ${length} bytes announced, the limit is ${this.#maxFrameBytes}`));
+    }
+    this.#length = length;
+    this.#type = source[at + 4]!;
+    this.#flags = source[at + 5]!;
+    this.#id = source.readUInt32BE(at + 6);
+  }
+
+  /** Drops `n` bytes that lie within the front chunk. */
+  #skip(n: number): void {
+    this.#buffered -= n;
+    this.#offset += n;
+    if (this.#offset === this.#chunks[0]!.length) {
+      this.#chunks.shift();
+      this.#offset = 0;
+    }
   }
 
   #consumePreamble(data: Buffer): Buffer {
@@ -163,6 +190,7 @@ export class FrameDecoder {
   #fail(error: ProtocolError): never {
     this.#failure = error;
     this.#chunks = [];
+    this.#offset = 0;
     this.#buffered = 0;
     throw error;
   }
@@ -170,27 +198,27 @@ export class FrameDecoder {
   /** Removes exactly `n` (≤ buffered) bytes from the front; copies only when they span chunks. */
   #take(n: number): Buffer {
     const first = this.#chunks[0]!;
+    const available = first.length - this.#offset;
+    if (available >= n) {
+      const out = first.subarray(this.#offset, this.#offset + n);
+      this.#skip(n);
+      return out;
+    }
     this.#buffered -= n;
-    if (first.length > n) {
-      this.#chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    if (first.length === n) {
-      this.#chunks.shift();
-      return first;
-    }
     const out = Buffer.allocUnsafe(n);
     let filled = 0;
     while (filled < n) {
       const head = this.#chunks[0]!;
       const want = n - filled;
-      if (head.length <= want) {
-        out.set(head, filled);
-        filled += head.length;
+      const have = head.length - this.#offset;
+      if (have <= want) {
+        out.set(this.#offset === 0 ? head : head.subarray(this.#offset), filled);
+        filled += have;
         this.#chunks.shift();
+        this.#offset = 0;
       } else {
-        out.set(head.subarray(0, want), filled);
-        this.#chunks[0] = head.subarray(want);
+        out.set(head.subarray(this.#offset, this.#offset + want), filled);
+        this.#offset += want;
         filled += want;
       }
     }

@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
 import type { ProtocolError } from '../errors.js';
 import { FrameType } from '../protocol/constants.js';
+import { encodeServerHello } from '../protocol/control.js';
 import { messageService } from '../services/message.js';
 import type { Service } from '../services/service.js';
 import { formatAddress, type HostPort } from '../transport/address.js';
@@ -64,7 +65,7 @@ export class Server extends EventEmitter<ServerEventMap> {
       options: this.#options,
       services: this.#services,
       serviceNames: this.#serviceNames,
-      agent: `tcpkit/${VERSION}`,
+      hello: (version) => this.#hello(version),
       protocolError: (peer, error) => this.emit('protocol-error', peer, error),
       handlerError: (peer, error) => this.emit('handler-error', peer, error),
       peerEnded: (peer) => this.emit('peer-end', peer),
@@ -73,6 +74,24 @@ export class Server extends EventEmitter<ServerEventMap> {
     // allowHalfOpen: a client that half-closes after its request must still get every reply
     // (Node's default would end our side at once and truncate them; RELIABILITY.md §2.7).
     this.#net = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => this.#onSocket(socket));
+  }
+
+  readonly #hellos = new Map<number, Buffer>();
+
+  #hello(version: number): Buffer {
+    let payload = this.#hellos.get(version);
+    if (payload === undefined) {
+      const { maxFrameBytes, maxInFlight } = this.#options;
+      payload = encodeServerHello({
+        version,
+        agent: `tcpkit/${VERSION}`,
+        services: [...this.#serviceNames],
+        capabilities: [],
+        limits: { maxFrameBytes, maxInFlight, idleTimeoutMs: 0 },
+      });
+      this.#hellos.set(version, payload);
+    }
+    return payload;
   }
 
   #addService(service: Service): void {

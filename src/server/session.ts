@@ -13,7 +13,7 @@ import {
   frameTypeName,
   preambleBytes,
 } from '../protocol/constants.js';
-import { decodeClientHello, encodeErrorBody, encodeServerHello, negotiateVersion } from '../protocol/control.js';
+import { decodeClientHello, encodeErrorBody, negotiateVersion } from '../protocol/control.js';
 import type { Frame } from '../protocol/frame.js';
 import type { Exchange, Service } from '../services/service.js';
 import { Connection, type CloseReason, type PeerInfo } from '../transport/connection.js';
@@ -27,7 +27,8 @@ export interface SessionHost {
   readonly options: ResolvedServerOptions;
   readonly services: ReadonlyMap<number, Service>;
   readonly serviceNames: readonly string[];
-  readonly agent: string;
+  /** The HELLO payload for a negotiated version (the same for every connection). */
+  hello(version: number): Buffer;
   protocolError(peer: PeerInfo, error: ProtocolError): void;
   handlerError(peer: PeerInfo, error: unknown): void;
   peerEnded(peer: PeerInfo): void;
@@ -221,20 +222,9 @@ export class ServerSession {
       });
       return;
     }
-    const { options } = this.#host;
     this.#state = 'open';
-    this.#conn.setMaxFrameBytes(options.maxFrameBytes);
-    this.send(
-      FrameType.HELLO,
-      CONNECTION_ID,
-      encodeServerHello({
-        version,
-        agent: this.#host.agent,
-        services: [...this.#host.serviceNames],
-        capabilities: [],
-        limits: { maxFrameBytes: options.maxFrameBytes, maxInFlight: options.maxInFlight, idleTimeoutMs: 0 },
-      }),
-    );
+    this.#conn.setMaxFrameBytes(this.#host.options.maxFrameBytes);
+    this.send(FrameType.HELLO, CONNECTION_ID, this.#host.hello(version));
   }
 
   #onRequest(frame: Frame): void {
@@ -258,8 +248,6 @@ export class ServerSession {
     }
     this.#requests++;
     const exchange = new ServerExchange(this, id);
-    this.#inFlight.set(id, exchange);
-    if (this.#inFlight.size >= this.#host.options.maxInFlight) this.#conn.pause();
     let result: void | Promise<void>;
     try {
       result = service.handle(frame, exchange);
@@ -268,13 +256,24 @@ export class ServerSession {
       return;
     }
     if (result instanceof Promise) {
+      // Only a request still running needs a slot; a synchronous answer never takes one.
+      this.#inFlight.set(id, exchange);
+      if (this.#inFlight.size >= this.#host.options.maxInFlight) this.#conn.pause();
       result.then(
         () => this.#settle(exchange, undefined),
         (error: unknown) => this.#settle(exchange, error),
       );
-    } else {
+    } else if (!exchange.done) {
       this.#settle(exchange, undefined);
+    } else if (this.#conn.needsDrain) {
+      this.#waitForDrain();
     }
+  }
+
+  /** Output backpressure: read no new requests until the client takes its replies. */
+  #waitForDrain(): void {
+    this.#conn.pause();
+    void this.#conn.drained().then(() => this.#maybeResume());
   }
 
   /** A handler finished: make sure the client got an answer, free the slot, maybe read on. */
@@ -296,18 +295,17 @@ export class ServerSession {
       return;
     }
     if (this.#maybeFinish()) return;
-    if (this.#conn.needsDrain) {
-      // Output backpressure: read no new requests until the client takes its replies.
-      this.#conn.pause();
-      void this.#conn.drained().then(() => this.#maybeResume());
-    } else {
-      this.#maybeResume();
-    }
+    if (this.#conn.needsDrain) this.#waitForDrain();
+    else this.#maybeResume();
   }
 
   #maybeResume(): void {
     if (this.#state === 'closed' || this.#conn.needsDrain) return;
-    if (this.#inFlight.size < this.#host.options.maxInFlight) this.#conn.resume();
+    if (this.#inFlight.size < this.#host.options.maxInFlight) {
+      this.#conn.resume();
+      // Requests held while paused may all have been answered now, after the peer's EOF.
+      this.#maybeFinish();
+    }
   }
 
   /**
@@ -315,7 +313,7 @@ export class ServerSession {
    * Returns true when it ended the connection.
    */
   #maybeFinish(): boolean {
-    if (this.#inFlight.size > 0 || this.#conn.writeEnded) return false;
+    if (this.#inFlight.size > 0 || this.#conn.writeEnded || this.#conn.hasBacklog) return false;
     if (this.#state === 'draining' || this.#peerSaidGoodbye) {
       const code: ErrorCodeName = this.#state === 'draining' ? 'SHUTTING_DOWN' : 'NORMAL';
       const message = code === 'SHUTTING_DOWN' ? 'the server is shutting down' : 'goodbye';
@@ -372,8 +370,10 @@ export class ServerSession {
     this.#state = 'closed';
     clearTimeout(this.#helloTimer);
     clearTimeout(this.#lingerTimer);
-    const gone = new TcpkitError('CONNECTION_CLOSED', 'the connection closed');
-    for (const exchange of this.#inFlight.values()) exchange.abort(gone);
+    if (this.#inFlight.size > 0) {
+      const gone = new TcpkitError('CONNECTION_CLOSED', 'the connection closed');
+      for (const exchange of this.#inFlight.values()) exchange.abort(gone);
+    }
     this.#host.closed(this, reason, error);
   }
 }

@@ -94,6 +94,10 @@ export class Connection {
   get writeEnded(): boolean {
     return this.#ended || this.#closed;
   }
+  /** True while frames received during a pause wait to be delivered. */
+  get hasBacklog(): boolean {
+    return this.#backlog.length > 0;
+  }
   /** True when the socket's send buffer is over its high-water mark. */
   get needsDrain(): boolean {
     return this.#socket.writableNeedDrain;

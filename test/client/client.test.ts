@@ -74,20 +74,24 @@ describe('client: kept (long) connections', () => {
   it('keeps several requests in flight at once, never more than the server allows', async () => {
     let running = 0;
     let peak = 0;
+    let clientPeak = 0;
     const release = gate();
+    // eslint-disable-next-line prefer-const
+    let client: Awaited<ReturnType<typeof connect>>;
     const { address } = await serve({
       maxInFlight: 3,
       onMessage: async (message) => {
         running++;
         peak = Math.max(peak, running);
+        clientPeak = Math.max(clientPeak, client.inFlight);
         await release.promise;
         running--;
         return message;
       },
     });
-    const client = await connect(address);
+    client = await connect(address);
     assert.equal(client.server.limits.maxInFlight, 3);
-    const all = Promise.all(Array.from({ length: 10 }, (_, n) => client.send(String(n))));
+    const all = Promise.all(Array.from({ length: 40 }, (_, n) => client.send(String(n))));
     await within(
       (async () => {
         while (running < 3) await new Promise((resolve) => setImmediate(resolve));
@@ -96,8 +100,9 @@ describe('client: kept (long) connections', () => {
       'three in flight',
     );
     release.open();
-    assert.equal((await all).length, 10);
+    assert.equal((await all).length, 40);
     assert.equal(peak, 3, 'pipelined up to the limit, not beyond');
+    assert.equal(clientPeak, 3, 'the client itself never had more in flight than the server allows');
     await client.close();
   });
 
