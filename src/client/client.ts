@@ -26,7 +26,7 @@ import {
   encodeErrorBody,
   type ServerHello,
 } from '../protocol/control.js';
-import type { Frame } from '../protocol/frame.js';
+import { encodeFrame, type Frame } from '../protocol/frame.js';
 import { Connection, type CloseReason } from '../transport/connection.js';
 import { VERSION } from '../version.js';
 import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions, type Target } from './options.js';
@@ -67,6 +67,16 @@ export interface StreamConsumer {
 
 /** State of a client: open, closing (no new requests), closed. */
 export type ClientState = 'open' | 'closing' | 'closed';
+
+/** What every client says first: preamble and HELLO, in one buffer. */
+const CLIENT_OPENING = Buffer.concat([
+  preambleBytes(),
+  encodeFrame(
+    FrameType.HELLO,
+    CONNECTION_ID,
+    encodeClientHello({ versions: [...SUPPORTED_VERSIONS], agent: `tcpkit/${VERSION}`, capabilities: [] }),
+  ),
+]);
 
 /** Maps a failed TCP connect to an error a person understands. */
 function connectError(error: NodeJS.ErrnoException, options: ResolvedClientOptions): TcpkitError {
@@ -137,12 +147,7 @@ export class Client {
       },
       { maxFrameBytes: options.maxFrameBytes },
     );
-    this.#conn.write(preambleBytes());
-    this.#conn.sendFrame(
-      FrameType.HELLO,
-      CONNECTION_ID,
-      encodeClientHello({ versions: [...SUPPORTED_VERSIONS], agent: `tcpkit/${VERSION}`, capabilities: [] }),
-    );
+    this.#conn.write(CLIENT_OPENING);
   }
 
   /** @internal Resolves once the server's hello arrived. */

@@ -5,7 +5,8 @@
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
 import type { ProtocolError } from '../errors.js';
-import { FrameType } from '../protocol/constants.js';
+import { CONNECTION_ID, FrameType, preambleBytes } from '../protocol/constants.js';
+import { encodeFrame } from '../protocol/frame.js';
 import { encodeServerHello } from '../protocol/control.js';
 import { messageService } from '../services/message.js';
 import type { Service } from '../services/service.js';
@@ -78,20 +79,22 @@ export class Server extends EventEmitter<ServerEventMap> {
 
   readonly #hellos = new Map<number, Buffer>();
 
+  /** Preamble and HELLO frame for a negotiated version: one buffer, built once per server. */
   #hello(version: number): Buffer {
-    let payload = this.#hellos.get(version);
-    if (payload === undefined) {
+    let opening = this.#hellos.get(version);
+    if (opening === undefined) {
       const { maxFrameBytes, maxInFlight } = this.#options;
-      payload = encodeServerHello({
+      const payload = encodeServerHello({
         version,
         agent: `tcpkit/${VERSION}`,
         services: [...this.#serviceNames],
         capabilities: [],
         limits: { maxFrameBytes, maxInFlight, idleTimeoutMs: 0 },
       });
-      this.#hellos.set(version, payload);
+      opening = Buffer.concat([preambleBytes(), encodeFrame(FrameType.HELLO, CONNECTION_ID, payload)]);
+      this.#hellos.set(version, opening);
     }
-    return payload;
+    return opening;
   }
 
   #addService(service: Service): void {
@@ -190,7 +193,10 @@ export class Server extends EventEmitter<ServerEventMap> {
     this.#accepted++;
     const session = new ServerSession(socket, this.#host);
     this.#sessions.add(session);
-    this.emit('connection', session.peer);
+    // Describing the peer costs a getpeername() call: only when someone will hear of it (it must
+    // be looked up now, while the socket is open, for a later 'disconnect').
+    if (this.listenerCount('connection') > 0) this.emit('connection', session.peer);
+    else if (this.listenerCount('disconnect') > 0) void session.peer;
   }
 
   #onSessionClosed(session: ServerSession, reason: CloseReason, error: Error | undefined): void {
@@ -198,7 +204,7 @@ export class Server extends EventEmitter<ServerEventMap> {
     this.#finished.requests += session.requests;
     this.#finished.bytesIn += session.bytesIn;
     this.#finished.bytesOut += session.bytesOut;
-    this.emit('disconnect', session.peer, reason, error);
+    if (this.listenerCount('disconnect') > 0) this.emit('disconnect', session.peer, reason, error);
     if (this.#sessions.size === 0) this.#allClosed?.();
   }
 }

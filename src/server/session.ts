@@ -27,7 +27,7 @@ export interface SessionHost {
   readonly options: ResolvedServerOptions;
   readonly services: ReadonlyMap<number, Service>;
   readonly serviceNames: readonly string[];
-  /** The HELLO payload for a negotiated version (the same for every connection). */
+  /** Preamble plus HELLO frame for a negotiated version (the same for every connection). */
   hello(version: number): Buffer;
   protocolError(peer: PeerInfo, error: ProtocolError): void;
   handlerError(peer: PeerInfo, error: unknown): void;
@@ -224,7 +224,8 @@ export class ServerSession {
     }
     this.#state = 'open';
     this.#conn.setMaxFrameBytes(this.#host.options.maxFrameBytes);
-    this.send(FrameType.HELLO, CONNECTION_ID, this.#host.hello(version));
+    this.#preambleSent = true;
+    this.#conn.write(this.#host.hello(version));
   }
 
   #onRequest(frame: Frame): void {

@@ -47,7 +47,7 @@ export class Connection {
   readonly #socket: Socket;
   readonly #decoder: FrameDecoder;
   readonly #handlers: ConnectionHandlers;
-  readonly peer: PeerInfo;
+  #peer: PeerInfo | undefined;
   #corked = false;
   #paused = false;
   /** Frames decoded while paused, delivered on resume. Bounded: reading stops while it is non-empty. */
@@ -65,7 +65,6 @@ export class Connection {
     this.#socket = socket;
     this.#handlers = handlers;
     this.#decoder = new FrameDecoder({ maxFrameBytes: options.maxFrameBytes });
-    this.peer = peerOf(socket);
     socket.setNoDelay(true);
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
@@ -73,6 +72,12 @@ export class Connection {
       this.#error ??= error;
     });
     socket.on('close', this.#onClose);
+  }
+
+  /** Who is at the other end (looked up once, on first use). */
+  get peer(): PeerInfo {
+    this.#peer ??= peerOf(this.#socket);
+    return this.#peer;
   }
 
   /** Bytes received and sent so far. */
