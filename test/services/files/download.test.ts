@@ -14,7 +14,7 @@ import { FileRoot } from '../../../src/services/files/confined.js';
 import { fileService } from '../../../src/services/files/service.js';
 import { DATA_CHUNK_BYTES, encodeFileEnd, encodeFileHead, FileFrame } from '../../../src/services/files/wire.js';
 import { runCli } from '../../helpers/cli.js';
-import { faultyServer, LOOPBACK, startServer } from '../../helpers/net.js';
+import { faultyServer, LOOPBACK, RawPeer, startServer } from '../../helpers/net.js';
 import { faultProxy } from '../../helpers/proxy.js';
 
 let served: string;
@@ -244,6 +244,27 @@ describe('download: integrity and resume', () => {
   });
 });
 
+describe('download: a client that stops reading', () => {
+  it('costs the server bounded memory: it stops reading the file while the client does not read', async () => {
+    const { server, port: slowPort } = await startServer({ services: [fileService(await FileRoot.open(served))] });
+    cleanups.push(() => server.destroy());
+    const peer = await RawPeer.open(slowPort);
+    peer.socket.pause();
+    peer.send(FileFrame.GET, 1, Buffer.from(JSON.stringify({ name: 'multi.bin' })));
+    let last = -1;
+    let stable = 0;
+    for (let i = 0; i < 200 && stable < 5; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const now = server.stats().bytesOut;
+      stable = now === last ? stable + 1 : 0;
+      last = now;
+    }
+    // Socket buffers on loopback hold a few MiB; the rest of the 7 MiB file must not be queued.
+    assert.ok(last < files.get('multi.bin')!.length - 1024 * 1024, `server queued ${last} bytes for a client that reads nothing`);
+    peer.socket.destroy();
+  });
+});
+
 describe('download: a lying server', () => {
   function lyingServer(script: (send: (type: number, payload: Buffer) => void, id: number) => void) {
     return faultyServer((socket) => {
@@ -344,6 +365,30 @@ describe('tcpkit get / ls', () => {
     assert.equal(result.code, 1);
     assert.equal(result.stderr, 'tcpkit: no such file on server: nope.txt\n');
     assert.deepEqual(await readdir(cwd), []);
+  });
+
+  it('--retries reconnects and resumes after dropped connections until the file is whole', async () => {
+    // Every connection through this proxy drops after 3 MiB: three tries are needed for 7 MiB.
+    const proxy = await faultProxy(port, { endAfter: 3 * 1024 * 1024 });
+    cleanups.push(() => proxy.close());
+    const cwd = dest('cli-retries');
+    await mkdir(cwd);
+    const result = await runCli(['get', `${LOOPBACK}:${proxy.port}`, 'multi.bin', '--retries', '5', '--json'], { cwd });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, /retry 1\/5/);
+    const line = JSON.parse(result.stdout) as { resumedFrom: number; bytes: number };
+    assert.ok(line.resumedFrom > 0, 'the last try resumed from the partial file');
+    assert.deepEqual(await readFile(path.join(cwd, 'multi.bin')), files.get('multi.bin'));
+  });
+
+  it('without --retries, a dropped connection fails the command and keeps the partial file', async () => {
+    const proxy = await faultProxy(port, { endAfter: 3 * 1024 * 1024 });
+    cleanups.push(() => proxy.close());
+    const cwd = dest('cli-dropped');
+    await mkdir(cwd);
+    const result = await runCli(['get', `${LOOPBACK}:${proxy.port}`, 'multi.bin'], { cwd });
+    assert.equal(result.code, 4);
+    assert.deepEqual(await readdir(cwd), ['.multi.bin.tcpkit-part', '.multi.bin.tcpkit-part.json']);
   });
 
   it('lists a directory', async () => {
