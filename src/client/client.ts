@@ -563,8 +563,8 @@ export class Client {
   }
 }
 
-/** Opens the TCP connection, within the connect timeout and the abort signal. */
-function openSocket(options: ResolvedClientOptions, deadline: number): Promise<net.Socket> {
+/** @internal Opens the TCP connection, within the connect timeout and the abort signal (also used by raw mode). */
+export function openSocket(options: ResolvedClientOptions, deadline: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: options.host, port: options.port, allowHalfOpen: true });
     const finish = (error: Error | undefined): void => {

@@ -5,7 +5,7 @@ import { OptionError } from '../errors.js';
 import { intOption, stripUndefined } from '../util/options.js';
 import { DEFAULT_MAX_FRAME_BYTES, HARD_MAX_FRAME_BYTES, HELLO_MAX_FRAME_BYTES } from '../protocol/constants.js';
 import { echoHandler, type MessageHandler } from '../services/message.js';
-import type { Service } from '../services/service.js';
+import type { RawHandler, Service } from '../services/service.js';
 import { checkPort, DEFAULT_PORT } from '../transport/address.js';
 
 /** Options of {@link createServer}. Every timeout is finite. */
@@ -20,6 +20,12 @@ export interface ServerOptions {
   onMessage?: MessageHandler;
   /** More services (request families) beside the message service. @default [] */
   services?: Service[];
+  /**
+   * Serves raw clients (no framing; told apart by their first byte), e.g. with
+   * `rawFileHandler(root)` or `rawMessageHandler(onMessage)`. @default undefined: raw clients are
+   * closed without a byte
+   */
+  raw?: RawHandler;
   /** Largest frame payload accepted after the hello; announced to clients. @default 1048576 (1 MiB) */
   maxFrameBytes?: number;
   /** Requests served at once on one connection; the rest wait unread (TCP backpressure). @default 16 */
@@ -51,6 +57,7 @@ export interface ResolvedServerOptions {
   backlog: number;
   onMessage: MessageHandler;
   services: Service[];
+  raw: RawHandler | undefined;
   maxFrameBytes: number;
   maxInFlight: number;
   handshakeTimeoutMs: number;
@@ -75,6 +82,7 @@ export function resolveServerOptions(options: ServerOptions = {}): ResolvedServe
     backlog: intOption('backlog', o.backlog, 1, 65535),
     onMessage: o.onMessage ?? echoHandler,
     services: [...(o.services ?? [])],
+    raw: o.raw,
     maxFrameBytes: intOption('maxFrameBytes', o.maxFrameBytes, HELLO_MAX_FRAME_BYTES, HARD_MAX_FRAME_BYTES),
     maxInFlight: intOption('maxInFlight', o.maxInFlight, 1, 4096),
     handshakeTimeoutMs: intOption('handshakeTimeoutMs', o.handshakeTimeoutMs, 1, MAX_TIMEOUT_MS),

@@ -30,6 +30,8 @@ export interface ServerEventMap {
   'protocol-error': [peer: PeerInfo, error: ProtocolError];
   /** A service handler threw or rejected; the client got HANDLER_ERROR. */
   'handler-error': [peer: PeerInfo, error: unknown];
+  /** A raw (unframed) request was refused or failed; the client got no data. */
+  'raw-error': [peer: PeerInfo, error: unknown];
   /** close() finished: every connection is gone. */
   close: [];
 }
@@ -69,6 +71,8 @@ export class Server extends EventEmitter<ServerEventMap> {
       hello: (version) => this.#hello(version),
       protocolError: (peer, error) => this.emit('protocol-error', peer, error),
       handlerError: (peer, error) => this.emit('handler-error', peer, error),
+      raw: this.#options.raw,
+      rawError: (peer, error) => this.emit('raw-error', peer, error),
       peerEnded: (peer) => this.emit('peer-end', peer),
       closed: (session, reason, error) => this.#onSessionClosed(session, reason, error),
     };

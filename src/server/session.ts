@@ -8,6 +8,7 @@ import {
   CONNECTION_ID,
   FrameType,
   HELLO_MAX_FRAME_BYTES,
+  PREAMBLE,
   MAX_PING_BYTES,
   SUPPORTED_VERSIONS,
   frameTypeName,
@@ -15,7 +16,8 @@ import {
 } from '../protocol/constants.js';
 import { decodeClientHello, encodeErrorBody, negotiateVersion } from '../protocol/control.js';
 import type { Frame } from '../protocol/frame.js';
-import type { Exchange, Service } from '../services/service.js';
+import type { Exchange, RawHandler, Service } from '../services/service.js';
+import { RAW_QUIET_MS, RawRequestReader, type RawVerdict } from './raw-request.js';
 import { Connection, type CloseReason, type PeerInfo } from '../transport/connection.js';
 import type { ResolvedServerOptions } from './options.js';
 
@@ -31,6 +33,10 @@ export interface SessionHost {
   hello(version: number): Buffer;
   protocolError(peer: PeerInfo, error: ProtocolError): void;
   handlerError(peer: PeerInfo, error: unknown): void;
+  /** Serves raw (unframed) clients; undefined: they are closed without a byte. */
+  readonly raw: RawHandler | undefined;
+  /** A raw request was refused or failed; the client got no data (or a cut-short stream). */
+  rawError(peer: PeerInfo, error: unknown): void;
   peerEnded(peer: PeerInfo): void;
   closed(session: ServerSession, reason: CloseReason, error: Error | undefined): void;
 }
@@ -88,6 +94,10 @@ export class ServerSession {
   #helloTimer: NodeJS.Timeout | undefined;
   #lingerTimer: NodeJS.Timeout | undefined;
   #requests = 0;
+  #rawReader: RawRequestReader | undefined;
+  #quietTimer: NodeJS.Timeout | undefined;
+  /** The raw request being served, if any (raw connections carry exactly one). */
+  #rawActive: AbortController | undefined;
 
   constructor(socket: Socket, host: SessionHost) {
     this.#host = host;
@@ -98,8 +108,13 @@ export class ServerSession {
         peerEnd: () => this.#onPeerEnd(),
         protocolError: (error) => this.#onProtocolError(error),
         close: (reason, error) => this.#onClose(reason, error),
+        raw: (chunk) => this.#onRaw(chunk),
       },
-      { maxFrameBytes: HELLO_MAX_FRAME_BYTES },
+      {
+        maxFrameBytes: HELLO_MAX_FRAME_BYTES,
+        // A framed client starts with the preamble's 0x89, which no text can start with.
+        ...(host.raw && { sniff: (first: number) => first === PREAMBLE[0] }),
+      },
     );
     this.#helloTimer = setTimeout(() => {
       // Never completed its hello: close without a byte, since it may not speak tcpkit at all.
@@ -166,6 +181,65 @@ export class ServerSession {
   /** Aborts at once. */
   destroy(error?: Error): void {
     this.#conn.destroy(error);
+  }
+
+  /** Bytes from a raw client: gather its request (one per connection), then serve it. */
+  #onRaw(chunk: Buffer): void {
+    if (this.#state !== 'hello') return; // bytes after the request are ignored
+    this.#rawReader ??= new RawRequestReader();
+    const verdict = this.#rawReader.push(chunk);
+    if (verdict.done) {
+      this.#serveRaw(verdict);
+      return;
+    }
+    clearTimeout(this.#quietTimer);
+    this.#quietTimer = setTimeout(() => this.#serveRaw(this.#rawReader!.end()), RAW_QUIET_MS);
+  }
+
+  #serveRaw(verdict: RawVerdict): void {
+    if (!verdict.done || this.#state !== 'hello') return;
+    clearTimeout(this.#quietTimer);
+    clearTimeout(this.#helloTimer);
+    this.#state = 'open';
+    this.#conn.pause();
+    if ('tooLong' in verdict) {
+      this.#host.rawError(this.peer, new TcpkitError('BAD_REQUEST', 'raw request too long'));
+      this.#endAndLinger();
+      return;
+    }
+    const controller = new AbortController();
+    this.#rawActive = controller;
+    this.#requests++;
+    const conn = this.#conn;
+    const exchange = {
+      peer: this.peer,
+      signal: controller.signal,
+      async write(chunk: Uint8Array): Promise<void> {
+        controller.signal.throwIfAborted();
+        if (!conn.write(chunk)) await conn.drained();
+      },
+    };
+    const finish = (error: unknown): void => {
+      this.#rawActive = undefined;
+      if (this.#state === 'closed') return;
+      if (error === undefined) {
+        this.#endAndLinger();
+        return;
+      }
+      this.#host.rawError(this.peer, error);
+      // Nothing sent: close with no data. Something sent: reset, so the cut is visible.
+      if (conn.bytesOut === 0) this.#endAndLinger();
+      else conn.destroy();
+    };
+    let result: void | Promise<void>;
+    try {
+      result = this.#host.raw!(verdict.request, exchange);
+    } catch (error) {
+      finish(error);
+      return;
+    }
+    if (result instanceof Promise) result.then(() => finish(undefined), finish);
+    else finish(undefined);
   }
 
   #onFrame(frame: Frame): void {
@@ -314,7 +388,14 @@ export class ServerSession {
    * Returns true when it ended the connection.
    */
   #maybeFinish(): boolean {
-    if (this.#inFlight.size > 0 || this.#conn.writeEnded || this.#conn.hasBacklog) return false;
+    if (this.#inFlight.size > 0 || this.#rawActive || this.#conn.writeEnded || this.#conn.hasBacklog) return false;
+    if (this.#conn.raw) {
+      if (this.#state === 'draining' || this.#conn.peerEnded) {
+        this.#endAndLinger();
+        return true;
+      }
+      return false;
+    }
     if (this.#state === 'draining' || this.#peerSaidGoodbye) {
       const code: ErrorCodeName = this.#state === 'draining' ? 'SHUTTING_DOWN' : 'NORMAL';
       const message = code === 'SHUTTING_DOWN' ? 'the server is shutting down' : 'goodbye';
@@ -360,6 +441,10 @@ export class ServerSession {
 
   #onPeerEnd(): void {
     this.#host.peerEnded(this.peer);
+    if (this.#rawReader !== undefined && this.#state === 'hello') {
+      this.#serveRaw(this.#rawReader.end());
+      return;
+    }
     if (this.#state === 'hello') {
       this.#conn.destroy();
       return;
@@ -371,6 +456,8 @@ export class ServerSession {
     this.#state = 'closed';
     clearTimeout(this.#helloTimer);
     clearTimeout(this.#lingerTimer);
+    clearTimeout(this.#quietTimer);
+    this.#rawActive?.abort(new TcpkitError('CONNECTION_CLOSED', 'the connection closed'));
     if (this.#inFlight.size > 0) {
       const gone = new TcpkitError('CONNECTION_CLOSED', 'the connection closed');
       for (const exchange of this.#inFlight.values()) exchange.abort(gone);

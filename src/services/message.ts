@@ -3,7 +3,7 @@
  */
 import { FrameType } from '../protocol/constants.js';
 import type { PeerInfo } from '../transport/connection.js';
-import type { Exchange, Service } from './service.js';
+import type { Exchange, RawHandler, Service } from './service.js';
 
 /** What a message handler may answer: text (sent as UTF-8) or bytes. */
 export type MessageReply = string | Uint8Array;
@@ -52,5 +52,16 @@ export function messageService(handler: MessageHandler): Service {
       exchange.reply(FrameType.MESSAGE_REPLY, toBytes(result));
       return undefined;
     },
+  };
+}
+
+/**
+ * Raw mode for messages (the tutorial's tcp_server.py): the raw request is the message, the
+ * handler's reply is sent back as bare bytes, and the connection closes.
+ */
+export function rawMessageHandler(handler: MessageHandler): RawHandler {
+  return async (request, exchange) => {
+    const reply = await handler(request, { peer: exchange.peer, signal: exchange.signal, id: 0 });
+    await exchange.write(toBytes(reply));
   };
 }

@@ -28,12 +28,22 @@ export interface ConnectionHandlers {
   protocolError(error: ProtocolError): void;
   /** The socket closed; called exactly once. */
   close(reason: CloseReason, error: Error | undefined): void;
+  /**
+   * Bytes of a connection switched to raw mode (see {@link Connection.sniff}): no framing, the
+   * session reads the bytes itself.
+   */
+  raw?(chunk: Buffer): void;
 }
 
 /** Options of a {@link Connection}. */
 export interface ConnectionOptions {
   /** Frame payload limit until changed with {@link Connection.setMaxFrameBytes}. */
   maxFrameBytes: number;
+  /**
+   * Looks at the first byte received and says whether the peer is framed (true) or raw
+   * (false: every byte, that first one included, goes to `handlers.raw`). @default always framed
+   */
+  sniff?: (firstByte: number) => boolean;
 }
 
 /** Describes the peer of a socket (after `connect` on a client, at once on a server). */
@@ -60,11 +70,14 @@ export class Connection {
   #drainPromise: Promise<void> | undefined;
   #bytesIn = 0;
   #bytesOut = 0;
+  #sniff: ((firstByte: number) => boolean) | undefined;
+  #raw = false;
 
   constructor(socket: Socket, handlers: ConnectionHandlers, options: ConnectionOptions) {
     this.#socket = socket;
     this.#handlers = handlers;
     this.#decoder = new FrameDecoder({ maxFrameBytes: options.maxFrameBytes });
+    this.#sniff = options.sniff;
     socket.setNoDelay(true);
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
@@ -98,6 +111,10 @@ export class Connection {
   /** True once we ended or destroyed our side: nothing more can be written. */
   get writeEnded(): boolean {
     return this.#ended || this.#closed;
+  }
+  /** True once the first byte showed a raw (unframed) peer. */
+  get raw(): boolean {
+    return this.#raw;
   }
   /** True while frames received during a pause wait to be delivered. */
   get hasBacklog(): boolean {
@@ -197,6 +214,14 @@ export class Connection {
 
   #onData = (chunk: Buffer): void => {
     this.#bytesIn += chunk.length;
+    if (this.#sniff !== undefined) {
+      this.#raw = !this.#sniff(chunk[0]!);
+      this.#sniff = undefined;
+    }
+    if (this.#raw) {
+      this.#handlers.raw?.(chunk);
+      return;
+    }
     let frames: Frame[];
     try {
       frames = this.#decoder.push(chunk);

@@ -12,10 +12,12 @@ import { withClient } from '../../client/short.js';
 import { OptionError, RemoteError, TcpkitError } from '../../errors.js';
 import { download, list, type DownloadResult } from '../../services/files/client.js';
 import { validateName } from '../../services/files/names.js';
+import { rawDownload } from '../../services/files/raw.js';
 import { DEFAULT_PORT } from '../../transport/address.js';
 import { errorLine, exitCodeFor, ExitCode, intArg, safeText } from '../output.js';
 
 interface GetFlags {
+  raw?: boolean;
   output?: string;
   force?: boolean;
   short?: boolean;
@@ -105,6 +107,7 @@ export function registerGet(program: Command): void {
     .option('-o, --output <path>', 'destination file (one NAME) or directory (several)')
     .option('-f, --force', 'replace existing files')
     .option('--short', 'one connection per file (short connections)')
+    .option('--raw', "talk to a server that speaks no framing (e.g. the tutorial's download_server.py): send the bare name, save everything until the server closes; no integrity check, no resume")
     .option('--retries <n>', 'after a dropped connection, reconnect and resume up to N times (with backoff)', intArg(0, 1000), 0)
     .option('--no-resume', 'ignore partial files from earlier runs and start over')
     .option('--json', 'print one JSON line per file: name, bytes, digest, seconds, MB/s, saved path')
@@ -128,6 +131,26 @@ export function registerGet(program: Command): void {
             cliProgress.Presets.shades_classic,
           )
         : undefined;
+      if (flags.raw) {
+        let failures = 0;
+        for (const [i, name] of names.entries()) {
+          try {
+            const result = await rawDownload(address, name, targets[i]!, { ...options, force: flags.force === true });
+            const mbps = result.seconds > 0 ? result.bytes / 1e6 / result.seconds : 0;
+            if (flags.json) {
+              process.stdout.write(`${JSON.stringify({ name, bytes: result.bytes, digest: null, seconds: Number(result.seconds.toFixed(3)), mbps: Number(mbps.toFixed(1)), path: result.path })}\n`);
+            } else if (!flags.quiet) {
+              process.stderr.write(`saved ${safeText(name)} -> ${safeText(result.path)} (${human(result.bytes)}, ${mbps.toFixed(1)} MB/s, raw: not verified)\n`);
+            }
+          } catch (error) {
+            failures++;
+            process.stderr.write(`${errorLine(error instanceof TcpkitError ? new TcpkitError(error.wireCode, `${name}: ${error.message}`) : error)}\n`);
+            if (process.exitCode === undefined) process.exitCode = exitCodeFor(error);
+          }
+        }
+        if (failures > 0 && process.exitCode === undefined) process.exitCode = ExitCode.FAILED;
+        return;
+      }
       const getClient = sharedConnection(address, options);
       let exitCode: number = ExitCode.OK;
       const report = (result: DownloadResult): void => {

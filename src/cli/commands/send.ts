@@ -5,11 +5,13 @@ import type { Command } from 'commander';
 import { connect } from '../../client/client.js';
 import type { ClientOptions } from '../../client/options.js';
 import { sendOnce } from '../../client/short.js';
+import { rawSend } from '../../client/raw.js';
 import { DEFAULT_PORT } from '../../transport/address.js';
 import { intArg, safeText } from '../output.js';
 
 interface SendFlags {
   short?: boolean;
+  raw?: boolean;
   timeout: number;
   connectTimeout: number;
 }
@@ -27,6 +29,7 @@ export function registerSend(program: Command): void {
     .argument('<address>', 'HOST[:PORT] of the server')
     .argument('<message...>', 'messages to send, one per argument')
     .option('--short', 'one connection per message (short connections)')
+    .option('--raw', "talk to a server that speaks no framing (e.g. the tutorial's tcp_server.py): each message on its own connection, the reply is everything the server sends until it closes")
     .option('--timeout <ms>', 'how long to wait for each reply; 0 waits forever', intArg(0, 2_147_483_647), 30_000)
     .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000)
     .action(async (address: string, messages: string[], flags: SendFlags) => {
@@ -34,6 +37,10 @@ export function registerSend(program: Command): void {
       const print = (reply: Buffer): void => {
         process.stdout.write(`${safeText(reply)}\n`);
       };
+      if (flags.raw) {
+        for (const message of messages) print(await rawSend(address, message, options));
+        return;
+      }
       if (flags.short) {
         for (const message of messages) print(await sendOnce(address, message, options));
         return;

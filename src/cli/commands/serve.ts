@@ -5,6 +5,9 @@
 import type { Command } from 'commander';
 import { FileRoot } from '../../services/files/confined.js';
 import { fileService } from '../../services/files/service.js';
+import { rawFileHandler } from '../../services/files/raw.js';
+import { rawMessageHandler, type MessageHandler } from '../../services/message.js';
+import type { RawHandler } from '../../services/service.js';
 import { createServer } from '../../server/server.js';
 import { DEFAULT_PORT, formatAddress } from '../../transport/address.js';
 import type { CloseReason } from '../../transport/connection.js';
@@ -18,6 +21,8 @@ interface ServeFlags {
   reply?: string;
   quiet?: boolean;
   drainTimeout: number;
+  raw: boolean;
+  rawMessages?: boolean;
 }
 
 const REASONS: Record<CloseReason, string> = {
@@ -41,7 +46,10 @@ export function registerServe(program: Command): void {
         'Every client is served on its own connection, concurrently; each message ' +
         'is answered with itself (echo), or with --reply TEXT. Each message is printed on stdout with the ' +
         "client's address; connections and disconnections are logged on stderr. The first line on stdout " +
-        'is always "listening on HOST:PORT" with the real port. Ctrl-C (or SIGTERM) stops taking new ' +
+        'is always "listening on HOST:PORT" with the real port. Raw clients (no framing: the tutorial\'s Python programs, ' +
+        'netcat) are told apart by their first byte on the same port: by default a raw request is a file name, ended by a ' +
+        'newline, by the client half-closing, or by 200 ms of quiet; the whole file is sent and the connection closed, and a ' +
+        'missing or refused file is closed with no data. Raw mode has no integrity check, no resume and no error codes. Ctrl-C (or SIGTERM) stops taking new ' +
         'clients, lets requests in flight finish, and exits 0; a second Ctrl-C exits at once.',
     )
     .argument('[dir]', 'directory whose files are served, read-only', '.')
@@ -50,6 +58,8 @@ export function registerServe(program: Command): void {
     .option('--backlog <n>', 'listen backlog: connections the kernel holds before they are accepted', intArg(1, 65535), 128)
     .option('--reply <text>', 'answer every message with this text instead of echoing it')
     .option('--drain-timeout <ms>', 'on shutdown, how long requests in flight may take to finish', intArg(0, 86_400_000), 30_000)
+    .option('--raw-messages', 'raw clients (no framing, e.g. the tutorial\'s tcp_client.py or netcat) send a message and get the reply, instead of a file name and the file')
+    .option('--no-raw', 'refuse raw clients (close without a byte); only tcpkit clients are served')
     .option('-q, --quiet', 'print only the "listening on" line')
     .action(async (dir: string, flags: ServeFlags) => {
       const { quiet = false, reply } = flags;
@@ -57,16 +67,26 @@ export function registerServe(program: Command): void {
       const log = (line: string): void => {
         if (!quiet) process.stderr.write(`${stamp()} ${line}\n`);
       };
+      const onMessage: MessageHandler = (message, context) => {
+        if (!quiet) process.stdout.write(`${context.peer.label}: ${safeText(message)}\n`);
+        return reply ?? message;
+      };
+      let raw: RawHandler | undefined;
+      if (flags.raw) {
+        const inner = flags.rawMessages ? rawMessageHandler(onMessage) : rawFileHandler(root);
+        raw = async (request, exchange) => {
+          await inner(request, exchange);
+          if (!flags.rawMessages) log(`${exchange.peer.label} raw request served: ${safeText(request)}`);
+        };
+      }
       const server = createServer({
         ...(flags.host !== undefined && { host: flags.host }),
         port: flags.port,
         backlog: flags.backlog,
         drainTimeoutMs: flags.drainTimeout,
         services: [fileService(root)],
-        onMessage: (message, context) => {
-          if (!quiet) process.stdout.write(`${context.peer.label}: ${safeText(message)}\n`);
-          return reply ?? message;
-        },
+        onMessage,
+        ...(raw && { raw }),
       });
       server.on('connection', (peer) => log(`${peer.label} connected`));
       server.on('disconnect', (peer, reason, error) => {
@@ -74,6 +94,7 @@ export function registerServe(program: Command): void {
         log(`${peer.label} disconnected (${REASONS[reason]}${detail})`);
       });
       server.on('protocol-error', (peer, error) => log(`${peer.label} protocol error: ${safeText(error.message)}`));
+      server.on('raw-error', (peer, error) => log(`${peer.label} raw request refused, closed without data: ${safeText(error instanceof Error ? error.message : String(error))}`));
       server.on('handler-error', (peer, error) => log(`${peer.label} handler failed: ${safeText(String(error))}`));
 
       const address = await server.listen();
