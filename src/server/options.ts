@@ -28,6 +28,13 @@ export interface ServerOptions {
   raw?: RawHandler;
   /** Largest frame payload accepted after the hello; announced to clients. @default 1048576 (1 MiB) */
   maxFrameBytes?: number;
+  /**
+   * Connections held at once, counted at accept; over it a client is refused with
+   * TOO_MANY_CONNECTIONS (a raw client: closed with no data). 0: no cap. @default 1024
+   */
+  maxConnections?: number;
+  /** Connections held at once per client address (IPv4-mapped IPv6 counts as IPv4). 0: no cap. @default 64 */
+  maxConnectionsPerIp?: number;
   /** Requests served at once on one connection; the rest wait unread (TCP backpressure). @default 16 */
   maxInFlight?: number;
   /** A connection that has not completed its hello by then is closed. @default 10000 */
@@ -45,6 +52,8 @@ export const SERVER_DEFAULTS = Object.freeze({
   backlog: 128,
   maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
   maxInFlight: 16,
+  maxConnections: 1024,
+  maxConnectionsPerIp: 64,
   handshakeTimeoutMs: 10_000,
   drainTimeoutMs: 30_000,
   lingerTimeoutMs: 5_000,
@@ -60,6 +69,8 @@ export interface ResolvedServerOptions {
   raw: RawHandler | undefined;
   maxFrameBytes: number;
   maxInFlight: number;
+  maxConnections: number;
+  maxConnectionsPerIp: number;
   handshakeTimeoutMs: number;
   drainTimeoutMs: number;
   lingerTimeoutMs: number;
@@ -85,6 +96,8 @@ export function resolveServerOptions(options: ServerOptions = {}): ResolvedServe
     raw: o.raw,
     maxFrameBytes: intOption('maxFrameBytes', o.maxFrameBytes, HELLO_MAX_FRAME_BYTES, HARD_MAX_FRAME_BYTES),
     maxInFlight: intOption('maxInFlight', o.maxInFlight, 1, 4096),
+    maxConnections: intOption('maxConnections', o.maxConnections, 0, 10_000_000),
+    maxConnectionsPerIp: intOption('maxConnectionsPerIp', o.maxConnectionsPerIp, 0, 10_000_000),
     handshakeTimeoutMs: intOption('handshakeTimeoutMs', o.handshakeTimeoutMs, 1, MAX_TIMEOUT_MS),
     drainTimeoutMs: intOption('drainTimeoutMs', o.drainTimeoutMs, 0, MAX_TIMEOUT_MS),
     lingerTimeoutMs: intOption('lingerTimeoutMs', o.lingerTimeoutMs, 1, MAX_TIMEOUT_MS),

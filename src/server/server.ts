@@ -14,6 +14,9 @@ import { formatAddress, type HostPort } from '../transport/address.js';
 import type { CloseReason, PeerInfo } from '../transport/connection.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options.js';
 import { ServerSession, type SessionHost } from './session.js';
+import { Admission, type RefusalReason } from './admission.js';
+import { refuse } from './refusal.js';
+import { normalizeIp } from '../transport/address.js';
 import { VERSION } from '../version.js';
 
 /** Events of a {@link Server}, each with what a log line needs. */
@@ -32,6 +35,8 @@ export interface ServerEventMap {
   'handler-error': [peer: PeerInfo, error: unknown];
   /** A raw (unframed) request was refused or failed; the client got no data. */
   'raw-error': [peer: PeerInfo, error: unknown];
+  /** A connection was refused at accept because a cap was reached. */
+  refused: [peer: { address: string; port: number; label: string }, reason: RefusalReason];
   /** close() finished: every connection is gone. */
   close: [];
 }
@@ -40,6 +45,10 @@ export interface ServerEventMap {
 export interface ServerStats {
   /** Connections open now. */
   connections: number;
+  /** Connections open now, per client address. */
+  connectionsPerIp: Record<string, number>;
+  /** Connections refused since start, by reason. */
+  refused: Record<RefusalReason, number>;
   /** Connections accepted since start. */
   accepted: number;
   /** Requests served since start, on closed and open connections. */
@@ -57,12 +66,20 @@ export class Server extends EventEmitter<ServerEventMap> {
   readonly #host: SessionHost;
   #closing: Promise<void> | undefined;
   #accepted = 0;
+  readonly #admission: Admission;
+  readonly #refused: Record<RefusalReason, number> = { 'per-ip': 0, total: 0 };
+  /** Client address of each admitted session, to release its slot exactly once. */
+  readonly #ipOf = new WeakMap<ServerSession, string>();
   #finished = { requests: 0, bytesIn: 0, bytesOut: 0 };
   #allClosed: (() => void) | undefined;
 
   constructor(options: ServerOptions = {}) {
     super();
     this.#options = resolveServerOptions(options);
+    this.#admission = new Admission({
+      maxConnections: this.#options.maxConnections,
+      maxConnectionsPerIp: this.#options.maxConnectionsPerIp,
+    });
     for (const service of [messageService(this.#options.onMessage), ...this.#options.services]) this.#addService(service);
     this.#host = {
       options: this.#options,
@@ -150,7 +167,13 @@ export class Server extends EventEmitter<ServerEventMap> {
       totals.bytesIn += session.bytesIn;
       totals.bytesOut += session.bytesOut;
     }
-    return { connections: this.#sessions.size, accepted: this.#accepted, ...totals };
+    return {
+      connections: this.#sessions.size,
+      connectionsPerIp: this.#admission.perIp(),
+      refused: { ...this.#refused },
+      accepted: this.#accepted,
+      ...totals,
+    };
   }
 
   /**
@@ -195,8 +218,26 @@ export class Server extends EventEmitter<ServerEventMap> {
       return;
     }
     this.#accepted++;
+    // Caps are counted at accept, per client address (IPv4-mapped IPv6 counts as IPv4).
+    const ip = normalizeIp(socket.remoteAddress ?? 'unknown');
+    const verdict = this.#admission.admit(ip);
+    if (!verdict.admitted) {
+      this.#refused[verdict.reason]++;
+      const { maxConnections, maxConnectionsPerIp } = this.#options;
+      const message =
+        verdict.reason === 'total'
+          ? `the server holds its maximum of ${maxConnections} connections`
+          : `the server allows ${maxConnectionsPerIp} connections per client address`;
+      refuse(socket, 'TOO_MANY_CONNECTIONS', message, this.#options.handshakeTimeoutMs);
+      if (this.listenerCount('refused') > 0) {
+        const port = socket.remotePort ?? 0;
+        this.emit('refused', { address: ip, port, label: formatAddress(ip, port) }, verdict.reason);
+      }
+      return;
+    }
     const session = new ServerSession(socket, this.#host);
     this.#sessions.add(session);
+    this.#ipOf.set(session, ip);
     // Describing the peer costs a getpeername() call: only when someone will hear of it (it must
     // be looked up now, while the socket is open, for a later 'disconnect').
     if (this.listenerCount('connection') > 0) this.emit('connection', session.peer);
@@ -205,6 +246,7 @@ export class Server extends EventEmitter<ServerEventMap> {
 
   #onSessionClosed(session: ServerSession, reason: CloseReason, error: Error | undefined): void {
     if (!this.#sessions.delete(session)) return;
+    this.#admission.release(this.#ipOf.get(session)!);
     this.#finished.requests += session.requests;
     this.#finished.bytesIn += session.bytesIn;
     this.#finished.bytesOut += session.bytesOut;

@@ -23,6 +23,8 @@ interface ServeFlags {
   drainTimeout: number;
   raw: boolean;
   rawMessages?: boolean;
+  maxConns: number;
+  maxConnsPerIp: number;
 }
 
 const REASONS: Record<CloseReason, string> = {
@@ -57,6 +59,8 @@ export function registerServe(program: Command): void {
     .option('-p, --port <port>', 'port to listen on; 0 picks a free port', intArg(0, 65535), DEFAULT_PORT)
     .option('--backlog <n>', 'listen backlog: connections the kernel holds before they are accepted', intArg(1, 65535), 128)
     .option('--reply <text>', 'answer every message with this text instead of echoing it')
+    .option('--max-conns <n>', 'connections held at once; more are refused with TOO_MANY_CONNECTIONS (0: no cap)', intArg(0, 10_000_000), 1024)
+    .option('--max-conns-per-ip <n>', 'connections held at once per client address (0: no cap)', intArg(0, 10_000_000), 64)
     .option('--drain-timeout <ms>', 'on shutdown, how long requests in flight may take to finish', intArg(0, 86_400_000), 30_000)
     .option('--raw-messages', 'raw clients (no framing, e.g. the tutorial\'s tcp_client.py or netcat) send a message and get the reply, instead of a file name and the file')
     .option('--no-raw', 'refuse raw clients (close without a byte); only tcpkit clients are served')
@@ -84,6 +88,8 @@ export function registerServe(program: Command): void {
         port: flags.port,
         backlog: flags.backlog,
         drainTimeoutMs: flags.drainTimeout,
+        maxConnections: flags.maxConns,
+        maxConnectionsPerIp: flags.maxConnsPerIp,
         services: [fileService(root)],
         onMessage,
         ...(raw && { raw }),
@@ -94,6 +100,9 @@ export function registerServe(program: Command): void {
         log(`${peer.label} disconnected (${REASONS[reason]}${detail})`);
       });
       server.on('protocol-error', (peer, error) => log(`${peer.label} protocol error: ${safeText(error.message)}`));
+      server.on('refused', (peer, reason) =>
+        log(`${peer.label} refused: too many connections (${reason === 'total' ? `--max-conns ${flags.maxConns}` : `--max-conns-per-ip ${flags.maxConnsPerIp}`})`),
+      );
       server.on('raw-error', (peer, error) => log(`${peer.label} raw request refused, closed without data: ${safeText(error instanceof Error ? error.message : String(error))}`));
       server.on('handler-error', (peer, error) => log(`${peer.label} handler failed: ${safeText(String(error))}`));
 
