@@ -30,7 +30,14 @@ export async function rawExchange(target: Target, request: Uint8Array, sink: Raw
     }
     socket.on('data', (chunk: Buffer) => {
       received += chunk.length;
-      const step = sink(chunk);
+      let step: void | Promise<void>;
+      try {
+        step = sink(chunk);
+      } catch (error) {
+        failed ??= error as Error;
+        socket.destroy();
+        return;
+      }
       if (step instanceof Promise) {
         socket.pause();
         writing = writing.then(() => step).then(

@@ -37,8 +37,23 @@ export interface ServerOptions {
   maxConnectionsPerIp?: number;
   /** Requests served at once on one connection; the rest wait unread (TCP backpressure). @default 16 */
   maxInFlight?: number;
-  /** A connection that has not completed its hello by then is closed. @default 10000 */
+  /** A connection that has not completed its hello (or raw request) by then is closed without a byte. @default 10000 */
   handshakeTimeoutMs?: number;
+  /**
+   * A frame must be complete this long after its first byte arrived; trickling cannot extend
+   * it (slowloris). The client gets ERROR TIMEOUT and the connection closes. @default 10000
+   */
+  requestTimeoutMs?: number;
+  /**
+   * A connection with nothing in flight and no traffic for this long gets GOODBYE IDLE_TIMEOUT
+   * and is closed; a transfer in progress is never idle. @default 60000
+   */
+  idleTimeoutMs?: number;
+  /**
+   * While the client does not read what we send, the queued bytes must shrink at least once in
+   * this long, or the connection is reset; a slow reader that keeps reading is never cut. @default 30000
+   */
+  sendTimeoutMs?: number;
   /** On close(), connections still busy after this long are destroyed. @default 30000 */
   drainTimeoutMs?: number;
   /** After the server ends a connection, the peer has this long to close its side. @default 5000 */
@@ -55,6 +70,9 @@ export const SERVER_DEFAULTS = Object.freeze({
   maxConnections: 1024,
   maxConnectionsPerIp: 64,
   handshakeTimeoutMs: 10_000,
+  requestTimeoutMs: 10_000,
+  idleTimeoutMs: 60_000,
+  sendTimeoutMs: 30_000,
   drainTimeoutMs: 30_000,
   lingerTimeoutMs: 5_000,
 });
@@ -72,6 +90,9 @@ export interface ResolvedServerOptions {
   maxConnections: number;
   maxConnectionsPerIp: number;
   handshakeTimeoutMs: number;
+  requestTimeoutMs: number;
+  idleTimeoutMs: number;
+  sendTimeoutMs: number;
   drainTimeoutMs: number;
   lingerTimeoutMs: number;
 }
@@ -99,6 +120,9 @@ export function resolveServerOptions(options: ServerOptions = {}): ResolvedServe
     maxConnections: intOption('maxConnections', o.maxConnections, 0, 10_000_000),
     maxConnectionsPerIp: intOption('maxConnectionsPerIp', o.maxConnectionsPerIp, 0, 10_000_000),
     handshakeTimeoutMs: intOption('handshakeTimeoutMs', o.handshakeTimeoutMs, 1, MAX_TIMEOUT_MS),
+    requestTimeoutMs: intOption('requestTimeoutMs', o.requestTimeoutMs, 1, MAX_TIMEOUT_MS),
+    idleTimeoutMs: intOption('idleTimeoutMs', o.idleTimeoutMs, 1, MAX_TIMEOUT_MS),
+    sendTimeoutMs: intOption('sendTimeoutMs', o.sendTimeoutMs, 1, MAX_TIMEOUT_MS),
     drainTimeoutMs: intOption('drainTimeoutMs', o.drainTimeoutMs, 0, MAX_TIMEOUT_MS),
     lingerTimeoutMs: intOption('lingerTimeoutMs', o.lingerTimeoutMs, 1, MAX_TIMEOUT_MS),
   };

@@ -12,6 +12,7 @@ import { messageService } from '../services/message.js';
 import type { Service } from '../services/service.js';
 import { formatAddress, type HostPort } from '../transport/address.js';
 import type { CloseReason, PeerInfo } from '../transport/connection.js';
+import type { Expiry } from '../transport/watchdog.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options.js';
 import { ServerSession, type SessionHost } from './session.js';
 import { Admission, type RefusalReason } from './admission.js';
@@ -35,6 +36,12 @@ export interface ServerEventMap {
   'handler-error': [peer: PeerInfo, error: unknown];
   /** A raw (unframed) request was refused or failed; the client got no data. */
   'raw-error': [peer: PeerInfo, error: unknown];
+  /**
+   * A phase deadline passed: `handshake` (no hello in time: closed), `request` (a frame not
+   * completed in time: TIMEOUT, closed), `idle` (goodbye IDLE_TIMEOUT, closed), `send-stall` (the
+   * client stopped reading: reset).
+   */
+  timeout: [peer: PeerInfo, why: Expiry];
   /** A connection was refused at accept because a cap was reached. */
   refused: [peer: { address: string; port: number; label: string }, reason: RefusalReason];
   /** close() finished: every connection is gone. */
@@ -90,6 +97,7 @@ export class Server extends EventEmitter<ServerEventMap> {
       handlerError: (peer, error) => this.emit('handler-error', peer, error),
       raw: this.#options.raw,
       rawError: (peer, error) => this.emit('raw-error', peer, error),
+      timedOut: (peer, why) => this.emit('timeout', peer, why),
       peerEnded: (peer) => this.emit('peer-end', peer),
       closed: (session, reason, error) => this.#onSessionClosed(session, reason, error),
     };
@@ -110,7 +118,7 @@ export class Server extends EventEmitter<ServerEventMap> {
         agent: `tcpkit/${VERSION}`,
         services: [...this.#serviceNames],
         capabilities: [],
-        limits: { maxFrameBytes, maxInFlight, idleTimeoutMs: 0 },
+        limits: { maxFrameBytes, maxInFlight, idleTimeoutMs: this.#options.idleTimeoutMs },
       });
       opening = Buffer.concat([preambleBytes(), encodeFrame(FrameType.HELLO, CONNECTION_ID, payload)]);
       this.#hellos.set(version, opening);

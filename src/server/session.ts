@@ -19,6 +19,7 @@ import type { Frame } from '../protocol/frame.js';
 import type { Exchange, RawHandler, Service } from '../services/service.js';
 import { RAW_QUIET_MS, RawRequestReader, type RawVerdict } from './raw-request.js';
 import { Connection, type CloseReason, type PeerInfo } from '../transport/connection.js';
+import type { Expiry } from '../transport/watchdog.js';
 import type { ResolvedServerOptions } from './options.js';
 
 /** Lifecycle of a session: waiting for hello, serving, draining (no new requests), closed. */
@@ -37,6 +38,8 @@ export interface SessionHost {
   readonly raw: RawHandler | undefined;
   /** A raw request was refused or failed; the client got no data (or a cut-short stream). */
   rawError(peer: PeerInfo, error: unknown): void;
+  /** A phase deadline passed and the connection is being closed. */
+  timedOut(peer: PeerInfo, why: Expiry): void;
   peerEnded(peer: PeerInfo): void;
   closed(session: ServerSession, reason: CloseReason, error: Error | undefined): void;
 }
@@ -91,7 +94,6 @@ export class ServerSession {
   #state: SessionState = 'hello';
   #preambleSent = false;
   #peerSaidGoodbye = false;
-  #helloTimer: NodeJS.Timeout | undefined;
   #lingerTimer: NodeJS.Timeout | undefined;
   #requests = 0;
   #rawReader: RawRequestReader | undefined;
@@ -109,17 +111,20 @@ export class ServerSession {
         protocolError: (error) => this.#onProtocolError(error),
         close: (reason, error) => this.#onClose(reason, error),
         raw: (chunk) => this.#onRaw(chunk),
+        timeout: (why) => this.#onTimeout(why),
       },
       {
         maxFrameBytes: HELLO_MAX_FRAME_BYTES,
+        timeouts: {
+          handshakeMs: host.options.handshakeTimeoutMs,
+          requestMs: host.options.requestTimeoutMs,
+          idleMs: host.options.idleTimeoutMs,
+          sendStallMs: host.options.sendTimeoutMs,
+        },
         // A framed client starts with the preamble's 0x89, which no text can start with.
         ...(host.raw && { sniff: (first: number) => first === PREAMBLE[0] }),
       },
     );
-    this.#helloTimer = setTimeout(() => {
-      // Never completed its hello: close without a byte, since it may not speak tcpkit at all.
-      this.#conn.destroy(new TcpkitError('TIMEOUT', 'no hello before the handshake deadline'));
-    }, host.options.handshakeTimeoutMs);
   }
 
   get peer(): PeerInfo {
@@ -183,6 +188,37 @@ export class ServerSession {
     this.#conn.destroy(error);
   }
 
+  /** A phase deadline passed: each phase has its own way out (RELIABILITY.md G5). */
+  #onTimeout(why: Expiry): void {
+    this.#host.timedOut(this.peer, why);
+    switch (why) {
+      case 'handshake':
+        // Never completed its hello: close without a byte, since it may not speak tcpkit at all.
+        this.#conn.destroy();
+        return;
+      case 'send-stall':
+        // The peer stopped reading: reset, so the kernel frees what it still holds for it.
+        this.#conn.reset();
+        return;
+      case 'request':
+        if (!this.#conn.raw) {
+          const ms = this.#host.options.requestTimeoutMs;
+          this.#sendError(CONNECTION_ID, 'TIMEOUT', `a frame was not completed within ${ms} ms`);
+        }
+        this.#conn.pause();
+        this.#endAndLinger();
+        return;
+      case 'idle': {
+        if (!this.#conn.raw && !this.#conn.writeEnded) {
+          const ms = this.#host.options.idleTimeoutMs;
+          this.send(FrameType.GOODBYE, CONNECTION_ID, encodeErrorBody({ code: 'IDLE_TIMEOUT', message: `idle for ${ms} ms` }));
+        }
+        this.#state = 'draining';
+        this.#endAndLinger();
+      }
+    }
+  }
+
   /** Bytes from a raw client: gather its request (one per connection), then serve it. */
   #onRaw(chunk: Buffer): void {
     if (this.#state !== 'hello') return; // bytes after the request are ignored
@@ -199,8 +235,8 @@ export class ServerSession {
   #serveRaw(verdict: RawVerdict): void {
     if (!verdict.done || this.#state !== 'hello') return;
     clearTimeout(this.#quietTimer);
-    clearTimeout(this.#helloTimer);
     this.#state = 'open';
+    this.#conn.handshakeDone();
     this.#conn.pause();
     if ('tooLong' in verdict) {
       this.#host.rawError(this.peer, new TcpkitError('BAD_REQUEST', 'raw request too long'));
@@ -209,6 +245,7 @@ export class ServerSession {
     }
     const controller = new AbortController();
     this.#rawActive = controller;
+    this.#conn.setBusy(true);
     this.#requests++;
     const conn = this.#conn;
     const exchange = {
@@ -221,6 +258,7 @@ export class ServerSession {
     };
     const finish = (error: unknown): void => {
       this.#rawActive = undefined;
+      this.#conn.setBusy(false);
       if (this.#state === 'closed') return;
       if (error === undefined) {
         this.#endAndLinger();
@@ -277,8 +315,6 @@ export class ServerSession {
   }
 
   #onHello(frame: Frame): void {
-    clearTimeout(this.#helloTimer);
-    this.#helloTimer = undefined;
     if (frame.type !== FrameType.HELLO || frame.id !== CONNECTION_ID) {
       this.#abortProtocol(new ProtocolError('PROTOCOL_ERROR', `expected HELLO first, got ${frameTypeName(frame.type)}`));
       return;
@@ -297,6 +333,7 @@ export class ServerSession {
       return;
     }
     this.#state = 'open';
+    this.#conn.handshakeDone();
     this.#conn.setMaxFrameBytes(this.#host.options.maxFrameBytes);
     this.#preambleSent = true;
     this.#conn.write(this.#host.hello(version));
@@ -333,6 +370,7 @@ export class ServerSession {
     if (result instanceof Promise) {
       // Only a request still running needs a slot; a synchronous answer never takes one.
       this.#inFlight.set(id, exchange);
+      if (this.#inFlight.size === 1) this.#conn.setBusy(true);
       if (this.#inFlight.size >= this.#host.options.maxInFlight) this.#conn.pause();
       result.then(
         () => this.#settle(exchange, undefined),
@@ -353,7 +391,7 @@ export class ServerSession {
 
   /** A handler finished: make sure the client got an answer, free the slot, maybe read on. */
   #settle(exchange: ServerExchange, error: unknown): void {
-    this.#inFlight.delete(exchange.id);
+    if (this.#inFlight.delete(exchange.id) && this.#inFlight.size === 0) this.#conn.setBusy(false);
     if (this.#state === 'closed') return;
     if (!exchange.done) {
       if (error instanceof TcpkitError && ERROR_CODES[error.wireCode].scope === 'wire') {
@@ -454,7 +492,6 @@ export class ServerSession {
 
   #onClose(reason: CloseReason, error: Error | undefined): void {
     this.#state = 'closed';
-    clearTimeout(this.#helloTimer);
     clearTimeout(this.#lingerTimer);
     clearTimeout(this.#quietTimer);
     this.#rawActive?.abort(new TcpkitError('CONNECTION_CLOSED', 'the connection closed'));

@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import { ProtocolError } from '../errors.js';
 import { encodeFrame, encodeHeader, FrameDecoder, type Frame } from '../protocol/frame.js';
 import { formatAddress, normalizeIp } from './address.js';
+import { Watchdog, type Clock, type Expiry, type WatchdogTimeouts } from './watchdog.js';
 
 /** Who is at the other end, with IPv4-mapped IPv6 addresses shown as IPv4. */
 export interface PeerInfo {
@@ -33,6 +34,8 @@ export interface ConnectionHandlers {
    * session reads the bytes itself.
    */
   raw?(chunk: Buffer): void;
+  /** A phase deadline of the watchdog passed (only with `timeouts`). */
+  timeout?(why: Expiry): void;
 }
 
 /** Options of a {@link Connection}. */
@@ -44,6 +47,10 @@ export interface ConnectionOptions {
    * (false: every byte, that first one included, goes to `handlers.raw`). @default always framed
    */
   sniff?: (firstByte: number) => boolean;
+  /** Phase deadlines; without them the connection never times out by itself. */
+  timeouts?: WatchdogTimeouts;
+  /** Clock of the watchdog (tests inject a fake one). */
+  clock?: Clock;
 }
 
 /** Describes the peer of a socket (after `connect` on a client, at once on a server). */
@@ -72,6 +79,7 @@ export class Connection {
   #bytesOut = 0;
   #sniff: ((firstByte: number) => boolean) | undefined;
   #raw = false;
+  readonly #watchdog: Watchdog | undefined;
 
   constructor(socket: Socket, handlers: ConnectionHandlers, options: ConnectionOptions) {
     this.#socket = socket;
@@ -85,6 +93,25 @@ export class Connection {
       this.#error ??= error;
     });
     socket.on('close', this.#onClose);
+    if (options.timeouts) {
+      this.#watchdog = new Watchdog(
+        options.timeouts,
+        (why) => this.#handlers.timeout?.(why),
+        () => socket.writableLength + ((socket as unknown as { _handle?: { writeQueueSize?: number } })._handle?.writeQueueSize ?? 0),
+        options.clock,
+      );
+      socket.on('drain', () => this.#watchdog?.sendBlocked(false));
+    }
+  }
+
+  /** The hello (or raw request) is complete. */
+  handshakeDone(): void {
+    this.#watchdog?.handshakeDone();
+  }
+
+  /** Requests are in flight (the connection is not idle), or not. */
+  setBusy(busy: boolean): void {
+    this.#watchdog?.setBusy(busy);
   }
 
   /** Who is at the other end (looked up once, on first use). */
@@ -142,7 +169,12 @@ export class Connection {
       setImmediate(this.#uncork);
     }
     this.#bytesOut += data.length;
-    return this.#socket.write(data);
+    const room = this.#socket.write(data);
+    if (this.#watchdog) {
+      this.#watchdog.activity();
+      if (!room) this.#watchdog.sendBlocked(true);
+    }
+    return room;
   }
 
   /** Encodes and queues one frame. */
@@ -199,6 +231,13 @@ export class Connection {
     this.#socket.end();
   }
 
+  /** Closes at once with a reset (SO_LINGER 0): frees the kernel's buffers of a peer that stopped reading. */
+  reset(): void {
+    if (this.#closed) return;
+    this.#destroyedLocally = true;
+    this.#socket.resetAndDestroy();
+  }
+
   /** Closes at once, dropping what is queued. Idempotent. */
   destroy(error?: Error): void {
     if (this.#closed) return;
@@ -214,6 +253,7 @@ export class Connection {
 
   #onData = (chunk: Buffer): void => {
     this.#bytesIn += chunk.length;
+    this.#watchdog?.activity();
     if (this.#sniff !== undefined) {
       this.#raw = !this.#sniff(chunk[0]!);
       this.#sniff = undefined;
@@ -230,6 +270,7 @@ export class Connection {
       this.#handlers.protocolError(error as ProtocolError);
       return;
     }
+    this.#watchdog?.partialFrame(this.#decoder.bufferedBytes > 0);
     for (let i = 0; i < frames.length; i++) {
       if (this.#paused || this.#closed) {
         if (!this.#closed) for (let j = i; j < frames.length; j++) this.#backlog.push(frames[j]!);
@@ -246,6 +287,7 @@ export class Connection {
 
   #onClose = (): void => {
     if (this.#closed) return;
+    this.#watchdog?.stop();
     // Frames that arrived whole before the close are delivered, even if we had paused: a
     // download keeps every byte it received before a reset (and can resume from there).
     const backlog = this.#backlog.splice(0);
