@@ -8,6 +8,7 @@ import { FrameType } from '../../src/protocol/constants.js';
 import { decodeErrorBody } from '../../src/protocol/control.js';
 import { clientOpening, LOOPBACK, RawPeer, startServer, within } from '../helpers/net.js';
 import { runCli, startCliServer } from '../helpers/cli.js';
+import { encodeFrame } from '../../src/protocol/frame.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
 after(async () => {
@@ -147,5 +148,97 @@ describe('connection caps (real sockets, many client addresses)', () => {
     assert.match(refused.stderr, /^tcpkit: server refused the connection: the server allows 1 connections per client address\n$/);
     await server.waitStderr(/refused: too many connections \(--max-conns-per-ip 1\)/);
     await held.close();
+  });
+});
+
+describe('phase deadlines (real sockets)', () => {
+  it('says goodbye with IDLE_TIMEOUT to a connection idle too long, and closes it', async () => {
+    const { server, port } = await serve({ idleTimeoutMs: 150 });
+    const timedOut = once(server, 'timeout');
+    const peer = await RawPeer.open(port);
+    peer.send(FrameType.MESSAGE, 1, Buffer.from('hi'));
+    await peer.waitClosed();
+    assert.deepEqual(
+      peer.frames.map((f) => f.type),
+      [FrameType.MESSAGE_REPLY, FrameType.GOODBYE],
+    );
+    assert.equal(decodeErrorBody(peer.frames[1]!.payload).code, 'IDLE_TIMEOUT');
+    const [, why] = await within(timedOut, 5000, 'timeout event');
+    assert.equal(why, 'idle');
+  });
+
+  it('never treats a request in progress as idle', async () => {
+    let release!: () => void;
+    const { port } = await serve({
+      idleTimeoutMs: 100,
+      onMessage: () =>
+        new Promise((resolve) => {
+          release = () => resolve('done after a long time');
+        }),
+    });
+    const peer = await RawPeer.open(port);
+    peer.send(FrameType.MESSAGE, 1, Buffer.from('slow'));
+    await new Promise((resolve) => setTimeout(resolve, 400)); // 4 idle periods pass while busy
+    assert.equal(peer.closed, false);
+    release();
+    await peer.waitFrames(1);
+    assert.equal(peer.frames[0]!.payload.toString(), 'done after a long time');
+    peer.socket.destroy();
+  });
+
+  it('cuts a frame trickled slower than the request deadline (slowloris), telling the client why', async () => {
+    const { server, port } = await serve({ requestTimeoutMs: 300, idleTimeoutMs: 60_000 });
+    const timedOut = once(server, 'timeout');
+    const peer = await RawPeer.open(port);
+    const frame = encodeFrame(FrameType.MESSAGE, 1, Buffer.alloc(100, 0x61));
+    // One byte every 20 ms: 110 bytes would take 2.2 s; each byte is "activity".
+    const trickling = (async () => {
+      for (const byte of frame) {
+        if (peer.closed || peer.ended) return;
+        peer.socket.write(Buffer.of(byte));
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    await peer.waitClosed(5000);
+    await trickling;
+    assert.equal(peer.frames.length, 1);
+    assert.equal(decodeErrorBody(peer.frames[0]!.payload).code, 'TIMEOUT');
+    const [, why] = await within(timedOut, 5000, 'timeout event');
+    assert.equal(why, 'request');
+  });
+
+  it('resets a client that stops reading while the server sends', async () => {
+    const big = Buffer.alloc(1024 * 1024, 0x62);
+    const { server, port } = await serve({ sendTimeoutMs: 200, idleTimeoutMs: 60_000, maxFrameBytes: 2 * 1024 * 1024 });
+    const timedOut = once(server, 'timeout');
+    const peer = await RawPeer.open(port);
+    peer.socket.pause(); // never reads
+    for (let id = 1; id <= 16; id++) peer.send(FrameType.MESSAGE, id, big);
+    const [, why] = await within(timedOut, 10_000, 'send-stall');
+    assert.equal(why, 'send-stall');
+    await until(() => server.connections === 0, 'connection dropped');
+    peer.socket.destroy();
+  });
+
+  it('never cuts a slow reader that keeps making progress', async () => {
+    const big = Buffer.alloc(1024 * 1024, 0x63);
+    const { server, port } = await serve({ sendTimeoutMs: 250, idleTimeoutMs: 60_000, maxFrameBytes: 2 * 1024 * 1024 });
+    let timeouts = 0;
+    server.on('timeout', () => timeouts++);
+    const peer = await RawPeer.open(port);
+    for (let id = 1; id <= 8; id++) peer.send(FrameType.MESSAGE, id, big);
+    // Read in small bites with pauses: slower than the server sends, but always progressing.
+    peer.socket.pause();
+    const deadline = Date.now() + 20_000;
+    while (peer.frames.length < 8 && !peer.closed && Date.now() < deadline) {
+      peer.socket.resume();
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      peer.socket.pause();
+      await new Promise((resolve) => setTimeout(resolve, 40));
+    }
+    peer.socket.resume();
+    assert.equal(peer.frames.length, 8, `got ${peer.frames.length} replies`);
+    assert.equal(timeouts, 0);
+    peer.socket.destroy();
   });
 });

@@ -1,0 +1,167 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Watchdog, type Clock, type Expiry, type WatchdogTimeouts } from '../../src/transport/watchdog.js';
+
+/** Manual time: timers fire only when the test advances the clock. */
+class FakeClock implements Clock {
+  #now = 1_000_000;
+  #timers = new Map<number, { at: number; callback: () => void }>();
+  #next = 1;
+  now(): number {
+    return this.#now;
+  }
+  setTimeout(callback: () => void, ms: number): unknown {
+    const id = this.#next++;
+    this.#timers.set(id, { at: this.#now + ms, callback });
+    return id;
+  }
+  clearTimeout(handle: unknown): void {
+    this.#timers.delete(handle as number);
+  }
+  get pending(): number {
+    return this.#timers.size;
+  }
+  advance(ms: number): void {
+    const end = this.#now + ms;
+    for (;;) {
+      const due = [...this.#timers.entries()].filter(([, t]) => t.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
+      if (!due) break;
+      this.#timers.delete(due[0]);
+      this.#now = due[1].at;
+      due[1].callback();
+    }
+    this.#now = end;
+  }
+}
+
+const TIMEOUTS: WatchdogTimeouts = { handshakeMs: 100, requestMs: 200, idleMs: 1000, sendStallMs: 300 };
+
+function setup(timeouts: Partial<WatchdogTimeouts> = {}) {
+  const clock = new FakeClock();
+  const expired: Expiry[] = [];
+  let queued = 0;
+  const dog = new Watchdog({ ...TIMEOUTS, ...timeouts }, (why) => expired.push(why), () => queued, clock);
+  return { clock, expired, dog, setQueued: (n: number) => (queued = n) };
+}
+
+describe('watchdog (fake clock)', () => {
+  it('fires the handshake deadline exactly at its time, once', () => {
+    const { clock, expired } = setup();
+    clock.advance(99);
+    assert.deepEqual(expired, []);
+    clock.advance(1);
+    assert.deepEqual(expired, ['handshake']);
+    clock.advance(10_000);
+    assert.deepEqual(expired, ['handshake']);
+    assert.equal(clock.pending, 0);
+  });
+
+  it('a completed handshake cancels it; then idle fires after idleMs without traffic', () => {
+    const { clock, expired, dog } = setup();
+    clock.advance(50);
+    dog.handshakeDone();
+    clock.advance(999);
+    assert.deepEqual(expired, []);
+    clock.advance(1);
+    assert.deepEqual(expired, ['idle']);
+  });
+
+  it('traffic pushes the idle deadline back; requests in flight are never idle', () => {
+    const { clock, expired, dog } = setup();
+    dog.handshakeDone();
+    clock.advance(900);
+    dog.activity();
+    clock.advance(900);
+    assert.deepEqual(expired, [], 'activity at 900 moved the deadline to 1900');
+    dog.setBusy(true);
+    clock.advance(60_000);
+    assert.deepEqual(expired, [], 'a long transfer is never idle');
+    dog.setBusy(false);
+    clock.advance(999);
+    assert.deepEqual(expired, []);
+    clock.advance(1);
+    assert.deepEqual(expired, ['idle']);
+  });
+
+  it('a half-received frame must complete within requestMs, however it trickles', () => {
+    const { clock, expired, dog } = setup();
+    dog.handshakeDone();
+    dog.partialFrame(true);
+    for (let i = 0; i < 19; i++) {
+      clock.advance(10);
+      dog.activity(); // a byte every 10 ms
+      dog.partialFrame(true);
+    }
+    clock.advance(9);
+    assert.deepEqual(expired, []);
+    clock.advance(1);
+    assert.deepEqual(expired, ['request']);
+  });
+
+  it('a frame that completes in time clears the request deadline', () => {
+    const { clock, expired, dog } = setup();
+    dog.handshakeDone();
+    dog.partialFrame(true);
+    clock.advance(150);
+    dog.partialFrame(false);
+    dog.setBusy(true);
+    clock.advance(5000);
+    assert.deepEqual(expired, []);
+  });
+
+  it('send-stall: a peer that reads nothing is cut after sendStallMs', () => {
+    const { clock, expired, dog, setQueued } = setup();
+    dog.handshakeDone();
+    dog.setBusy(true);
+    setQueued(1_000_000);
+    dog.sendBlocked(true);
+    clock.advance(299);
+    assert.deepEqual(expired, []);
+    clock.advance(1);
+    assert.deepEqual(expired, ['send-stall']);
+  });
+
+  it('send-stall: a slow reader that keeps making progress is never cut', () => {
+    const { clock, expired, dog, setQueued } = setup();
+    dog.handshakeDone();
+    dog.setBusy(true);
+    let queued = 1_000_000;
+    setQueued(queued);
+    dog.sendBlocked(true);
+    for (let i = 0; i < 100; i++) {
+      clock.advance(250);
+      queued -= 1000; // a trickle, but progress
+      setQueued(queued);
+    }
+    assert.deepEqual(expired, []);
+    clock.advance(10_000); // now it stops reading
+    assert.deepEqual(expired, ['send-stall']);
+  });
+
+  it('a zero timeout is off', () => {
+    const { clock, expired, dog } = setup({ idleMs: 0, handshakeMs: 0 });
+    clock.advance(1_000_000);
+    dog.handshakeDone();
+    clock.advance(1_000_000);
+    assert.deepEqual(expired, []);
+  });
+
+  it('stop() cancels everything', () => {
+    const { clock, expired, dog } = setup();
+    dog.stop();
+    clock.advance(1_000_000);
+    assert.deepEqual(expired, []);
+    assert.equal(clock.pending, 0);
+  });
+
+  it('keeps one timer, however many events arrive', () => {
+    const { clock, dog } = setup();
+    dog.handshakeDone();
+    for (let i = 0; i < 1000; i++) {
+      dog.activity();
+      dog.partialFrame(i % 2 === 0);
+      dog.setBusy(i % 3 === 0);
+    }
+    assert.ok(clock.pending <= 1, `${clock.pending} timers`);
+  });
+});
