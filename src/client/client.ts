@@ -40,6 +40,9 @@ export interface RequestOptions {
 }
 
 interface Pending {
+  /** The request, kept to send it again on a new connection after an idle goodbye. */
+  readonly type: number;
+  readonly payload: Uint8Array;
   /** True when `frame` ends the reply (ERROR frames always do). */
   isFinal(frame: Frame): boolean;
   /** Takes one reply frame; throws to abandon the request (a ProtocolError breaks the connection). */
@@ -106,15 +109,20 @@ function abortError(signal: AbortSignal): TcpkitError {
  */
 export class Client {
   readonly #options: ResolvedClientOptions;
-  readonly #conn: Connection;
+  #conn!: Connection;
   readonly #pending = new Map<number, Pending>();
   /** Requests waiting for a free in-flight slot (the server's maxInFlight). */
   readonly #waiting: Array<() => void> = [];
   #nextId = 1;
   #state: ClientState = 'open';
   #server: ServerHello | undefined;
-  #hello: { resolve(): void; reject(error: Error): void };
-  readonly #ready: Promise<void>;
+  #hello!: { resolve(): void; reject(error: Error): void };
+  #ready!: Promise<void>;
+  /** The server closed this connection as idle: the next request opens a new one. */
+  #reaped = false;
+  #reviving: Promise<void> | undefined;
+  /** Requests that crossed the server's idle goodbye: never served, sent again after reconnecting. */
+  #resend: Array<[Pending, number]> = [];
   #failure: Error | undefined;
   #goodbye: TcpkitError | undefined;
   #closedPromise: Promise<Error | undefined>;
@@ -128,26 +136,93 @@ export class Client {
   /** @internal Use {@link connect}. */
   constructor(socket: net.Socket, options: ResolvedClientOptions) {
     this.#options = options;
+    this.#closedPromise = new Promise((resolve) => {
+      this.#resolveClosed = resolve;
+    });
+    this.#attach(socket);
+  }
+
+  /** Puts a fresh socket under this client and starts its hello. */
+  #attach(socket: net.Socket): void {
     let hello!: { resolve(): void; reject(error: Error): void };
     this.#ready = new Promise<void>((resolve, reject) => {
       hello = { resolve, reject };
     });
     this.#ready.catch(() => {});
     this.#hello = hello;
-    this.#closedPromise = new Promise((resolve) => {
-      this.#resolveClosed = resolve;
-    });
-    this.#conn = new Connection(
+    this.#server = undefined;
+    this.#goodbye = undefined;
+    this.#reaped = false;
+    // Events of a connection this client has moved on from are ignored (it only winds down).
+    const conn: Connection = new Connection(
       socket,
       {
-        frame: (frame) => this.#onFrame(frame),
-        peerEnd: () => this.#onPeerEnd(),
-        protocolError: (error) => this.#onProtocolError(error),
-        close: (reason, error) => this.#onClose(reason, error),
+        frame: (frame) => {
+          if (conn === this.#conn) this.#onFrame(frame);
+        },
+        peerEnd: () => {
+          if (conn === this.#conn) this.#onPeerEnd();
+          else conn.end();
+        },
+        protocolError: (error) => {
+          if (conn === this.#conn) this.#onProtocolError(error);
+          else conn.destroy();
+        },
+        close: (reason, error) => {
+          if (conn === this.#conn) this.#onClose(reason, error);
+        },
       },
-      { maxFrameBytes: options.maxFrameBytes },
+      { maxFrameBytes: this.#options.maxFrameBytes },
     );
-    this.#conn.write(CLIENT_OPENING);
+    this.#conn = conn;
+    conn.write(CLIENT_OPENING);
+  }
+
+  /**
+   * Reconnects after the server closed the connection as idle, and sends again the requests
+   * that crossed its goodbye (the server had nothing in flight when it said goodbye, so none of
+   * them was served: sending them again cannot run anything twice).
+   */
+  #revive(): Promise<void> {
+    this.#reviving ??= (async () => {
+      try {
+        const deadline = Date.now() + this.#options.connectTimeoutMs;
+        const socket = await openSocket(this.#options, deadline);
+        this.#attach(socket);
+        let timer: NodeJS.Timeout | undefined;
+        const timedOut = new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new TimeoutError('CONNECT_TIMEOUT', `${this.remote} sent no hello within ${this.#options.connectTimeoutMs} ms`)),
+            Math.max(0, deadline - Date.now()),
+          );
+        });
+        try {
+          await Promise.race([this.#ready, timedOut]);
+        } finally {
+          clearTimeout(timer);
+        }
+        for (const [pending] of this.#resend.splice(0)) {
+          const id = this.#allocateId();
+          this.#pending.set(id, pending);
+          this.#sendRequest(pending.type, id, pending.payload);
+        }
+      } catch (error) {
+        for (const [pending] of this.#resend.splice(0)) pending.reject(error as Error);
+        this.#failure ??= error as Error;
+        this.#state = 'closed';
+        this.#conn.destroy();
+        this.#resolveClosed(error as Error);
+        throw error;
+      } finally {
+        this.#reviving = undefined;
+      }
+    })();
+    return this.#reviving;
+  }
+
+  #sendRequest(type: number, id: number, payload: Uint8Array): void {
+    if (payload.length >= 64 * 1024) this.#conn.sendLargeFrame(type, id, payload);
+    else this.#conn.sendFrame(type, id, payload);
   }
 
   /** @internal Resolves once the server's hello arrived. */
@@ -227,6 +302,7 @@ export class Client {
    * clients (downloads) built on this core.
    */
   async stream(type: number, payload: Uint8Array, consumer: StreamConsumer, options: RequestOptions = {}): Promise<void> {
+    if (this.#reaped || this.#reviving) await this.#revive();
     this.#checkUsable();
     const limit = this.#server!.limits.maxFrameBytes;
     if (payload.length > limit) {
@@ -249,6 +325,8 @@ export class Client {
       const id = this.#allocateId();
       const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
       const pending: Pending = {
+        type,
+        payload,
         isFinal: (frame) => consumer.isFinal(frame),
         deliver: (frame) => consumer.frame(frame),
         complete: resolve,
@@ -266,8 +344,7 @@ export class Client {
         signal.addEventListener('abort', pending.onAbort, { once: true });
       }
       this.#pending.set(id, pending);
-      if (payload.length >= 64 * 1024) this.#conn.sendLargeFrame(type, id, payload);
-      else this.#conn.sendFrame(type, id, payload);
+      this.#sendRequest(type, id, payload);
     });
   }
 
@@ -319,15 +396,27 @@ export class Client {
     if (this.#state === 'open') {
       this.#state = 'closing';
       this.#wakeAll();
-      this.#maybeEnd();
+      if (this.#reviving) await this.#reviving.catch(() => {});
+      if (this.#conn.closed) this.#finishDormant(undefined);
+      else this.#maybeEnd();
     }
     await this.#closedPromise;
+  }
+
+  /** Closing a client whose connection the server already closed as idle: nothing to wind down. */
+  #finishDormant(error: Error | undefined): void {
+    clearTimeout(this.#sweepTimer);
+    this.#state = 'closed';
+    this.#failure ??= error ?? new ConnectionError('CLIENT_CLOSED', 'the client is closed');
+    this.#failAll(this.#failure);
+    this.#resolveClosed(error);
   }
 
   /** Closes at once; requests in flight reject with `error` (or CLIENT_CLOSED). Idempotent. */
   destroy(error?: Error): void {
     this.#failure ??= error ?? new ConnectionError('CLIENT_CLOSED', 'the client was destroyed');
-    this.#conn.destroy(error);
+    if (this.#conn.closed && this.#state !== 'closed') this.#finishDormant(this.#failure);
+    else this.#conn.destroy(error);
   }
 
   /** Resolves when the connection is closed: with the error that closed it, or undefined after a clean close. */
@@ -489,6 +578,15 @@ export class Client {
     const body = this.#decodeErrorOrFail(frame, 'goodbye');
     if (!body) return;
     const why = body.message || body.code;
+    if (body.code === 'IDLE_TIMEOUT' && this.#state === 'open') {
+      // Reaped as idle: invisible to the caller. What is pending crossed the goodbye unserved.
+      this.#reaped = true;
+      for (const [id, pending] of this.#pending) if (!pending.abandoned) this.#resend.push([pending, id]);
+      this.#pending.clear();
+      this.#conn.end();
+      if (this.#resend.length > 0) this.#revive().catch(() => {});
+      return;
+    }
     this.#goodbye = new RemoteError(body.code === 'NORMAL' ? 'CONNECTION_CLOSED' : body.code, `the server closed the connection: ${why}`);
     this.#wakeAll();
     this.#maybeEnd();
@@ -507,6 +605,10 @@ export class Client {
   }
 
   #onPeerEnd(): void {
+    if (this.#reaped) {
+      this.#conn.end();
+      return;
+    }
     const why = this.#goodbye ?? new ConnectionError('CONNECTION_CLOSED', `${this.remote} closed the connection before replying`);
     if (this.#pending.size > 0) this.#failure ??= why;
     this.#failAll(why);
@@ -544,6 +646,7 @@ export class Client {
 
   #onClose(reason: CloseReason, error: Error | undefined): void {
     clearTimeout(this.#lingerTimer);
+    if (this.#reaped && this.#state === 'open' && this.#failure === undefined) return; // dormant until the next request
     clearTimeout(this.#sweepTimer);
     this.#state = 'closed';
     let failure = this.#failure ?? (this.#goodbye?.wireCode === 'CONNECTION_CLOSED' ? undefined : this.#goodbye);

@@ -282,3 +282,63 @@ describe('client: failures a person understands', () => {
     await assert.rejects(client.send('x'), { code: 'TCPKIT_ERR_FRAME_TOO_LARGE' });
   });
 });
+
+describe('client: a kept connection reaped by the server as idle', () => {
+  it('reconnects transparently for the next request', async () => {
+    const { server, address } = await serve({ idleTimeoutMs: 100 });
+    let connections = 0;
+    server.on('connection', () => connections++);
+    const reaped = new Promise((resolve) => server.once('timeout', (_peer, why) => resolve(why)));
+    const client = await connect(address);
+    assert.equal((await client.send('before')).toString(), 'before');
+    assert.equal(await within(reaped, 5000, 'idle timeout'), 'idle');
+    await within(
+      (async () => {
+        while (server.connections > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      })(),
+      5000,
+      'reaped connection closed',
+    );
+    assert.equal(client.state, 'open', 'reaping is invisible to the library user');
+    assert.equal((await client.send('after')).toString(), 'after');
+    assert.equal(connections, 2);
+    await client.close();
+    assert.equal(await client.closed(), undefined);
+  });
+
+  it('sends again, on a new connection, a request that crossed the idle goodbye (it was never served)', async () => {
+    const seen: string[] = [];
+    let connectionNo = 0;
+    const { port } = await faulty((socket) => {
+      const mine = ++connectionNo;
+      const decoder = new FrameDecoder({ maxFrameBytes: 1 << 20 });
+      socket.on('data', (chunk: Buffer) => {
+        for (const frame of decoder.push(chunk)) {
+          if (frame.type === FrameType.HELLO) socket.write(serverOpening());
+          else if (frame.type === FrameType.MESSAGE) {
+            seen.push(`${mine}:${frame.payload.toString()}`);
+            if (mine === 1) {
+              // The server had decided the connection was idle before this request arrived.
+              socket.end(encodeFrame(FrameType.GOODBYE, 0, Buffer.from(JSON.stringify({ code: 'IDLE_TIMEOUT', message: 'idle' }))));
+            } else {
+              socket.write(encodeFrame(FrameType.MESSAGE_REPLY, frame.id, frame.payload));
+            }
+          }
+        }
+      });
+    });
+    const client = await connect(`${LOOPBACK}:${port}`);
+    assert.equal((await within(client.send('crossed'), 5000, 'resent request')).toString(), 'crossed');
+    assert.deepEqual(seen, ['1:crossed', '2:crossed']);
+    client.destroy();
+  });
+
+  it('does not reconnect after a shutdown goodbye: the caller is told', async () => {
+    const { server, address } = await serve();
+    const client = await connect(address);
+    await client.send('x');
+    await server.close();
+    await assert.rejects(client.send('y'), (error: TcpkitError) => /SHUTTING_DOWN|CONNECTION_CLOSED|CLIENT_CLOSED/.test(error.code));
+    assert.ok((await client.closed()) instanceof Error);
+  });
+});
