@@ -242,3 +242,16 @@ describe('phase deadlines (real sockets)', () => {
     peer.socket.destroy();
   });
 });
+
+describe('tcpkit serve: governance flags', () => {
+  it('--idle-timeout closes an idle connection and logs it with the client address', async () => {
+    const server = await startCliServer(['--idle-timeout', '150']);
+    cleanups.push(async () => server.child.kill('SIGKILL'));
+    const client = await connect(`${LOOPBACK}:${server.port}`);
+    await client.send('hello');
+    await server.waitStderr(/127\.0\.0\.1:\d+ timed out: idle, said goodbye/);
+    // The library reconnects by itself for the next message.
+    assert.equal((await client.send('again')).toString(), 'again');
+    await client.close();
+  });
+});

@@ -25,6 +25,10 @@ interface ServeFlags {
   rawMessages?: boolean;
   maxConns: number;
   maxConnsPerIp: number;
+  idleTimeout: number;
+  handshakeTimeout: number;
+  requestTimeout: number;
+  sendTimeout: number;
 }
 
 const REASONS: Record<CloseReason, string> = {
@@ -51,7 +55,9 @@ export function registerServe(program: Command): void {
         'is always "listening on HOST:PORT" with the real port. Raw clients (no framing: the tutorial\'s Python programs, ' +
         'netcat) are told apart by their first byte on the same port: by default a raw request is a file name, ended by a ' +
         'newline, by the client half-closing, or by 200 ms of quiet; the whole file is sent and the connection closed, and a ' +
-        'missing or refused file is closed with no data. Raw mode has no integrity check, no resume and no error codes. Ctrl-C (or SIGTERM) stops taking new ' +
+        'missing or refused file is closed with no data. Raw mode has no integrity check, no resume and no error codes. ' +
+        'Governance: connection caps counted at accept (refusals are explicit: TOO_MANY_CONNECTIONS), and a finite deadline ' +
+        'for each phase (handshake, request, idle, send); every refusal and timeout is logged with the client address. Ctrl-C (or SIGTERM) stops taking new ' +
         'clients, lets requests in flight finish, and exits 0; a second Ctrl-C exits at once.',
     )
     .argument('[dir]', 'directory whose files are served, read-only', '.')
@@ -61,6 +67,10 @@ export function registerServe(program: Command): void {
     .option('--reply <text>', 'answer every message with this text instead of echoing it')
     .option('--max-conns <n>', 'connections held at once; more are refused with TOO_MANY_CONNECTIONS (0: no cap)', intArg(0, 10_000_000), 1024)
     .option('--max-conns-per-ip <n>', 'connections held at once per client address (0: no cap)', intArg(0, 10_000_000), 64)
+    .option('--idle-timeout <ms>', 'close connections with nothing in flight and no traffic for this long (goodbye IDLE_TIMEOUT)', intArg(1, 86_400_000), 60_000)
+    .option('--handshake-timeout <ms>', 'close connections that have not completed their hello (or raw request) by then', intArg(1, 86_400_000), 10_000)
+    .option('--request-timeout <ms>', 'a frame must arrive whole this long after its first byte (slowloris guard)', intArg(1, 86_400_000), 10_000)
+    .option('--send-timeout <ms>', 'reset a client that reads nothing of what we send for this long (a slow reader is never cut)', intArg(1, 86_400_000), 30_000)
     .option('--drain-timeout <ms>', 'on shutdown, how long requests in flight may take to finish', intArg(0, 86_400_000), 30_000)
     .option('--raw-messages', 'raw clients (no framing, e.g. the tutorial\'s tcp_client.py or netcat) send a message and get the reply, instead of a file name and the file')
     .option('--no-raw', 'refuse raw clients (close without a byte); only tcpkit clients are served')
@@ -89,6 +99,10 @@ export function registerServe(program: Command): void {
         backlog: flags.backlog,
         drainTimeoutMs: flags.drainTimeout,
         maxConnections: flags.maxConns,
+        idleTimeoutMs: flags.idleTimeout,
+        handshakeTimeoutMs: flags.handshakeTimeout,
+        requestTimeoutMs: flags.requestTimeout,
+        sendTimeoutMs: flags.sendTimeout,
         maxConnectionsPerIp: flags.maxConnsPerIp,
         services: [fileService(root)],
         onMessage,
@@ -100,6 +114,13 @@ export function registerServe(program: Command): void {
         log(`${peer.label} disconnected (${REASONS[reason]}${detail})`);
       });
       server.on('protocol-error', (peer, error) => log(`${peer.label} protocol error: ${safeText(error.message)}`));
+      const TIMEOUTS = {
+        handshake: 'no hello in time, closed',
+        request: 'a frame not completed in time (slowloris?), closed',
+        idle: 'idle, said goodbye',
+        'send-stall': 'stopped reading our replies, reset',
+      } as const;
+      server.on('timeout', (peer, why) => log(`${peer.label} timed out: ${TIMEOUTS[why]}`));
       server.on('refused', (peer, reason) =>
         log(`${peer.label} refused: too many connections (${reason === 'total' ? `--max-conns ${flags.maxConns}` : `--max-conns-per-ip ${flags.maxConnsPerIp}`})`),
       );
