@@ -29,6 +29,7 @@ import {
 import { encodeFrame, type Frame } from '../protocol/frame.js';
 import { Connection, type CloseReason } from '../transport/connection.js';
 import { VERSION } from '../version.js';
+import { withRetries } from './retry.js';
 import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions, type Target } from './options.js';
 
 /** Per-request options. */
@@ -70,6 +71,9 @@ export interface StreamConsumer {
 
 /** State of a client: open, closing (no new requests), closed. */
 export type ClientState = 'open' | 'closing' | 'closed';
+
+/** Reconnection tries after an idle goodbye, beyond the first. */
+const RECONNECT_RETRIES = 3;
 
 /** What every client says first: preamble and HELLO, in one buffer. */
 const CLIENT_OPENING = Buffer.concat([
@@ -130,6 +134,9 @@ export class Client {
   #lingerTimer: NodeJS.Timeout | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
   #sweepEvery = Infinity;
+  #lastReceived = Date.now();
+  /** When the heartbeat PING went out, 0 when none is outstanding. */
+  #pingSentAt = 0;
   /** Slots promised to woken requests that have not yet taken them. */
   #reserved = 0;
 
@@ -186,8 +193,9 @@ export class Client {
   #revive(): Promise<void> {
     this.#reviving ??= (async () => {
       try {
+        // A few tries with exponential backoff and jitter: a server restarting is back soon.
+        const socket = await withRetries(RECONNECT_RETRIES, () => openSocket(this.#options, Date.now() + this.#options.connectTimeoutMs));
         const deadline = Date.now() + this.#options.connectTimeoutMs;
-        const socket = await openSocket(this.#options, deadline);
         this.#attach(socket);
         let timer: NodeJS.Timeout | undefined;
         const timedOut = new Promise<never>((_, reject) => {
@@ -337,7 +345,7 @@ export class Client {
         onAbort: undefined,
         signal: options.signal,
       };
-      if (timeoutMs > 0) this.#armSweep(timeoutMs);
+      if (timeoutMs > 0 || this.#options.heartbeatMs > 0) this.#armSweep(timeoutMs > 0 ? timeoutMs : Infinity);
       if (options.signal) {
         const signal = options.signal;
         pending.onAbort = () => this.#abandon(id, pending, abortError(signal));
@@ -353,7 +361,8 @@ export class Client {
    * deadlines, at an eighth of the shortest timeout (so a timeout fires at most 12.5% late).
    */
   #armSweep(timeoutMs: number): void {
-    const every = Math.min(1000, Math.max(5, Math.floor(timeoutMs / 8)));
+    const heartbeat = this.#options.heartbeatMs > 0 ? Math.floor(this.#options.heartbeatMs / 4) : Infinity;
+    const every = Math.min(1000, heartbeat, Math.max(5, Math.floor(timeoutMs / 8)));
     if (this.#sweepTimer !== undefined && every >= this.#sweepEvery) return;
     clearTimeout(this.#sweepTimer);
     this.#sweepEvery = every;
@@ -372,11 +381,32 @@ export class Client {
         shortest = pending.timeoutMs;
       }
     }
-    if (shortest > 0) {
+    if (this.#heartbeat(now)) return;
+    if (shortest > 0 || (this.#pending.size > 0 && this.#options.heartbeatMs > 0)) {
       this.#sweepEvery = Infinity;
-      this.#armSweep(shortest);
+      this.#armSweep(shortest > 0 ? shortest : Infinity);
     }
   };
+
+  /**
+   * Heartbeat: while replies are awaited and nothing has arrived for `heartbeatMs`, PING; no
+   * frame at all for another `heartbeatMs` means the server (or the path to it) is dead.
+   * Returns true when it declared the connection dead.
+   */
+  #heartbeat(now: number): boolean {
+    const every = this.#options.heartbeatMs;
+    if (every <= 0 || this.#pending.size === 0 || this.#server === undefined || this.#conn.writeEnded) return false;
+    if (this.#pingSentAt === 0) {
+      if (now - this.#lastReceived >= every) {
+        this.#pingSentAt = now;
+        this.#conn.sendFrame(FrameType.PING, CONNECTION_ID);
+      }
+      return false;
+    }
+    if (now - this.#pingSentAt < every) return false;
+    this.#fatal(new ConnectionError('CONNECTION_FAILED', `${this.remote} stopped answering: no pong within ${every} ms`));
+    return true;
+  }
 
   /** @internal Stops reading the socket (backpressure from a slow consumer, e.g. a disk). */
   pauseReading(): void {
@@ -472,11 +502,18 @@ export class Client {
   }
 
   #onFrame(frame: Frame): void {
+    // Any frame shows the server alive.
+    this.#lastReceived = Date.now();
+    this.#pingSentAt = 0;
     if (this.#server === undefined) {
       this.#onHelloFrame(frame);
       return;
     }
     switch (frame.type) {
+      case FrameType.PONG:
+        if (frame.id === CONNECTION_ID) return; // our heartbeat's answer
+        this.#settle(frame);
+        return;
       case FrameType.PING:
         if (frame.payload.length <= MAX_PING_BYTES) this.#conn.sendFrame(FrameType.PONG, frame.id, frame.payload);
         return;

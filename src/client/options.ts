@@ -16,6 +16,11 @@ export interface ClientOptions {
   connectTimeoutMs?: number;
   /** Time allowed for each reply, unless a request says otherwise; 0 waits forever. @default 30000 */
   requestTimeoutMs?: number;
+  /**
+   * While replies are awaited and nothing arrives for this long, the client PINGs; no answer
+   * within as long again and the connection is declared dead (CONNECTION_FAILED). 0: off. @default 10000
+   */
+  heartbeatMs?: number;
   /** Largest reply frame accepted from the server (a hostile server cannot make us buffer more). @default 16777216 */
   maxFrameBytes?: number;
   /** Aborts connecting. */
@@ -28,6 +33,7 @@ export const CLIENT_DEFAULTS = Object.freeze({
   port: DEFAULT_PORT,
   connectTimeoutMs: 10_000,
   requestTimeoutMs: 30_000,
+  heartbeatMs: 10_000,
   maxFrameBytes: HARD_MAX_FRAME_BYTES,
 });
 
@@ -38,6 +44,7 @@ export interface ResolvedClientOptions {
   label: string;
   connectTimeoutMs: number;
   requestTimeoutMs: number;
+  heartbeatMs: number;
   maxFrameBytes: number;
   signal: AbortSignal | undefined;
 }
@@ -60,6 +67,7 @@ export function resolveClientOptions(target: Target, options: ClientOptions = {}
     label: formatAddress(o.host, port),
     connectTimeoutMs: intOption('connectTimeoutMs', o.connectTimeoutMs, 1, MAX_TIMER_MS),
     requestTimeoutMs: intOption('requestTimeoutMs', o.requestTimeoutMs, 0, MAX_TIMER_MS),
+    heartbeatMs: intOption('heartbeatMs', o.heartbeatMs, 0, MAX_TIMER_MS),
     maxFrameBytes,
     signal: o.signal,
   };

@@ -87,6 +87,9 @@ class ServerExchange implements Exchange {
   }
 }
 
+/** Frames a server handles even while it holds back requests. */
+const CONTROL_TYPES: ReadonlySet<number> = new Set([FrameType.PING, FrameType.PONG, FrameType.CANCEL]);
+
 export class ServerSession {
   readonly #host: SessionHost;
   readonly #conn: Connection;
@@ -115,6 +118,7 @@ export class ServerSession {
       },
       {
         maxFrameBytes: HELLO_MAX_FRAME_BYTES,
+        controlTypes: CONTROL_TYPES,
         timeouts: {
           handshakeMs: host.options.handshakeTimeoutMs,
           requestMs: host.options.requestTimeoutMs,
@@ -291,6 +295,8 @@ export class ServerSession {
           this.#abortProtocol(new ProtocolError('PROTOCOL_ERROR', `PING payload over ${MAX_PING_BYTES} bytes`));
         } else {
           this.send(FrameType.PONG, frame.id, frame.payload);
+          // A PING flood from a client that does not read: stop reading it.
+          if (this.#conn.needsDrain) this.#waitForDrain();
         }
         return;
       case FrameType.PONG:
@@ -371,7 +377,8 @@ export class ServerSession {
       // Only a request still running needs a slot; a synchronous answer never takes one.
       this.#inFlight.set(id, exchange);
       if (this.#inFlight.size === 1) this.#conn.setBusy(true);
-      if (this.#inFlight.size >= this.#host.options.maxInFlight) this.#conn.pause();
+      // At the cap: hold back further requests, but keep answering PINGs and CANCELs.
+      if (this.#inFlight.size >= this.#host.options.maxInFlight) this.#conn.pause('soft');
       result.then(
         () => this.#settle(exchange, undefined),
         (error: unknown) => this.#settle(exchange, error),
@@ -418,6 +425,8 @@ export class ServerSession {
       this.#conn.resume();
       // Requests held while paused may all have been answered now, after the peer's EOF.
       this.#maybeFinish();
+    } else {
+      this.#conn.pause('soft');
     }
   }
 

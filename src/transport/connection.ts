@@ -47,6 +47,13 @@ export interface ConnectionOptions {
    * (false: every byte, that first one included, goes to `handlers.raw`). @default always framed
    */
   sniff?: (firstByte: number) => boolean;
+  /**
+   * Frame types delivered even while paused (PING, CANCEL...): a soft pause holds back requests,
+   * not the control of the connection.
+   */
+  controlTypes?: ReadonlySet<number>;
+  /** In a soft pause, reading goes on until this many bytes of frames are held back. @default 65536 */
+  softPauseBytes?: number;
   /** Phase deadlines; without them the connection never times out by itself. */
   timeouts?: WatchdogTimeouts;
   /** Clock of the watchdog (tests inject a fake one). */
@@ -80,12 +87,19 @@ export class Connection {
   #sniff: ((firstByte: number) => boolean) | undefined;
   #raw = false;
   readonly #watchdog: Watchdog | undefined;
+  readonly #controlTypes: ReadonlySet<number> | undefined;
+  readonly #softPauseBytes: number;
+  /** Hard pause: the socket is not read at all. Soft: read on, hold back non-control frames. */
+  #hard = false;
+  #backlogBytes = 0;
 
   constructor(socket: Socket, handlers: ConnectionHandlers, options: ConnectionOptions) {
     this.#socket = socket;
     this.#handlers = handlers;
     this.#decoder = new FrameDecoder({ maxFrameBytes: options.maxFrameBytes });
     this.#sniff = options.sniff;
+    this.#controlTypes = options.controlTypes;
+    this.#softPauseBytes = options.softPauseBytes ?? 64 * 1024;
     socket.setNoDelay(true);
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
@@ -207,11 +221,19 @@ export class Connection {
     return this.#drainPromise;
   }
 
-  /** Stops delivering frames and reading the socket (TCP backpressure on the peer). */
-  pause(): void {
-    if (this.#paused) return;
+  /**
+   * Stops delivering frames. A hard pause stops reading the socket at once (TCP backpressure on
+   * the peer). A soft pause holds back request frames but still reads, and still delivers
+   * control frames, until `softPauseBytes` are held back: a server busy with its maximum of
+   * requests still answers PINGs and CANCELs.
+   */
+  pause(mode: 'hard' | 'soft' = 'hard'): void {
+    const hard = mode === 'hard';
+    if (this.#paused && this.#hard === hard) return;
     this.#paused = true;
-    this.#socket.pause();
+    this.#hard = hard || this.#controlTypes === undefined;
+    if (this.#hard || this.#backlogBytes >= this.#softPauseBytes) this.#socket.pause();
+    else this.#socket.resume();
   }
 
   /** Delivers frames held while paused, then reads the socket again. */
@@ -219,7 +241,9 @@ export class Connection {
     if (!this.#paused || this.#closed) return;
     this.#paused = false;
     while (this.#backlog.length > 0 && !this.#paused && !this.#closed) {
-      this.#handlers.frame(this.#backlog.shift()!);
+      const frame = this.#backlog.shift()!;
+      this.#backlogBytes -= frame.payload.length;
+      this.#handlers.frame(frame);
     }
     if (!this.#paused) this.#socket.resume();
   }
@@ -272,12 +296,17 @@ export class Connection {
     }
     this.#watchdog?.partialFrame(this.#decoder.bufferedBytes > 0);
     for (let i = 0; i < frames.length; i++) {
-      if (this.#paused || this.#closed) {
-        if (!this.#closed) for (let j = i; j < frames.length; j++) this.#backlog.push(frames[j]!);
-        return;
+      if (this.#closed) return;
+      const frame = frames[i]!;
+      if (this.#paused && this.#controlTypes?.has(frame.type) !== true) {
+        // Held back. Control frames (PING, CANCEL) pass: they need no order among requests.
+        this.#backlog.push(frame);
+        this.#backlogBytes += frame.payload.length;
+        continue;
       }
-      this.#handlers.frame(frames[i]!);
+      this.#handlers.frame(frame);
     }
+    if (this.#paused && !this.#hard && this.#backlogBytes >= this.#softPauseBytes) this.#socket.pause();
   };
 
   #onEnd = (): void => {
@@ -291,6 +320,7 @@ export class Connection {
     // Frames that arrived whole before the close are delivered, even if we had paused: a
     // download keeps every byte it received before a reset (and can resume from there).
     const backlog = this.#backlog.splice(0);
+    this.#backlogBytes = 0;
     for (const frame of backlog) this.#handlers.frame(frame);
     this.#closed = true;
     const error = this.#error;

@@ -342,3 +342,60 @@ describe('client: a kept connection reaped by the server as idle', () => {
     assert.ok((await client.closed()) instanceof Error);
   });
 });
+
+describe('client: heartbeats', () => {
+  it('pings a quiet server while waiting for a reply, and declares it dead when pongs stop', async () => {
+    let alive = true;
+    let pings = 0;
+    const { port } = await faulty((socket) => {
+      const decoder = new FrameDecoder({ maxFrameBytes: 1 << 20 });
+      socket.on('data', (chunk: Buffer) => {
+        for (const frame of decoder.push(chunk)) {
+          if (frame.type === FrameType.HELLO) socket.write(serverOpening());
+          else if (frame.type === FrameType.PING) {
+            pings++;
+            if (alive) socket.write(encodeFrame(FrameType.PONG, frame.id, frame.payload));
+          }
+          // MESSAGE: a slow server, never answers
+        }
+      });
+    });
+    const client = await connect(`${LOOPBACK}:${port}`, { heartbeatMs: 100, requestTimeoutMs: 0 });
+    let settled = false;
+    const pending = client.send('slow');
+    pending.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    await within(
+      (async () => {
+        while (pings < 3) await new Promise((resolve) => setTimeout(resolve, 10));
+      })(),
+      5000,
+      'three heartbeats',
+    );
+    assert.equal(settled, false, 'a slow server that answers pings is alive');
+    alive = false;
+    await assert.rejects(within(pending, 5000, 'dead server detected'), (error: TcpkitError) => {
+      assert.equal(error.code, 'TCPKIT_ERR_CONNECTION_FAILED');
+      assert.match(error.message, /stopped answering: no pong within 100 ms/);
+      return true;
+    });
+  });
+
+  it('a tcpkit server busy with its maximum of requests still answers heartbeats', async () => {
+    const release = gate();
+    const { address } = await serve({ maxInFlight: 2, onMessage: async (m) => (await release.promise, m) });
+    const client = await connect(address, { heartbeatMs: 50, requestTimeoutMs: 0 });
+    const replies = Promise.all(['a', 'b', 'c'].map((m) => client.send(m)));
+    let failed: unknown;
+    replies.catch((error: unknown) => (failed = error));
+    const started = Date.now();
+    // Several heartbeat periods pass with the server at its cap (requests held back).
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    assert.equal(failed, undefined, `failed after ${Date.now() - started} ms`);
+    release.open();
+    assert.deepEqual((await replies).map(String), ['a', 'b', 'c']);
+    await client.close();
+  });
+});
