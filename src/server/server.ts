@@ -34,8 +34,8 @@ export interface ServerEventMap {
   'protocol-error': [peer: PeerInfo, error: ProtocolError];
   /** A service handler threw or rejected; the client got HANDLER_ERROR. */
   'handler-error': [peer: PeerInfo, error: unknown];
-  /** A raw (unframed) request was refused or failed; the client got no data. */
-  'raw-error': [peer: PeerInfo, error: unknown];
+  /** A raw (unframed) request was refused (`cut` false: the client got no data) or failed midway (`cut`: reset). */
+  'raw-error': [peer: PeerInfo, error: unknown, cut: boolean];
   /**
    * A phase deadline passed: `handshake` (no hello in time: closed), `request` (a frame not
    * completed in time: TIMEOUT, closed), `idle` (goodbye IDLE_TIMEOUT, closed), `send-stall` (the
@@ -96,7 +96,7 @@ export class Server extends EventEmitter<ServerEventMap> {
       protocolError: (peer, error) => this.emit('protocol-error', peer, error),
       handlerError: (peer, error) => this.emit('handler-error', peer, error),
       raw: this.#options.raw,
-      rawError: (peer, error) => this.emit('raw-error', peer, error),
+      rawError: (peer, error, cut) => this.emit('raw-error', peer, error, cut),
       timedOut: (peer, why) => this.emit('timeout', peer, why),
       peerEnded: (peer) => this.emit('peer-end', peer),
       closed: (session, reason, error) => this.#onSessionClosed(session, reason, error),

@@ -37,7 +37,7 @@ export interface SessionHost {
   /** Serves raw (unframed) clients; undefined: they are closed without a byte. */
   readonly raw: RawHandler | undefined;
   /** A raw request was refused or failed; the client got no data (or a cut-short stream). */
-  rawError(peer: PeerInfo, error: unknown): void;
+  rawError(peer: PeerInfo, error: unknown, cut: boolean): void;
   /** A phase deadline passed and the connection is being closed. */
   timedOut(peer: PeerInfo, why: Expiry): void;
   peerEnded(peer: PeerInfo): void;
@@ -243,7 +243,7 @@ export class ServerSession {
     this.#conn.handshakeDone();
     this.#conn.pause();
     if ('tooLong' in verdict) {
-      this.#host.rawError(this.peer, new TcpkitError('BAD_REQUEST', 'raw request too long'));
+      this.#host.rawError(this.peer, new TcpkitError('BAD_REQUEST', 'raw request too long'), false);
       this.#endAndLinger();
       return;
     }
@@ -268,10 +268,11 @@ export class ServerSession {
         this.#endAndLinger();
         return;
       }
-      this.#host.rawError(this.peer, error);
       // Nothing sent: close with no data. Something sent: reset, so the cut is visible.
-      if (conn.bytesOut === 0) this.#endAndLinger();
-      else conn.destroy();
+      const cut = conn.bytesOut > 0;
+      this.#host.rawError(this.peer, error, cut);
+      if (cut) conn.reset();
+      else this.#endAndLinger();
     };
     let result: void | Promise<void>;
     try {

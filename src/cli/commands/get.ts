@@ -151,6 +151,15 @@ export function registerGet(program: Command): void {
         if (failures > 0 && process.exitCode === undefined) process.exitCode = ExitCode.FAILED;
         return;
       }
+      // Lines printed while progress bars are drawn go above them, not through them.
+      const say = (line: string): void => {
+        if (bars) {
+          bars.log(`${line}\n`);
+          bars.update(); // draw now: a log waits for the next redraw, which may never come
+        } else {
+          process.stderr.write(`${line}\n`);
+        }
+      };
       const getClient = sharedConnection(address, options);
       let exitCode: number = ExitCode.OK;
       const report = (result: DownloadResult): void => {
@@ -169,9 +178,7 @@ export function registerGet(program: Command): void {
           );
         } else if (!flags.quiet) {
           const resumed = result.resumedFrom > 0 ? `, resumed at ${human(result.resumedFrom)}` : '';
-          process.stderr.write(
-            `saved ${safeText(result.name)} -> ${safeText(result.path)} (${human(result.bytes)}, ${mbps.toFixed(1)} MB/s${resumed}, ${result.digest} verified)\n`,
-          );
+          say(`saved ${safeText(result.name)} -> ${safeText(result.path)} (${human(result.bytes)}, ${mbps.toFixed(1)} MB/s${resumed}, ${result.digest} verified)`);
         }
       };
       const one = async (name: string, target: string): Promise<void> => {
@@ -192,7 +199,7 @@ export function registerGet(program: Command): void {
               return download(await getClient(), name, target, downloadOptions);
             },
             (error, attempt, delay) => {
-              if (!flags.quiet) process.stderr.write(`${errorLine(error)}; retry ${attempt}/${flags.retries} in ${delay} ms\n`);
+              if (!flags.quiet) say(`${errorLine(error)}; retry ${attempt}/${flags.retries} in ${delay} ms`);
             },
           );
           bar?.stop();
@@ -200,7 +207,7 @@ export function registerGet(program: Command): void {
         } catch (error) {
           bar?.stop();
           const failure = fileError(name, error);
-          process.stderr.write(`${errorLine(failure)}\n`);
+          say(errorLine(failure));
           if (exitCode === ExitCode.OK) exitCode = exitCodeFor(failure);
         }
       };

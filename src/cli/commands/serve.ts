@@ -124,7 +124,10 @@ export function registerServe(program: Command): void {
       server.on('refused', (peer, reason) =>
         log(`${peer.label} refused: too many connections (${reason === 'total' ? `--max-conns ${flags.maxConns}` : `--max-conns-per-ip ${flags.maxConnsPerIp}`})`),
       );
-      server.on('raw-error', (peer, error) => log(`${peer.label} raw request refused, closed without data: ${safeText(error instanceof Error ? error.message : String(error))}`));
+      server.on('raw-error', (peer, error, cut) => {
+        const why = safeText(error instanceof Error ? error.message : String(error));
+        log(`${peer.label} ${cut ? 'raw transfer failed midway, connection reset' : 'raw request refused, closed without data'}: ${why}`);
+      });
       server.on('handler-error', (peer, error) => log(`${peer.label} handler failed: ${safeText(String(error))}`));
 
       const address = await server.listen();

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile, mkdir, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,7 +15,7 @@ import { FileRoot } from '../../../src/services/files/confined.js';
 import { fileService } from '../../../src/services/files/service.js';
 import { DATA_CHUNK_BYTES, encodeFileEnd, encodeFileHead, FileFrame } from '../../../src/services/files/wire.js';
 import { runCli } from '../../helpers/cli.js';
-import { faultyServer, LOOPBACK, RawPeer, startServer } from '../../helpers/net.js';
+import { faultyServer, LOOPBACK, RawPeer, startServer, within } from '../../helpers/net.js';
 import { faultProxy } from '../../helpers/proxy.js';
 
 let served: string;
@@ -389,6 +390,33 @@ describe('tcpkit get / ls', () => {
     const result = await runCli(['get', `${LOOPBACK}:${proxy.port}`, 'multi.bin'], { cwd });
     assert.equal(result.code, 4);
     assert.deepEqual(await readdir(cwd), ['.multi.bin.tcpkit-part', '.multi.bin.tcpkit-part.json']);
+  });
+
+  it('draws a progress bar on a terminal (and none when stderr is not one)', async (t) => {
+    const { execFileSync, spawn } = await import('node:child_process');
+
+    try {
+      execFileSync('script', ['--version'], { stdio: 'ignore' });
+    } catch {
+      t.skip('the `script` command (util-linux) is not installed: no pseudo-terminal to test with');
+      return;
+    }
+    const cwd = dest('cli-tty');
+    await mkdir(cwd);
+    const { CLI } = await import('../../helpers/cli.js');
+    const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} get ${address} multi.bin`;
+    // Asynchronous: the server under test runs in this very process.
+    const child = spawn('script', ['-qec', command, '/dev/null'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (text: string) => (output += text));
+    const [status] = (await within(once(child, 'close'), 30_000, 'tcpkit get under script')) as [number];
+    const run = { status, stdout: output };
+    assert.equal(run.status, 0, run.stdout);
+    assert.match(run.stdout, /\d+% \| [\d.]+ (MiB|KiB|B)\/7\.0 MiB \|/);
+    assert.match(run.stdout, /saved multi\.bin -> .* verified/);
+    assert.deepEqual(await readFile(path.join(cwd, 'multi.bin')), files.get('multi.bin'));
+    const piped = await runCli(['get', address, 'one.bin'], { cwd });
+    assert.doesNotMatch(piped.stderr, /%/);
   });
 
   it('lists a directory', async () => {
