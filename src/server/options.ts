@@ -3,6 +3,7 @@
  */
 import { OptionError } from '../errors.js';
 import { intOption, stripUndefined } from '../util/options.js';
+import { AccessList } from './access.js';
 import { DEFAULT_MAX_FRAME_BYTES, HARD_MAX_FRAME_BYTES, HELLO_MAX_FRAME_BYTES } from '../protocol/constants.js';
 import { echoHandler, type MessageHandler } from '../services/message.js';
 import type { RawHandler, Service } from '../services/service.js';
@@ -35,6 +36,10 @@ export interface ServerOptions {
   maxConnections?: number;
   /** Connections held at once per client address (IPv4-mapped IPv6 counts as IPv4). 0: no cap. @default 64 */
   maxConnectionsPerIp?: number;
+  /** Only clients whose address matches one of these (CIDR or single address, IPv4/IPv6) are served. @default [] (everyone) */
+  allow?: string[];
+  /** Clients whose address matches one of these are refused, even if allowed. @default [] */
+  deny?: string[];
   /** Requests served at once on one connection; the rest wait unread (TCP backpressure). @default 16 */
   maxInFlight?: number;
   /** A connection that has not completed its hello (or raw request) by then is closed without a byte. @default 10000 */
@@ -89,6 +94,7 @@ export interface ResolvedServerOptions {
   maxInFlight: number;
   maxConnections: number;
   maxConnectionsPerIp: number;
+  access: AccessList;
   handshakeTimeoutMs: number;
   requestTimeoutMs: number;
   idleTimeoutMs: number;
@@ -119,6 +125,7 @@ export function resolveServerOptions(options: ServerOptions = {}): ResolvedServe
     maxInFlight: intOption('maxInFlight', o.maxInFlight, 1, 4096),
     maxConnections: intOption('maxConnections', o.maxConnections, 0, 10_000_000),
     maxConnectionsPerIp: intOption('maxConnectionsPerIp', o.maxConnectionsPerIp, 0, 10_000_000),
+    access: new AccessList(o.allow ?? [], o.deny ?? []),
     handshakeTimeoutMs: intOption('handshakeTimeoutMs', o.handshakeTimeoutMs, 1, MAX_TIMEOUT_MS),
     requestTimeoutMs: intOption('requestTimeoutMs', o.requestTimeoutMs, 1, MAX_TIMEOUT_MS),
     idleTimeoutMs: intOption('idleTimeoutMs', o.idleTimeoutMs, 1, MAX_TIMEOUT_MS),

@@ -74,7 +74,7 @@ export class Server extends EventEmitter<ServerEventMap> {
   #closing: Promise<void> | undefined;
   #accepted = 0;
   readonly #admission: Admission;
-  readonly #refused: Record<RefusalReason, number> = { 'per-ip': 0, total: 0 };
+  readonly #refused: Record<RefusalReason, number> = { 'per-ip': 0, total: 0, denied: 0 };
   /** Client address of each admitted session, to release its slot exactly once. */
   readonly #ipOf = new WeakMap<ServerSession, string>();
   #finished = { requests: 0, bytesIn: 0, bytesOut: 0 };
@@ -228,6 +228,14 @@ export class Server extends EventEmitter<ServerEventMap> {
     this.#accepted++;
     // Caps are counted at accept, per client address (IPv4-mapped IPv6 counts as IPv4).
     const ip = normalizeIp(socket.remoteAddress ?? 'unknown');
+    if (this.#options.access.active && !this.#options.access.permits(ip)) {
+      // Allow/deny lists: refused before a byte is read, with no answer at all.
+      this.#refused.denied++;
+      socket.on('error', () => {});
+      socket.destroy();
+      this.#emitRefused(ip, socket.remotePort ?? 0, 'denied');
+      return;
+    }
     const verdict = this.#admission.admit(ip);
     if (!verdict.admitted) {
       this.#refused[verdict.reason]++;
@@ -237,10 +245,7 @@ export class Server extends EventEmitter<ServerEventMap> {
           ? `the server holds its maximum of ${maxConnections} connections`
           : `the server allows ${maxConnectionsPerIp} connections per client address`;
       refuse(socket, 'TOO_MANY_CONNECTIONS', message, this.#options.handshakeTimeoutMs);
-      if (this.listenerCount('refused') > 0) {
-        const port = socket.remotePort ?? 0;
-        this.emit('refused', { address: ip, port, label: formatAddress(ip, port) }, verdict.reason);
-      }
+      this.#emitRefused(ip, socket.remotePort ?? 0, verdict.reason);
       return;
     }
     const session = new ServerSession(socket, this.#host);
@@ -250,6 +255,10 @@ export class Server extends EventEmitter<ServerEventMap> {
     // be looked up now, while the socket is open, for a later 'disconnect').
     if (this.listenerCount('connection') > 0) this.emit('connection', session.peer);
     else if (this.listenerCount('disconnect') > 0) void session.peer;
+  }
+
+  #emitRefused(address: string, port: number, reason: RefusalReason): void {
+    if (this.listenerCount('refused') > 0) this.emit('refused', { address, port, label: formatAddress(address, port) }, reason);
   }
 
   #onSessionClosed(session: ServerSession, reason: CloseReason, error: Error | undefined): void {

@@ -255,3 +255,52 @@ describe('tcpkit serve: governance flags', () => {
     await client.close();
   });
 });
+
+describe('allow and deny lists', () => {
+  it('parse CIDRs of both families and decide by address', async () => {
+    const { AccessList } = await import('../../src/server/access.js');
+    const list = new AccessList(['127.0.0.0/24', '::1', 'fd00::/8'], ['127.0.0.66']);
+    assert.equal(list.permits('127.0.0.5'), true);
+    assert.equal(list.permits('127.0.0.66'), false, 'deny wins over allow');
+    assert.equal(list.permits('127.0.1.5'), false, 'not in the allow list');
+    assert.equal(list.permits('::1'), true);
+    assert.equal(list.permits('fd12::34'), true);
+    assert.equal(list.permits('2001:db8::1'), false);
+    assert.equal(new AccessList([], ['10.0.0.0/8']).permits('192.168.1.1'), true, 'deny only: everyone else is welcome');
+    assert.equal(new AccessList().active, false);
+    for (const bad of ['10.0.0.0/33', 'not-an-ip', '10.0.0.1/8/9', '::1/129', '10.0.0.0/x']) {
+      assert.throws(() => new AccessList([bad]), { code: 'TCPKIT_ERR_INVALID_OPTION' }, bad);
+    }
+  });
+
+  it('refuse a denied client at accept, before reading a byte, and count it', async () => {
+    const { server, port } = await serve({ deny: ['127.0.0.7/32'] });
+    const refused = once(server, 'refused');
+    const denied = await RawPeer.connect(port, { localAddress: '127.0.0.7' });
+    denied.socket.write(clientOpening());
+    await denied.waitClosed();
+    assert.equal(denied.bytes, 0);
+    const [peer, reason] = await within(refused, 5000, 'refused event');
+    assert.equal(peer.address, '127.0.0.7');
+    assert.equal(reason, 'denied');
+    assert.equal(server.stats().refused.denied, 1);
+    assert.equal(server.stats().bytesIn, 0, 'not a byte was read from the denied client');
+    const welcome = await RawPeer.connect(port, { localAddress: '127.0.0.8' });
+    welcome.socket.write(clientOpening());
+    await welcome.waitFrames(1);
+    assert.equal(welcome.frames[0]!.type, FrameType.HELLO);
+    welcome.socket.destroy();
+  });
+
+  it('serve only the allowed network', async () => {
+    const { port } = await serve({ allow: ['127.0.0.9'] });
+    const outsider = await RawPeer.connect(port, { localAddress: '127.0.0.10' });
+    outsider.socket.write(clientOpening());
+    await outsider.waitClosed();
+    assert.equal(outsider.bytes, 0);
+    const insider = await RawPeer.connect(port, { localAddress: '127.0.0.9' });
+    insider.socket.write(clientOpening());
+    await insider.waitFrames(1);
+    insider.socket.destroy();
+  });
+});

@@ -25,6 +25,8 @@ interface ServeFlags {
   rawMessages?: boolean;
   maxConns: number;
   maxConnsPerIp: number;
+  allow: string[];
+  deny: string[];
   idleTimeout: number;
   handshakeTimeout: number;
   requestTimeout: number;
@@ -67,6 +69,8 @@ export function registerServe(program: Command): void {
     .option('--reply <text>', 'answer every message with this text instead of echoing it')
     .option('--max-conns <n>', 'connections held at once; more are refused with TOO_MANY_CONNECTIONS (0: no cap)', intArg(0, 10_000_000), 1024)
     .option('--max-conns-per-ip <n>', 'connections held at once per client address (0: no cap)', intArg(0, 10_000_000), 64)
+    .option('--allow <cidr>', 'serve only clients in this network (e.g. 10.0.0.0/8, ::1); repeatable', (value: string, list: string[]) => [...list, value], [] as string[])
+    .option('--deny <cidr>', 'refuse clients in this network, before reading a byte; repeatable', (value: string, list: string[]) => [...list, value], [] as string[])
     .option('--idle-timeout <ms>', 'close connections with nothing in flight and no traffic for this long (goodbye IDLE_TIMEOUT)', intArg(1, 86_400_000), 60_000)
     .option('--handshake-timeout <ms>', 'close connections that have not completed their hello (or raw request) by then', intArg(1, 86_400_000), 10_000)
     .option('--request-timeout <ms>', 'a frame must arrive whole this long after its first byte (slowloris guard)', intArg(1, 86_400_000), 10_000)
@@ -104,6 +108,8 @@ export function registerServe(program: Command): void {
         requestTimeoutMs: flags.requestTimeout,
         sendTimeoutMs: flags.sendTimeout,
         maxConnectionsPerIp: flags.maxConnsPerIp,
+        allow: flags.allow,
+        deny: flags.deny,
         services: [fileService(root)],
         onMessage,
         ...(raw && { raw }),
@@ -122,7 +128,11 @@ export function registerServe(program: Command): void {
       } as const;
       server.on('timeout', (peer, why) => log(`${peer.label} timed out: ${TIMEOUTS[why]}`));
       server.on('refused', (peer, reason) =>
-        log(`${peer.label} refused: too many connections (${reason === 'total' ? `--max-conns ${flags.maxConns}` : `--max-conns-per-ip ${flags.maxConnsPerIp}`})`),
+        log(
+          reason === 'denied'
+            ? `${peer.label} refused: address not allowed (--allow/--deny)`
+            : `${peer.label} refused: too many connections (${reason === 'total' ? `--max-conns ${flags.maxConns}` : `--max-conns-per-ip ${flags.maxConnsPerIp}`})`,
+        ),
       );
       server.on('raw-error', (peer, error, cut) => {
         const why = safeText(error instanceof Error ? error.message : String(error));

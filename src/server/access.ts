@@ -1,0 +1,53 @@
+/**
+ * Allow and deny lists of client addresses (CIDR, IPv4 and IPv6), checked at accept before a
+ * byte is read. Built on Node's own `net.BlockList`.
+ */
+import { BlockList, isIP } from 'node:net';
+import { OptionError } from '../errors.js';
+
+function parseCidr(text: string, option: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } {
+  const [address = '', prefixText, extra] = text.trim().split('/');
+  const version = isIP(address);
+  if (version === 0 || extra !== undefined) throw new OptionError('INVALID_OPTION', `${option} ${text}: expected ADDRESS or ADDRESS/PREFIX`);
+  const max = version === 4 ? 32 : 128;
+  const prefix = prefixText === undefined ? max : Number(prefixText);
+  if (prefixText !== undefined && (!/^[0-9]{1,3}$/.test(prefixText) || prefix > max)) {
+    throw new OptionError('INVALID_OPTION', `${option} ${text}: the prefix must be 0 to ${max}`);
+  }
+  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
+}
+
+function blockList(cidrs: readonly string[], option: string): BlockList {
+  const list = new BlockList();
+  for (const cidr of cidrs) {
+    const { address, prefix, family } = parseCidr(cidr, option);
+    list.addSubnet(address, prefix, family);
+  }
+  return list;
+}
+
+/** Decides from the client's address alone: denied if it matches `deny`, or if `allow` is non-empty and it matches none. */
+export class AccessList {
+  readonly #allow: BlockList | undefined;
+  readonly #deny: BlockList | undefined;
+
+  constructor(allow: readonly string[] = [], deny: readonly string[] = []) {
+    this.#allow = allow.length > 0 ? blockList(allow, '--allow') : undefined;
+    this.#deny = deny.length > 0 ? blockList(deny, '--deny') : undefined;
+  }
+
+  /** True when a list is set at all (otherwise nothing needs checking). */
+  get active(): boolean {
+    return this.#allow !== undefined || this.#deny !== undefined;
+  }
+
+  /** `address` normalised: IPv4-mapped IPv6 already shown as IPv4. */
+  permits(address: string): boolean {
+    const version = isIP(address);
+    if (version === 0) return false;
+    const family = version === 4 ? 'ipv4' : 'ipv6';
+    if (this.#deny?.check(address, family)) return false;
+    if (this.#allow && !this.#allow.check(address, family)) return false;
+    return true;
+  }
+}
