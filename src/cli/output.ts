@@ -69,6 +69,7 @@ export function exitCodeFor(error: unknown): number {
     case 'NOT_TCPKIT':
     case 'UNSUPPORTED_VERSION':
     case 'TOO_MANY_CONNECTIONS':
+    case 'AUTH_FAILED':
       return ExitCode.CONNECT;
     case 'CONNECTION_CLOSED':
     case 'CONNECTION_FAILED':
@@ -90,6 +91,12 @@ export function exitCodeFor(error: unknown): number {
 export function errorLine(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   return `tcpkit: ${safeText(message)}`;
+}
+
+/** The token from `--token`, or from the TCPKIT_TOKEN environment variable (preferred: not visible in `ps`). */
+export function tokenOption(flag: string | undefined): string | undefined {
+  const token = flag ?? process.env.TCPKIT_TOKEN;
+  return token === undefined || token === '' ? undefined : token;
 }
 
 /** Commander parser for a whole number within bounds. */

@@ -75,15 +75,25 @@ export type ClientState = 'open' | 'closing' | 'closed';
 /** Reconnection tries after an idle goodbye, beyond the first. */
 const RECONNECT_RETRIES = 3;
 
-/** What every client says first: preamble and HELLO, in one buffer. */
-const CLIENT_OPENING = Buffer.concat([
-  preambleBytes(),
-  encodeFrame(
-    FrameType.HELLO,
-    CONNECTION_ID,
-    encodeClientHello({ versions: [...SUPPORTED_VERSIONS], agent: `tcpkit/${VERSION}`, capabilities: [] }),
-  ),
-]);
+/** What a client says first: preamble and HELLO, in one buffer. */
+function clientOpening(token: string | undefined): Buffer {
+  return Buffer.concat([
+    preambleBytes(),
+    encodeFrame(
+      FrameType.HELLO,
+      CONNECTION_ID,
+      encodeClientHello({
+        versions: [...SUPPORTED_VERSIONS],
+        agent: `tcpkit/${VERSION}`,
+        capabilities: [],
+        ...(token !== undefined && { auth: { token } }),
+      }),
+    ),
+  ]);
+}
+
+/** The opening of every client without a token: built once. */
+const CLIENT_OPENING = clientOpening(undefined);
 
 /** Maps a failed TCP connect to an error a person understands. */
 function connectError(error: NodeJS.ErrnoException, options: ResolvedClientOptions): TcpkitError {
@@ -182,7 +192,7 @@ export class Client {
       { maxFrameBytes: this.#options.maxFrameBytes },
     );
     this.#conn = conn;
-    conn.write(CLIENT_OPENING);
+    conn.write(this.#options.token === undefined ? CLIENT_OPENING : clientOpening(this.#options.token));
   }
 
   /**

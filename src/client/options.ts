@@ -23,6 +23,8 @@ export interface ClientOptions {
   heartbeatMs?: number;
   /** Largest reply frame accepted from the server (a hostile server cannot make us buffer more). @default 16777216 */
   maxFrameBytes?: number;
+  /** Token for a server that requires authentication (sent in the hello). */
+  token?: string;
   /** Aborts connecting. */
   signal?: AbortSignal;
 }
@@ -46,6 +48,7 @@ export interface ResolvedClientOptions {
   requestTimeoutMs: number;
   heartbeatMs: number;
   maxFrameBytes: number;
+  token: string | undefined;
   signal: AbortSignal | undefined;
 }
 
@@ -69,6 +72,7 @@ export function resolveClientOptions(target: Target, options: ClientOptions = {}
     requestTimeoutMs: intOption('requestTimeoutMs', o.requestTimeoutMs, 0, MAX_TIMER_MS),
     heartbeatMs: intOption('heartbeatMs', o.heartbeatMs, 0, MAX_TIMER_MS),
     maxFrameBytes,
+    token: o.token,
     signal: o.signal,
   };
 }

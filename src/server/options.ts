@@ -36,6 +36,13 @@ export interface ServerOptions {
   maxConnections?: number;
   /** Connections held at once per client address (IPv4-mapped IPv6 counts as IPv4). 0: no cap. @default 64 */
   maxConnectionsPerIp?: number;
+  /**
+   * Clients must present this token in their hello (compared in constant time); others get
+   * AUTH_FAILED. Raw clients are then refused entirely. @default undefined (no authentication)
+   */
+  token?: string;
+  /** First delay before answering a failed authentication; it doubles per failure from the same address, up to 5 s. @default 100 */
+  authFailureDelayMs?: number;
   /** Only clients whose address matches one of these (CIDR or single address, IPv4/IPv6) are served. @default [] (everyone) */
   allow?: string[];
   /** Clients whose address matches one of these are refused, even if allowed. @default [] */
@@ -95,6 +102,8 @@ export interface ResolvedServerOptions {
   maxConnections: number;
   maxConnectionsPerIp: number;
   access: AccessList;
+  token: string | undefined;
+  authFailureDelayMs: number;
   handshakeTimeoutMs: number;
   requestTimeoutMs: number;
   idleTimeoutMs: number;
@@ -104,6 +113,14 @@ export interface ResolvedServerOptions {
 }
 
 const MAX_TIMEOUT_MS = 24 * 3600 * 1000;
+
+function checkToken(token: unknown): string | undefined {
+  if (token === undefined) return undefined;
+  if (typeof token !== 'string' || token.length < 8 || token.length > 4096) {
+    throw new OptionError('INVALID_OPTION', 'token must be a string of 8 to 4096 characters');
+  }
+  return token;
+}
 
 /** Applies defaults and checks every option, naming the bad one. */
 export function resolveServerOptions(options: ServerOptions = {}): ResolvedServerOptions {
@@ -126,6 +143,8 @@ export function resolveServerOptions(options: ServerOptions = {}): ResolvedServe
     maxConnections: intOption('maxConnections', o.maxConnections, 0, 10_000_000),
     maxConnectionsPerIp: intOption('maxConnectionsPerIp', o.maxConnectionsPerIp, 0, 10_000_000),
     access: new AccessList(o.allow ?? [], o.deny ?? []),
+    token: checkToken(o.token),
+    authFailureDelayMs: intOption('authFailureDelayMs', o.authFailureDelayMs ?? 100, 0, 60_000),
     handshakeTimeoutMs: intOption('handshakeTimeoutMs', o.handshakeTimeoutMs, 1, MAX_TIMEOUT_MS),
     requestTimeoutMs: intOption('requestTimeoutMs', o.requestTimeoutMs, 1, MAX_TIMEOUT_MS),
     idleTimeoutMs: intOption('idleTimeoutMs', o.idleTimeoutMs, 1, MAX_TIMEOUT_MS),

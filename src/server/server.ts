@@ -17,6 +17,7 @@ import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } 
 import { ServerSession, type SessionHost } from './session.js';
 import { Admission, type RefusalReason } from './admission.js';
 import { refuse } from './refusal.js';
+import { TokenCheck } from './auth.js';
 import { normalizeIp } from '../transport/address.js';
 import { VERSION } from '../version.js';
 
@@ -42,6 +43,8 @@ export interface ServerEventMap {
    * client stopped reading: reset).
    */
   timeout: [peer: PeerInfo, why: Expiry];
+  /** A client gave a wrong or no token; it gets AUTH_FAILED after a delay that grows per address. */
+  'auth-failed': [peer: PeerInfo];
   /** A connection was refused at accept because a cap was reached. */
   refused: [peer: { address: string; port: number; label: string }, reason: RefusalReason];
   /** close() finished: every connection is gone. */
@@ -95,7 +98,10 @@ export class Server extends EventEmitter<ServerEventMap> {
       hello: (version) => this.#hello(version),
       protocolError: (peer, error) => this.emit('protocol-error', peer, error),
       handlerError: (peer, error) => this.emit('handler-error', peer, error),
-      raw: this.#options.raw,
+      // Raw clients cannot authenticate: with a token, raw mode is off entirely.
+      raw: this.#options.token === undefined ? this.#options.raw : undefined,
+      auth: this.#options.token === undefined ? undefined : new TokenCheck(this.#options.token, this.#options.authFailureDelayMs),
+      authFailed: (peer) => this.emit('auth-failed', peer),
       rawError: (peer, error, cut) => this.emit('raw-error', peer, error, cut),
       timedOut: (peer, why) => this.emit('timeout', peer, why),
       peerEnded: (peer) => this.emit('peer-end', peer),

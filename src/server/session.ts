@@ -20,6 +20,7 @@ import type { Exchange, RawHandler, Service } from '../services/service.js';
 import { RAW_QUIET_MS, RawRequestReader, type RawVerdict } from './raw-request.js';
 import { Connection, type CloseReason, type PeerInfo } from '../transport/connection.js';
 import type { Expiry } from '../transport/watchdog.js';
+import type { TokenCheck } from './auth.js';
 import type { ResolvedServerOptions } from './options.js';
 
 /** Lifecycle of a session: waiting for hello, serving, draining (no new requests), closed. */
@@ -38,6 +39,10 @@ export interface SessionHost {
   readonly raw: RawHandler | undefined;
   /** A raw request was refused or failed; the client got no data (or a cut-short stream). */
   rawError(peer: PeerInfo, error: unknown, cut: boolean): void;
+  /** Checks tokens, when the server requires one. */
+  readonly auth: TokenCheck | undefined;
+  /** A client failed authentication (the token itself is never reported). */
+  authFailed(peer: PeerInfo): void;
   /** A phase deadline passed and the connection is being closed. */
   timedOut(peer: PeerInfo, why: Expiry): void;
   peerEnded(peer: PeerInfo): void;
@@ -100,6 +105,7 @@ export class ServerSession {
   #lingerTimer: NodeJS.Timeout | undefined;
   #requests = 0;
   #rawReader: RawRequestReader | undefined;
+  #authTimer: NodeJS.Timeout | undefined;
   #quietTimer: NodeJS.Timeout | undefined;
   /** The raw request being served, if any (raw connections carry exactly one). */
   #rawActive: AbortController | undefined;
@@ -327,8 +333,10 @@ export class ServerSession {
       return;
     }
     let version: number | undefined;
+    let hello: ReturnType<typeof decodeClientHello>;
     try {
-      version = negotiateVersion(decodeClientHello(frame.payload).versions);
+      hello = decodeClientHello(frame.payload);
+      version = negotiateVersion(hello.versions);
     } catch (error) {
       this.#abortProtocol(error as ProtocolError);
       return;
@@ -338,6 +346,23 @@ export class ServerSession {
         versions: [...SUPPORTED_VERSIONS],
       });
       return;
+    }
+    const auth = this.#host.auth;
+    if (auth !== undefined) {
+      const ip = this.peer.address;
+      if (!auth.matches(hello.auth?.token)) {
+        // Slower with every failure from this address; the connection holds its slot meanwhile.
+        const delay = auth.failed(ip);
+        this.#host.authFailed(this.peer);
+        this.#conn.pause();
+        this.#state = 'draining';
+        this.#authTimer = setTimeout(() => {
+          this.#sendError(CONNECTION_ID, 'AUTH_FAILED', hello.auth?.token === undefined ? 'this server requires a token' : 'wrong token');
+          this.#endAndLinger();
+        }, delay);
+        return;
+      }
+      auth.succeeded(ip);
     }
     this.#state = 'open';
     this.#conn.handshakeDone();
@@ -504,6 +529,7 @@ export class ServerSession {
     this.#state = 'closed';
     clearTimeout(this.#lingerTimer);
     clearTimeout(this.#quietTimer);
+    clearTimeout(this.#authTimer);
     this.#rawActive?.abort(new TcpkitError('CONNECTION_CLOSED', 'the connection closed'));
     if (this.#inFlight.size > 0) {
       const gone = new TcpkitError('CONNECTION_CLOSED', 'the connection closed');

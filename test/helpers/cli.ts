@@ -16,8 +16,11 @@ export interface CliResult {
 }
 
 /** Runs `tcpkit ARGS`, feeding `input` on stdin, and waits (bounded) for it to exit. */
-export async function runCli(args: string[], options: { input?: string; timeoutMs?: number; cwd?: string } = {}): Promise<CliResult> {
-  const running = startCli(args, options.cwd);
+export async function runCli(
+  args: string[],
+  options: { input?: string; timeoutMs?: number; cwd?: string; env?: Record<string, string> } = {},
+): Promise<CliResult> {
+  const running = startCli(args, options.cwd, options.env);
   running.child.stdin.end(options.input ?? '');
   return running.exit(options.timeoutMs ?? 20_000);
 }
@@ -33,8 +36,13 @@ export interface RunningCli {
   exit(ms?: number): Promise<CliResult>;
 }
 
-export function startCli(args: string[], cwd?: string): RunningCli {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: 'pipe', ...(cwd && { cwd }) });
+export function startCli(args: string[], cwd?: string, env?: Record<string, string>): RunningCli {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    stdio: 'pipe',
+    ...(cwd && { cwd }),
+    // TCPKIT_TOKEN from the test runner's own environment must not leak into the CLI under test.
+    env: { ...Object.fromEntries(Object.entries(process.env).filter(([key]) => key !== 'TCPKIT_TOKEN')), ...env },
+  });
   let out = '';
   let err = '';
   const waiters: Array<() => void> = [];

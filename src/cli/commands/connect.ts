@@ -8,9 +8,10 @@ import type { Command } from 'commander';
 import { connect } from '../../client/client.js';
 import { OptionError } from '../../errors.js';
 import { DEFAULT_PORT, formatAddress, parseAddress } from '../../transport/address.js';
-import { intArg, safeText } from '../output.js';
+import { intArg, safeText, tokenOption } from '../output.js';
 
 interface ConnectFlags {
+  token?: string;
   timeout: number;
   connectTimeout: number;
 }
@@ -27,6 +28,7 @@ export function registerConnect(program: Command): void {
     )
     .argument('[address]', 'HOST[:PORT] of the server')
     .option('--timeout <ms>', 'how long to wait for each reply; 0 waits forever', intArg(0, 2_147_483_647), 30_000)
+    .option('--token <token>', 'token for a server that requires one (default: $TCPKIT_TOKEN)')
     .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000)
     .action(async (address: string | undefined, flags: ConnectFlags) => {
       const interactive = process.stdin.isTTY === true;
@@ -46,7 +48,12 @@ export function registerConnect(program: Command): void {
           const port = portText ? parseAddress(`x:${portText}`).port : DEFAULT_PORT;
           target = formatAddress(parseAddress(ip).host, port);
         }
-        const client = await connect(target, { connectTimeoutMs: flags.connectTimeout, requestTimeoutMs: flags.timeout });
+        const token = tokenOption(flags.token);
+        const client = await connect(target, {
+          connectTimeoutMs: flags.connectTimeout,
+          requestTimeoutMs: flags.timeout,
+          ...(token !== undefined && { token }),
+        });
         if (interactive) process.stderr.write(`connected to ${client.remote}; type a message, Ctrl-D to end\n`);
         try {
           for (;;) {

@@ -14,9 +14,10 @@ import { download, list, type DownloadResult } from '../../services/files/client
 import { validateName } from '../../services/files/names.js';
 import { rawDownload } from '../../services/files/raw.js';
 import { DEFAULT_PORT } from '../../transport/address.js';
-import { errorLine, exitCodeFor, ExitCode, intArg, safeText } from '../output.js';
+import { errorLine, exitCodeFor, ExitCode, intArg, safeText, tokenOption } from '../output.js';
 
 interface GetFlags {
+  token?: string;
   raw?: boolean;
   output?: string;
   force?: boolean;
@@ -107,6 +108,7 @@ export function registerGet(program: Command): void {
     .option('-o, --output <path>', 'destination file (one NAME) or directory (several)')
     .option('-f, --force', 'replace existing files')
     .option('--short', 'one connection per file (short connections)')
+    .option('--token <token>', 'token for a server that requires one (default: $TCPKIT_TOKEN)')
     .option('--raw', "talk to a server that speaks no framing (e.g. the tutorial's download_server.py): send the bare name, save everything until the server closes; no integrity check, no resume")
     .option('--retries <n>', 'after a dropped connection, reconnect and resume up to N times (with backoff)', intArg(0, 1000), 0)
     .option('--no-resume', 'ignore partial files from earlier runs and start over')
@@ -117,7 +119,8 @@ export function registerGet(program: Command): void {
     .action(async (address: string, names: string[], flags: GetFlags) => {
       for (const name of names) validateName(name);
       const targets = await destinations(names, flags.output);
-      const options: ClientOptions = { connectTimeoutMs: flags.connectTimeout, requestTimeoutMs: flags.timeout };
+      const token = tokenOption(flags.token);
+      const options: ClientOptions = { connectTimeoutMs: flags.connectTimeout, requestTimeoutMs: flags.timeout, ...(token !== undefined && { token }) };
       const showBars = process.stderr.isTTY === true && !flags.quiet && !flags.json;
       const bars = showBars
         ? new cliProgress.MultiBar(
@@ -233,6 +236,7 @@ async function getClientIfOpen(getClient: () => Promise<Client>, short: boolean)
 }
 
 interface LsFlags {
+  token?: string;
   json?: boolean;
   timeout: number;
   connectTimeout: number;
@@ -246,12 +250,15 @@ export function registerLs(program: Command): void {
     .argument('<address>', 'HOST[:PORT] of the server')
     .argument('[dir]', 'directory on the server', '')
     .option('--json', 'print one JSON line per entry: name, type, size, mtimeMs')
+    .option('--token <token>', 'token for a server that requires one (default: $TCPKIT_TOKEN)')
     .option('--timeout <ms>', 'how long to wait for the reply; 0 waits forever', intArg(0, 2_147_483_647), 30_000)
     .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000)
     .action(async (address: string, dir: string, flags: LsFlags) => {
+      const token = tokenOption(flags.token);
       const listing = await withClient(address, (client) => list(client, dir), {
         connectTimeoutMs: flags.connectTimeout,
         requestTimeoutMs: flags.timeout,
+        ...(token !== undefined && { token }),
       });
       for (const entry of listing.entries) {
         if (flags.json) {

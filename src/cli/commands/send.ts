@@ -7,9 +7,10 @@ import type { ClientOptions } from '../../client/options.js';
 import { sendOnce } from '../../client/short.js';
 import { rawSend } from '../../client/raw.js';
 import { DEFAULT_PORT } from '../../transport/address.js';
-import { intArg, safeText } from '../output.js';
+import { intArg, safeText, tokenOption } from '../output.js';
 
 interface SendFlags {
+  token?: string;
   short?: boolean;
   raw?: boolean;
   timeout: number;
@@ -29,11 +30,13 @@ export function registerSend(program: Command): void {
     .argument('<address>', 'HOST[:PORT] of the server')
     .argument('<message...>', 'messages to send, one per argument')
     .option('--short', 'one connection per message (short connections)')
+    .option('--token <token>', 'token for a server that requires one (default: $TCPKIT_TOKEN)')
     .option('--raw', "talk to a server that speaks no framing (e.g. the tutorial's tcp_server.py): each message on its own connection, the reply is everything the server sends until it closes")
     .option('--timeout <ms>', 'how long to wait for each reply; 0 waits forever', intArg(0, 2_147_483_647), 30_000)
     .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000)
     .action(async (address: string, messages: string[], flags: SendFlags) => {
-      const options: ClientOptions = { connectTimeoutMs: flags.connectTimeout, requestTimeoutMs: flags.timeout };
+      const token = tokenOption(flags.token);
+      const options: ClientOptions = { connectTimeoutMs: flags.connectTimeout, requestTimeoutMs: flags.timeout, ...(token !== undefined && { token }) };
       const print = (reply: Buffer): void => {
         process.stdout.write(`${safeText(reply)}\n`);
       };

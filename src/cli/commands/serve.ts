@@ -12,7 +12,7 @@ import { createServer } from '../../server/server.js';
 import { DEFAULT_PORT, formatAddress } from '../../transport/address.js';
 import type { CloseReason } from '../../transport/connection.js';
 import { VERSION } from '../../version.js';
-import { ExitCode, intArg, safeText } from '../output.js';
+import { ExitCode, intArg, safeText, tokenOption } from '../output.js';
 
 interface ServeFlags {
   host?: string;
@@ -27,6 +27,7 @@ interface ServeFlags {
   maxConnsPerIp: number;
   allow: string[];
   deny: string[];
+  token?: string;
   idleTimeout: number;
   handshakeTimeout: number;
   requestTimeout: number;
@@ -69,6 +70,7 @@ export function registerServe(program: Command): void {
     .option('--reply <text>', 'answer every message with this text instead of echoing it')
     .option('--max-conns <n>', 'connections held at once; more are refused with TOO_MANY_CONNECTIONS (0: no cap)', intArg(0, 10_000_000), 1024)
     .option('--max-conns-per-ip <n>', 'connections held at once per client address (0: no cap)', intArg(0, 10_000_000), 64)
+    .option('--token <token>', 'require this token from every client (default: $TCPKIT_TOKEN; the environment keeps it out of `ps`); raw clients are then refused')
     .option('--allow <cidr>', 'serve only clients in this network (e.g. 10.0.0.0/8, ::1); repeatable', (value: string, list: string[]) => [...list, value], [] as string[])
     .option('--deny <cidr>', 'refuse clients in this network, before reading a byte; repeatable', (value: string, list: string[]) => [...list, value], [] as string[])
     .option('--idle-timeout <ms>', 'close connections with nothing in flight and no traffic for this long (goodbye IDLE_TIMEOUT)', intArg(1, 86_400_000), 60_000)
@@ -108,6 +110,7 @@ export function registerServe(program: Command): void {
         requestTimeoutMs: flags.requestTimeout,
         sendTimeoutMs: flags.sendTimeout,
         maxConnectionsPerIp: flags.maxConnsPerIp,
+        ...(tokenOption(flags.token) !== undefined && { token: tokenOption(flags.token)! }),
         allow: flags.allow,
         deny: flags.deny,
         services: [fileService(root)],
@@ -126,6 +129,7 @@ export function registerServe(program: Command): void {
         idle: 'idle, said goodbye',
         'send-stall': 'stopped reading our replies, reset',
       } as const;
+      server.on('auth-failed', (peer) => log(`${peer.label} authentication failed`));
       server.on('timeout', (peer, why) => log(`${peer.label} timed out: ${TIMEOUTS[why]}`));
       server.on('refused', (peer, reason) =>
         log(
