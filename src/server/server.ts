@@ -55,7 +55,7 @@ export interface ServerEventMap {
 export interface ServerStats {
   /** Connections open now. */
   connections: number;
-  /** Connections open now, per client address. */
+  /** Connections open now, per client address (tracked when a per-address cap or list is in force). */
   connectionsPerIp: Record<string, number>;
   /** Connections refused since start, by reason. */
   refused: Record<RefusalReason, number>;
@@ -93,6 +93,12 @@ export class Server extends EventEmitter<ServerEventMap> {
     for (const service of [messageService(this.#options.onMessage), ...this.#options.services]) this.#addService(service);
     this.#host = {
       options: this.#options,
+      timeouts: Object.freeze({
+        handshakeMs: this.#options.handshakeTimeoutMs,
+        requestMs: this.#options.requestTimeoutMs,
+        idleMs: this.#options.idleTimeoutMs,
+        sendStallMs: this.#options.sendTimeoutMs,
+      }),
       services: this.#services,
       serviceNames: this.#serviceNames,
       hello: (version) => this.#hello(version),
@@ -232,9 +238,11 @@ export class Server extends EventEmitter<ServerEventMap> {
       return;
     }
     this.#accepted++;
-    // Caps are counted at accept, per client address (IPv4-mapped IPv6 counts as IPv4).
-    const ip = normalizeIp(socket.remoteAddress ?? 'unknown');
-    if (this.#options.access.active && !this.#options.access.permits(ip)) {
+    // Caps are counted at accept, per client address (IPv4-mapped IPv6 counts as IPv4). The
+    // address costs a lookup (getpeername): made only when a per-address rule needs it.
+    const { access, maxConnectionsPerIp } = this.#options;
+    const ip = maxConnectionsPerIp > 0 || access.active ? normalizeIp(socket.remoteAddress ?? 'unknown') : '';
+    if (access.active && !access.permits(ip)) {
       // Allow/deny lists: refused before a byte is read, with no answer at all.
       this.#refused.denied++;
       socket.on('error', () => {});
@@ -245,13 +253,13 @@ export class Server extends EventEmitter<ServerEventMap> {
     const verdict = this.#admission.admit(ip);
     if (!verdict.admitted) {
       this.#refused[verdict.reason]++;
-      const { maxConnections, maxConnectionsPerIp } = this.#options;
+      const { maxConnections } = this.#options;
       const message =
         verdict.reason === 'total'
           ? `the server holds its maximum of ${maxConnections} connections`
           : `the server allows ${maxConnectionsPerIp} connections per client address`;
       refuse(socket, 'TOO_MANY_CONNECTIONS', message, this.#options.handshakeTimeoutMs);
-      this.#emitRefused(ip, socket.remotePort ?? 0, verdict.reason);
+      this.#emitRefused(ip || normalizeIp(socket.remoteAddress ?? 'unknown'), socket.remotePort ?? 0, verdict.reason);
       return;
     }
     const session = new ServerSession(socket, this.#host);

@@ -18,8 +18,8 @@ import { decodeClientHello, encodeErrorBody, negotiateVersion } from '../protoco
 import type { Frame } from '../protocol/frame.js';
 import type { Exchange, RawHandler, Service } from '../services/service.js';
 import { RAW_QUIET_MS, RawRequestReader, type RawVerdict } from './raw-request.js';
-import { Connection, type CloseReason, type PeerInfo } from '../transport/connection.js';
-import type { Expiry } from '../transport/watchdog.js';
+import { Connection, type CloseReason, type ConnectionHandlers, type PeerInfo } from '../transport/connection.js';
+import type { Expiry, WatchdogTimeouts } from '../transport/watchdog.js';
 import type { TokenCheck } from './auth.js';
 import type { ResolvedServerOptions } from './options.js';
 
@@ -29,6 +29,8 @@ export type SessionState = 'hello' | 'open' | 'draining' | 'closed';
 /** What a session reports to its server. */
 export interface SessionHost {
   readonly options: ResolvedServerOptions;
+  /** The phase deadlines, one object shared by every connection. */
+  readonly timeouts: WatchdogTimeouts;
   readonly services: ReadonlyMap<number, Service>;
   readonly serviceNames: readonly string[];
   /** Preamble plus HELLO frame for a negotiated version (the same for every connection). */
@@ -92,13 +94,19 @@ class ServerExchange implements Exchange {
   }
 }
 
+/** A framed client starts with the preamble's 0x89, which no text can start with. */
+function isFramed(first: number): boolean {
+  return first === PREAMBLE[0];
+}
+
 /** Frames a server handles even while it holds back requests. */
 const CONTROL_TYPES: ReadonlySet<number> = new Set([FrameType.PING, FrameType.PONG, FrameType.CANCEL]);
 
-export class ServerSession {
+export class ServerSession implements ConnectionHandlers {
   readonly #host: SessionHost;
   readonly #conn: Connection;
-  readonly #inFlight = new Map<number, ServerExchange>();
+  /** Requests being served (created on the first that does not answer at once). */
+  #inFlight: Map<number, ServerExchange> | undefined;
   #state: SessionState = 'hello';
   #preambleSent = false;
   #peerSaidGoodbye = false;
@@ -112,29 +120,39 @@ export class ServerSession {
 
   constructor(socket: Socket, host: SessionHost) {
     this.#host = host;
-    this.#conn = new Connection(
-      socket,
-      {
-        frame: (frame) => this.#onFrame(frame),
-        peerEnd: () => this.#onPeerEnd(),
-        protocolError: (error) => this.#onProtocolError(error),
-        close: (reason, error) => this.#onClose(reason, error),
-        raw: (chunk) => this.#onRaw(chunk),
-        timeout: (why) => this.#onTimeout(why),
-      },
-      {
-        maxFrameBytes: HELLO_MAX_FRAME_BYTES,
-        controlTypes: CONTROL_TYPES,
-        timeouts: {
-          handshakeMs: host.options.handshakeTimeoutMs,
-          requestMs: host.options.requestTimeoutMs,
-          idleMs: host.options.idleTimeoutMs,
-          sendStallMs: host.options.sendTimeoutMs,
-        },
-        // A framed client starts with the preamble's 0x89, which no text can start with.
-        ...(host.raw && { sniff: (first: number) => first === PREAMBLE[0] }),
-      },
-    );
+    // The session itself is the connection's handler object: no closures per connection.
+    this.#conn = new Connection(socket, this, {
+      maxFrameBytes: HELLO_MAX_FRAME_BYTES,
+      controlTypes: CONTROL_TYPES,
+      timeouts: host.timeouts,
+      ...(host.raw && { sniff: isFramed }),
+    });
+  }
+
+  // ConnectionHandlers, on the prototype.
+  /** @internal */
+  frame(frame: Frame): void {
+    this.#onFrame(frame);
+  }
+  /** @internal */
+  peerEnd(): void {
+    this.#onPeerEnd();
+  }
+  /** @internal */
+  protocolError(error: ProtocolError): void {
+    this.#onProtocolError(error);
+  }
+  /** @internal */
+  close(reason: CloseReason, error: Error | undefined): void {
+    this.#onClose(reason, error);
+  }
+  /** @internal */
+  raw(chunk: Buffer): void {
+    this.#onRaw(chunk);
+  }
+  /** @internal */
+  timeout(why: Expiry): void {
+    this.#onTimeout(why);
   }
 
   get peer(): PeerInfo {
@@ -145,7 +163,7 @@ export class ServerSession {
   }
   /** Requests being served right now. */
   get inFlight(): number {
-    return this.#inFlight.size;
+    return this.#inFlight?.size ?? 0;
   }
   /** Requests received since the connection opened. */
   get requests(): number {
@@ -313,7 +331,7 @@ export class ServerSession {
         this.#maybeFinish();
         return;
       case FrameType.CANCEL:
-        this.#inFlight.get(frame.id)?.abort(new TcpkitError('ABORTED', 'the client cancelled the request'));
+        this.#inFlight?.get(frame.id)?.abort(new TcpkitError('ABORTED', 'the client cancelled the request'));
         return;
       case FrameType.ERROR:
         // A client reports a connection-level problem with our frames: nothing to answer.
@@ -377,7 +395,7 @@ export class ServerSession {
       this.#abortProtocol(new ProtocolError('PROTOCOL_ERROR', `${frameTypeName(frame.type)} request with id 0`));
       return;
     }
-    if (this.#inFlight.has(id)) {
+    if (this.#inFlight?.has(id) === true) {
       this.#abortProtocol(new ProtocolError('PROTOCOL_ERROR', `request id ${id} is already in flight`));
       return;
     }
@@ -401,10 +419,11 @@ export class ServerSession {
     }
     if (result instanceof Promise) {
       // Only a request still running needs a slot; a synchronous answer never takes one.
-      this.#inFlight.set(id, exchange);
-      if (this.#inFlight.size === 1) this.#conn.setBusy(true);
+      const inFlight = (this.#inFlight ??= new Map());
+      inFlight.set(id, exchange);
+      if (inFlight.size === 1) this.#conn.setBusy(true);
       // At the cap: hold back further requests, but keep answering PINGs and CANCELs.
-      if (this.#inFlight.size >= this.#host.options.maxInFlight) this.#conn.pause('soft');
+      if (inFlight.size >= this.#host.options.maxInFlight) this.#conn.pause('soft');
       result.then(
         () => this.#settle(exchange, undefined),
         (error: unknown) => this.#settle(exchange, error),
@@ -424,7 +443,7 @@ export class ServerSession {
 
   /** A handler finished: make sure the client got an answer, free the slot, maybe read on. */
   #settle(exchange: ServerExchange, error: unknown): void {
-    if (this.#inFlight.delete(exchange.id) && this.#inFlight.size === 0) this.#conn.setBusy(false);
+    if (this.#inFlight?.delete(exchange.id) === true && this.#inFlight.size === 0) this.#conn.setBusy(false);
     if (this.#state === 'closed') return;
     if (!exchange.done) {
       if (error instanceof TcpkitError && ERROR_CODES[error.wireCode].scope === 'wire') {
@@ -447,7 +466,7 @@ export class ServerSession {
 
   #maybeResume(): void {
     if (this.#state === 'closed' || this.#conn.needsDrain) return;
-    if (this.#inFlight.size < this.#host.options.maxInFlight) {
+    if (this.inFlight < this.#host.options.maxInFlight) {
       this.#conn.resume();
       // Requests held while paused may all have been answered now, after the peer's EOF.
       this.#maybeFinish();
@@ -461,7 +480,7 @@ export class ServerSession {
    * Returns true when it ended the connection.
    */
   #maybeFinish(): boolean {
-    if (this.#inFlight.size > 0 || this.#rawActive || this.#conn.writeEnded || this.#conn.hasBacklog) return false;
+    if (this.inFlight > 0 || this.#rawActive || this.#conn.writeEnded || this.#conn.hasBacklog) return false;
     if (this.#conn.raw) {
       if (this.#state === 'draining' || this.#conn.peerEnded) {
         this.#endAndLinger();
@@ -531,7 +550,7 @@ export class ServerSession {
     clearTimeout(this.#quietTimer);
     clearTimeout(this.#authTimer);
     this.#rawActive?.abort(new TcpkitError('CONNECTION_CLOSED', 'the connection closed'));
-    if (this.#inFlight.size > 0) {
+    if (this.#inFlight !== undefined && this.#inFlight.size > 0) {
       const gone = new TcpkitError('CONNECTION_CLOSED', 'the connection closed');
       for (const exchange of this.#inFlight.values()) exchange.abort(gone);
     }

@@ -6,7 +6,7 @@ import type { Socket } from 'node:net';
 import { ProtocolError } from '../errors.js';
 import { encodeFrame, encodeHeader, FrameDecoder, type Frame } from '../protocol/frame.js';
 import { formatAddress, normalizeIp } from './address.js';
-import { Watchdog, type Clock, type Expiry, type WatchdogTimeouts } from './watchdog.js';
+import { Watchdog, type Clock, type Expiry, type WatchdogOwner, type WatchdogTimeouts } from './watchdog.js';
 
 /** Who is at the other end, with IPv4-mapped IPv6 addresses shown as IPv4. */
 export interface PeerInfo {
@@ -67,15 +67,18 @@ export function peerOf(socket: Socket): PeerInfo {
   return { address, port, label: formatAddress(address, port) };
 }
 
-export class Connection {
+/** The Connection of each socket, for listeners shared by all sockets (no closures per connection). */
+const owners = new WeakMap<Socket, Connection>();
+
+export class Connection implements WatchdogOwner {
   readonly #socket: Socket;
   readonly #decoder: FrameDecoder;
   readonly #handlers: ConnectionHandlers;
   #peer: PeerInfo | undefined;
   #corked = false;
   #paused = false;
-  /** Frames decoded while paused, delivered on resume. Bounded: reading stops while it is non-empty. */
-  #backlog: Frame[] = [];
+  /** Frames decoded while paused, delivered on resume (created on first use). Bounded by `softPauseBytes`. */
+  #backlog: Frame[] | undefined;
   #peerEnded = false;
   #ended = false;
   #closed = false;
@@ -101,21 +104,52 @@ export class Connection {
     this.#controlTypes = options.controlTypes;
     this.#softPauseBytes = options.softPauseBytes ?? 64 * 1024;
     socket.setNoDelay(true);
-    socket.on('data', this.#onData);
-    socket.on('end', this.#onEnd);
-    socket.on('error', (error) => {
-      this.#error ??= error;
-    });
-    socket.on('close', this.#onClose);
+    owners.set(socket, this);
+    socket.on('data', Connection.#socketData);
+    socket.on('end', Connection.#socketEnd);
+    socket.on('error', Connection.#socketError);
+    socket.on('close', Connection.#socketClose);
     if (options.timeouts) {
-      this.#watchdog = new Watchdog(
-        options.timeouts,
-        (why) => this.#handlers.timeout?.(why),
-        () => socket.writableLength + ((socket as unknown as { _handle?: { writeQueueSize?: number } })._handle?.writeQueueSize ?? 0),
-        options.clock,
-      );
-      socket.on('drain', () => this.#watchdog?.sendBlocked(false));
+      this.#watchdog = new Watchdog(options.timeouts, this, options.clock);
+      socket.on('drain', Connection.#socketDrain);
     }
+  }
+
+  // Listeners shared by every socket: per-connection closures cost memory on idle connections.
+  static #socketData(this: Socket, chunk: Buffer): void {
+    const conn = owners.get(this);
+    if (conn) conn.#onData(chunk);
+  }
+  static #socketEnd(this: Socket): void {
+    const conn = owners.get(this);
+    if (conn) conn.#onEnd();
+  }
+  static #socketError(this: Socket, error: Error): void {
+    const conn = owners.get(this);
+    if (conn) conn.#error ??= error;
+  }
+  static #socketClose(this: Socket): void {
+    const conn = owners.get(this);
+    if (conn) conn.#onClose();
+  }
+  static #socketDrain(this: Socket): void {
+    const conn = owners.get(this);
+    if (conn) conn.#watchdog?.sendBlocked(false);
+  }
+  static #uncork(conn: Connection): void {
+    conn.#corked = false;
+    if (!conn.#socket.destroyed) conn.#socket.uncork();
+  }
+
+  /** @internal For the watchdog: output bytes not yet taken by the kernel. */
+  queuedBytes(): number {
+    const handle = (this.#socket as unknown as { _handle?: { writeQueueSize?: number } })._handle;
+    return this.#socket.writableLength + (handle?.writeQueueSize ?? 0);
+  }
+
+  /** @internal For the watchdog: a phase deadline passed. */
+  expired(why: Expiry): void {
+    this.#handlers.timeout?.(why);
   }
 
   /** The hello (or raw request) is complete. */
@@ -159,7 +193,7 @@ export class Connection {
   }
   /** True while frames received during a pause wait to be delivered. */
   get hasBacklog(): boolean {
-    return this.#backlog.length > 0;
+    return this.#backlog !== undefined && this.#backlog.length > 0;
   }
   /** True when the socket's send buffer is over its high-water mark. */
   get needsDrain(): boolean {
@@ -180,7 +214,7 @@ export class Connection {
     if (!this.#corked) {
       this.#corked = true;
       this.#socket.cork();
-      setImmediate(this.#uncork);
+      setImmediate(Connection.#uncork, this);
     }
     this.#bytesOut += data.length;
     const room = this.#socket.write(data);
@@ -240,7 +274,7 @@ export class Connection {
   resume(): void {
     if (!this.#paused || this.#closed) return;
     this.#paused = false;
-    while (this.#backlog.length > 0 && !this.#paused && !this.#closed) {
+    while (this.#backlog !== undefined && this.#backlog.length > 0 && !this.#paused && !this.#closed) {
       const frame = this.#backlog.shift()!;
       this.#backlogBytes -= frame.payload.length;
       this.#handlers.frame(frame);
@@ -270,12 +304,7 @@ export class Connection {
     this.#socket.destroy();
   }
 
-  #uncork = (): void => {
-    this.#corked = false;
-    if (!this.#socket.destroyed) this.#socket.uncork();
-  };
-
-  #onData = (chunk: Buffer): void => {
+  #onData(chunk: Buffer): void {
     this.#bytesIn += chunk.length;
     this.#watchdog?.activity();
     if (this.#sniff !== undefined) {
@@ -300,26 +329,26 @@ export class Connection {
       const frame = frames[i]!;
       if (this.#paused && this.#controlTypes?.has(frame.type) !== true) {
         // Held back. Control frames (PING, CANCEL) pass: they need no order among requests.
-        this.#backlog.push(frame);
+        (this.#backlog ??= []).push(frame);
         this.#backlogBytes += frame.payload.length;
         continue;
       }
       this.#handlers.frame(frame);
     }
     if (this.#paused && !this.#hard && this.#backlogBytes >= this.#softPauseBytes) this.#socket.pause();
-  };
+  }
 
-  #onEnd = (): void => {
+  #onEnd(): void {
     this.#peerEnded = true;
     this.#handlers.peerEnd();
-  };
+  }
 
-  #onClose = (): void => {
+  #onClose(): void {
     if (this.#closed) return;
     this.#watchdog?.stop();
     // Frames that arrived whole before the close are delivered, even if we had paused: a
     // download keeps every byte it received before a reset (and can resume from there).
-    const backlog = this.#backlog.splice(0);
+    const backlog = this.#backlog?.splice(0) ?? [];
     this.#backlogBytes = 0;
     for (const frame of backlog) this.#handlers.frame(frame);
     this.#closed = true;
@@ -334,5 +363,5 @@ export class Connection {
       reason = 'eof';
     }
     this.#handlers.close(reason, error);
-  };
+  }
 }

@@ -37,12 +37,18 @@ export interface WatchdogTimeouts {
   sendStallMs: number;
 }
 
+/** What a watchdog watches: it asks for queued output and reports expiry. */
+export interface WatchdogOwner {
+  /** Bytes of output still queued, for send-progress. */
+  queuedBytes(): number;
+  /** A deadline passed; the watchdog has stopped. */
+  expired(why: Expiry): void;
+}
+
 export class Watchdog {
   readonly #timeouts: WatchdogTimeouts;
   readonly #clock: Clock;
-  readonly #onExpire: (why: Expiry) => void;
-  /** Bytes of output still queued, for send-progress. */
-  readonly #queued: () => number;
+  readonly #owner: WatchdogOwner;
   readonly #startedAt: number;
   #handshakeDone = false;
   #busy = false;
@@ -55,10 +61,10 @@ export class Watchdog {
   #armedFor = Infinity;
   #stopped = false;
 
-  constructor(timeouts: WatchdogTimeouts, onExpire: (why: Expiry) => void, queued: () => number, clock: Clock = systemClock) {
+  /** `timeouts` may be shared by every connection of a server: it is only read. */
+  constructor(timeouts: WatchdogTimeouts, owner: WatchdogOwner, clock: Clock = systemClock) {
     this.#timeouts = timeouts;
-    this.#onExpire = onExpire;
-    this.#queued = queued;
+    this.#owner = owner;
     this.#clock = clock;
     this.#startedAt = clock.now();
     this.#lastActivity = this.#startedAt;
@@ -104,7 +110,7 @@ export class Watchdog {
     this.#blocked = blocked;
     if (blocked) {
       this.#lastProgressAt = this.#clock.now();
-      this.#lastQueued = this.#queued();
+      this.#lastQueued = this.#owner.queuedBytes();
       this.#rearm();
     } else {
       this.#lastActivity = this.#clock.now();
@@ -148,7 +154,7 @@ export class Watchdog {
     const now = this.#clock.now();
     const { handshakeMs, requestMs, idleMs, sendStallMs } = this.#timeouts;
     if (this.#blocked) {
-      const queued = this.#queued();
+      const queued = this.#owner.queuedBytes();
       if (queued < this.#lastQueued) {
         this.#lastQueued = queued;
         this.#lastProgressAt = now;
@@ -161,7 +167,7 @@ export class Watchdog {
     else if (this.#idleCounts() && idleMs > 0 && now >= this.#lastActivity + idleMs) expired = 'idle';
     if (expired !== undefined) {
       this.stop();
-      this.#onExpire(expired);
+      this.#owner.expired(expired);
       return;
     }
     this.#rearm();

@@ -40,7 +40,7 @@ function setup(timeouts: Partial<WatchdogTimeouts> = {}) {
   const clock = new FakeClock();
   const expired: Expiry[] = [];
   let queued = 0;
-  const dog = new Watchdog({ ...TIMEOUTS, ...timeouts }, (why) => expired.push(why), () => queued, clock);
+  const dog = new Watchdog({ ...TIMEOUTS, ...timeouts }, { expired: (why) => expired.push(why), queuedBytes: () => queued }, clock);
   return { clock, expired, dog, setQueued: (n: number) => (queued = n) };
 }
 
