@@ -78,8 +78,6 @@ export class Server extends EventEmitter<ServerEventMap> {
   #accepted = 0;
   readonly #admission: Admission;
   readonly #refused: Record<RefusalReason, number> = { 'per-ip': 0, total: 0, denied: 0 };
-  /** Client address of each admitted session, to release its slot exactly once. */
-  readonly #ipOf = new WeakMap<ServerSession, string>();
   #finished = { requests: 0, bytesIn: 0, bytesOut: 0 };
   #allClosed: (() => void) | undefined;
 
@@ -262,9 +260,8 @@ export class Server extends EventEmitter<ServerEventMap> {
       this.#emitRefused(ip || normalizeIp(socket.remoteAddress ?? 'unknown'), socket.remotePort ?? 0, verdict.reason);
       return;
     }
-    const session = new ServerSession(socket, this.#host);
+    const session = new ServerSession(socket, this.#host, ip);
     this.#sessions.add(session);
-    this.#ipOf.set(session, ip);
     // Describing the peer costs a getpeername() call: only when someone will hear of it (it must
     // be looked up now, while the socket is open, for a later 'disconnect').
     if (this.listenerCount('connection') > 0) this.emit('connection', session.peer);
@@ -277,7 +274,7 @@ export class Server extends EventEmitter<ServerEventMap> {
 
   #onSessionClosed(session: ServerSession, reason: CloseReason, error: Error | undefined): void {
     if (!this.#sessions.delete(session)) return;
-    this.#admission.release(this.#ipOf.get(session)!);
+    this.#admission.release(session.admittedIp);
     this.#finished.requests += session.requests;
     this.#finished.bytesIn += session.bytesIn;
     this.#finished.bytesOut += session.bytesOut;

@@ -118,8 +118,12 @@ export class ServerSession implements ConnectionHandlers {
   /** The raw request being served, if any (raw connections carry exactly one). */
   #rawActive: AbortController | undefined;
 
-  constructor(socket: Socket, host: SessionHost) {
+  /** The address this connection was admitted under (its slot in the caps), '' when not tracked. */
+  readonly admittedIp: string;
+
+  constructor(socket: Socket, host: SessionHost, admittedIp = '') {
     this.#host = host;
+    this.admittedIp = admittedIp;
     // The session itself is the connection's handler object: no closures per connection.
     this.#conn = new Connection(socket, this, {
       maxFrameBytes: HELLO_MAX_FRAME_BYTES,

@@ -10,9 +10,9 @@ class FakeClock implements Clock {
   now(): number {
     return this.#now;
   }
-  setTimeout(callback: () => void, ms: number): unknown {
+  setTimeout<T>(callback: (arg: T) => void, ms: number, arg: T): unknown {
     const id = this.#next++;
-    this.#timers.set(id, { at: this.#now + ms, callback });
+    this.#timers.set(id, { at: this.#now + ms, callback: () => callback(arg) });
     return id;
   }
   clearTimeout(handle: unknown): void {
