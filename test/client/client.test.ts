@@ -1,22 +1,14 @@
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { connect } from '../../src/client/client.js';
 import { sendOnce, withClient } from '../../src/client/short.js';
 import type { TcpkitError } from '../../src/errors.js';
 import { FrameType, PREAMBLE } from '../../src/protocol/constants.js';
 import { encodeServerHello } from '../../src/protocol/control.js';
 import { encodeFrame, FrameDecoder } from '../../src/protocol/frame.js';
-import { faultyServer, freePort, gate, LOOPBACK, startServer, trickle, within } from '../helpers/net.js';
+import { LOOPBACK, faultyServer, freePort, gate, testServers, trickle, within } from '../helpers/net.js';
 
-const cleanups: Array<() => Promise<unknown>> = [];
-after(async () => {
-  for (const cleanup of cleanups.splice(0)) await cleanup();
-});
-async function serve(...args: Parameters<typeof startServer>) {
-  const started = await startServer(...args);
-  cleanups.push(() => started.server.destroy());
-  return started;
-}
+const { cleanups, serve } = testServers();
 async function faulty(...args: Parameters<typeof faultyServer>) {
   const started = await faultyServer(...args);
   cleanups.push(() => started.close());

@@ -2,6 +2,7 @@
  * Test helpers: real sockets on 127.0.0.1 and port 0 only, every wait bounded.
  */
 import { once } from 'node:events';
+import { after } from 'node:test';
 import * as net from 'node:net';
 import { createServer, type Server } from '../../src/server/server.js';
 import type { ServerOptions } from '../../src/server/options.js';
@@ -25,6 +26,25 @@ export async function startServer(options: ServerOptions = {}): Promise<{ server
   const server = createServer({ host: LOOPBACK, port: 0, ...options });
   const { port } = await server.listen();
   return { server, port, address: `${LOOPBACK}:${port}` };
+}
+
+/**
+ * Servers for one test file, destroyed (with anything else pushed on `cleanups`) after it.
+ * @example const { serve, cleanups } = testServers();
+ */
+export function testServers(): { cleanups: Array<() => Promise<unknown>>; serve: typeof startServer } {
+  const cleanups: Array<() => Promise<unknown>> = [];
+  after(async () => {
+    for (const cleanup of cleanups.splice(0)) await cleanup();
+  });
+  return {
+    cleanups,
+    serve: async (...args) => {
+      const started = await startServer(...args);
+      cleanups.push(() => started.server.destroy());
+      return started;
+    },
+  };
 }
 
 /** A port on which nothing listens (bound, then released). */

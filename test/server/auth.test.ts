@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { connect } from '../../src/client/client.js';
 import type { TcpkitError } from '../../src/errors.js';
 import { FrameType, PREAMBLE } from '../../src/protocol/constants.js';
@@ -7,18 +7,10 @@ import { decodeErrorBody, encodeClientHello } from '../../src/protocol/control.j
 import { encodeFrame } from '../../src/protocol/frame.js';
 import { TokenCheck } from '../../src/server/auth.js';
 import { runCli, startCli } from '../helpers/cli.js';
-import { LOOPBACK, RawPeer, startServer } from '../helpers/net.js';
+import { LOOPBACK, RawPeer, testServers } from '../helpers/net.js';
 
 const TOKEN = 'correct horse battery staple';
-const cleanups: Array<() => Promise<unknown>> = [];
-after(async () => {
-  for (const cleanup of cleanups.splice(0)) await cleanup();
-});
-async function serve(...args: Parameters<typeof startServer>) {
-  const started = await startServer(...args);
-  cleanups.push(() => started.server.destroy());
-  return started;
-}
+const { cleanups, serve } = testServers();
 
 function helloWith(auth?: Record<string, unknown>): Buffer {
   return Buffer.concat([Buffer.from(PREAMBLE), encodeFrame(FrameType.HELLO, 0, encodeClientHello({ versions: [1], capabilities: [], ...(auth && { auth }) }))]);

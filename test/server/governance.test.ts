@@ -1,24 +1,16 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { connect } from '../../src/client/client.js';
 import type { TcpkitError } from '../../src/errors.js';
 import { Admission } from '../../src/server/admission.js';
 import { FrameType } from '../../src/protocol/constants.js';
 import { decodeErrorBody } from '../../src/protocol/control.js';
-import { clientOpening, LOOPBACK, RawPeer, startServer, within } from '../helpers/net.js';
+import { LOOPBACK, RawPeer, clientOpening, testServers, within } from '../helpers/net.js';
 import { runCli, startCliServer } from '../helpers/cli.js';
 import { encodeFrame } from '../../src/protocol/frame.js';
 
-const cleanups: Array<() => Promise<unknown>> = [];
-after(async () => {
-  for (const cleanup of cleanups.splice(0)) await cleanup();
-});
-async function serve(...args: Parameters<typeof startServer>) {
-  const started = await startServer(...args);
-  cleanups.push(() => started.server.destroy());
-  return started;
-}
+const { cleanups, serve } = testServers();
 
 async function until(predicate: () => boolean, what: string): Promise<void> {
   await within(

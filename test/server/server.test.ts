@@ -1,24 +1,16 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import * as net from 'node:net';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { connect } from '../../src/client/client.js';
 import { TcpkitError } from '../../src/errors.js';
 import { FrameType, HEADER_BYTES } from '../../src/protocol/constants.js';
 import { decodeErrorBody, decodeServerHello } from '../../src/protocol/control.js';
 import { createServer } from '../../src/server/server.js';
 import { SERVER_DEFAULTS } from '../../src/server/options.js';
-import { clientOpening, gate, LOOPBACK, RawPeer, startServer, within } from '../helpers/net.js';
+import { LOOPBACK, RawPeer, clientOpening, gate, testServers, within } from '../helpers/net.js';
 
-const cleanups: Array<() => Promise<unknown>> = [];
-after(async () => {
-  for (const cleanup of cleanups.splice(0)) await cleanup();
-});
-async function serve(...args: Parameters<typeof startServer>) {
-  const started = await startServer(...args);
-  cleanups.push(() => started.server.destroy());
-  return started;
-}
+const { cleanups, serve } = testServers();
 
 describe('server: binding', () => {
   it('defaults to port 7890, backlog 128 and all interfaces', () => {
