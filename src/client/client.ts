@@ -2,34 +2,14 @@
  * The client core: one kept (long) connection carrying many requests, pipelined, replies matched
  * by request id. The short form (one request per connection) is built on it in `short.ts`.
  */
-import * as net from 'node:net';
-import {
-  ConnectionError,
-  ProtocolError,
-  RemoteError,
-  TcpkitError,
-  TimeoutError,
-} from '../errors.js';
-import {
-  CONNECTION_ID,
-  FrameType,
-  MAX_PING_BYTES,
-  MAX_REQUEST_ID,
-  SUPPORTED_VERSIONS,
-  frameTypeName,
-  preambleBytes,
-} from '../protocol/constants.js';
-import {
-  decodeErrorBody,
-  decodeServerHello,
-  encodeClientHello,
-  encodeErrorBody,
-  type ServerHello,
-} from '../protocol/control.js';
-import { encodeFrame, type Frame } from '../protocol/frame.js';
+import type * as net from 'node:net';
+import { ConnectionError, ProtocolError, RemoteError, TcpkitError, TimeoutError } from '../errors.js';
+import { CONNECTION_ID, FrameType, MAX_PING_BYTES, MAX_REQUEST_ID, SUPPORTED_VERSIONS, frameTypeName } from '../protocol/constants.js';
+import { decodeErrorBody, decodeServerHello, encodeErrorBody, type ServerHello } from '../protocol/control.js';
+import type { Frame } from '../protocol/frame.js';
 import { Connection, type CloseReason } from '../transport/connection.js';
-import { VERSION } from '../version.js';
 import { withRetries } from './retry.js';
+import { abortError, CLIENT_OPENING, clientOpening, openSocket } from './socket.js';
 import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions, type Target } from './options.js';
 
 /** Per-request options. */
@@ -74,49 +54,6 @@ export type ClientState = 'open' | 'closing' | 'closed';
 
 /** Reconnection tries after an idle goodbye, beyond the first. */
 const RECONNECT_RETRIES = 3;
-
-/** What a client says first: preamble and HELLO, in one buffer. */
-function clientOpening(token: string | undefined): Buffer {
-  return Buffer.concat([
-    preambleBytes(),
-    encodeFrame(
-      FrameType.HELLO,
-      CONNECTION_ID,
-      encodeClientHello({
-        versions: [...SUPPORTED_VERSIONS],
-        agent: `tcpkit/${VERSION}`,
-        capabilities: [],
-        ...(token !== undefined && { auth: { token } }),
-      }),
-    ),
-  ]);
-}
-
-/** The opening of every client without a token: built once. */
-const CLIENT_OPENING = clientOpening(undefined);
-
-/** Maps a failed TCP connect to an error a person understands. */
-function connectError(error: NodeJS.ErrnoException, options: ResolvedClientOptions): TcpkitError {
-  switch (error.code) {
-    case 'ECONNREFUSED':
-      return new ConnectionError('CONNECTION_REFUSED', `no server listening at ${options.label}`, { cause: error });
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-    case 'EAI_NONAME':
-      return new ConnectionError('HOST_NOT_FOUND', `cannot resolve host "${options.host}"`, { cause: error });
-    case 'EHOSTUNREACH':
-    case 'ENETUNREACH':
-      return new ConnectionError('CONNECTION_FAILED', `cannot reach ${options.label}: no route to host`, { cause: error });
-    default:
-      return new ConnectionError('CONNECTION_FAILED', `cannot connect to ${options.label}: ${error.message}`, { cause: error });
-  }
-}
-
-function abortError(signal: AbortSignal): TcpkitError {
-  const reason: unknown = signal.reason;
-  if (reason instanceof TcpkitError) return reason;
-  return new TcpkitError('ABORTED', 'the operation was aborted', { cause: reason });
-}
 
 /**
  * A kept connection to a tcpkit server. Get one with {@link connect}.
@@ -711,35 +648,6 @@ export class Client {
     this.#failAll(this.#failure);
     this.#resolveClosed(failure);
   }
-}
-
-/** @internal Opens the TCP connection, within the connect timeout and the abort signal (also used by raw mode). */
-export function openSocket(options: ResolvedClientOptions, deadline: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: options.host, port: options.port, allowHalfOpen: true });
-    const finish = (error: Error | undefined): void => {
-      clearTimeout(timer);
-      socket.off('error', onError);
-      socket.off('connect', onConnect);
-      options.signal?.removeEventListener('abort', onAbort);
-      if (error) {
-        socket.destroy();
-        reject(error);
-      } else {
-        resolve(socket);
-      }
-    };
-    const onConnect = (): void => finish(undefined);
-    const onError = (error: Error): void => finish(connectError(error, options));
-    const onAbort = (): void => finish(abortError(options.signal!));
-    const timer = setTimeout(
-      () => finish(new TimeoutError('CONNECT_TIMEOUT', `could not connect to ${options.label} within ${options.connectTimeoutMs} ms`)),
-      Math.max(0, deadline - Date.now()),
-    );
-    socket.once('connect', onConnect);
-    socket.on('error', onError);
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /**
