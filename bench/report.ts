@@ -3,7 +3,7 @@
  * is met, the server's CPU time per operation, and how busy each side was (which tells a
  * server-bound row from a driver-bound one).
  */
-import type { Measured, ResultTable, Sample, SuiteResult } from './suite.js';
+import type { Measured, ResultTable, Sample, SuiteResult, TextTable } from './suite.js';
 
 function rate(measured: Measured, unit: string): string {
   if (measured.median === undefined) return measured.error !== undefined ? 'failed' : '—';
@@ -69,9 +69,16 @@ export function renderTable(table: ResultTable): string[] {
   return [`### ${table.title}`, '', ...markdown(headers, rows), ...(errors.length > 0 ? ['', ...errors] : [])];
 }
 
+/** A table laid out by its suite, as markdown lines. */
+export function renderTextTable(table: TextTable): string[] {
+  const notes = table.notes ?? [];
+  return [`### ${table.title}`, '', ...markdown(table.headers, table.rows), ...(notes.length > 0 ? ['', ...notes.map((note) => `- ${note}`)] : [])];
+}
+
 /** A whole suite as markdown lines. */
 export function renderSuite(result: SuiteResult): string[] {
   const lines = [`## ${result.title} (${result.name})`, '', ...result.method.map((line) => `- ${line}`)];
   for (const table of result.tables) lines.push('', ...renderTable(table));
+  for (const table of result.textTables ?? []) lines.push('', ...renderTextTable(table));
   return lines;
 }

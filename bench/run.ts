@@ -4,8 +4,9 @@
  *
  * Environment: `BENCH_SECONDS` (measured seconds per sample, default 5), `BENCH_RUNS` (samples
  * per row and server, median reported, default 3), `BENCH_ONLY` (comma-separated suite names or
- * row ids, e.g. `messages/short`), `BENCH_SERVER_NODE_ARGS` (Node flags for the server child,
- * e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
+ * row ids, e.g. `messages/short`, `files/disk`), `BENCH_SERVER_NODE_ARGS` (Node flags for the
+ * server child, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`), `BENCH_BIG=1` (the file suite's
+ * 4 GiB row).
  *
  * @example BENCH_SECONDS=2 BENCH_RUNS=1 BENCH_ONLY=messages/kept npm run bench
  */
@@ -15,12 +16,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VERSION } from '../src/index.js';
+import { filesSuite } from './files.js';
+import { idleSuite } from './idle.js';
 import { messagesSuite } from './messages.js';
 import { renderSuite } from './report.js';
 import { readSettings, type BenchSettings, type Suite, type SuiteResult } from './suite.js';
 
-/** Every suite, in the order they run. More (file downloads, ...) plug in here. */
-const SUITES: readonly Suite[] = [messagesSuite];
+/** Every suite, in the order they run. More plug in here. */
+const SUITES: readonly Suite[] = [messagesSuite, filesSuite, idleSuite];
 
 /** The package root: the nearest folder above this script holding a package.json. */
 function packageRoot(): string {

@@ -7,7 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import type { ChildMessage, ParentMessage, ServerKind } from './servers.js';
 
-/** How long a child may take to start listening, answer a CPU query, or exit. */
+/** How long a child may take to start listening, answer a CPU or memory query, or exit. */
 const CHILD_WAIT_MS = 10_000;
 const STOP_WAIT_MS = 3_000;
 
@@ -76,25 +76,45 @@ export class ServerProcess {
     return this.#exited;
   }
 
+  /** Process id of the child (its `/proc/PID` files tell its memory). */
+  get pid(): number {
+    return this.#child.pid!;
+  }
+
   /** CPU time (user + system) the child has used so far, in microseconds. */
-  cpuMicros(): Promise<number> {
+  async cpuMicros(): Promise<number> {
+    const reply = await this.#ask({ type: 'cpu' }, 'cpu', 'its CPU time');
+    return reply.userMicros + reply.systemMicros;
+  }
+
+  /**
+   * The child's V8 heap and how many connections it holds; with `gc`, after a full collection
+   * (which happens only if the child runs with `--expose-gc`: the reply says whether it did).
+   */
+  memory(gc: boolean): Promise<Extract<ChildMessage, { type: 'memory' }>> {
+    return this.#ask({ type: 'memory', gc }, 'memory', 'its memory');
+  }
+
+  /** Sends `request` and waits (bounded) for the child's reply of type `replyType`. */
+  #ask<T extends ChildMessage['type']>(request: ParentMessage, replyType: T, what: string): Promise<Extract<ChildMessage, { type: T }>> {
     const child = this.#child;
-    return new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => finish(new Error(`the ${this.kind} server did not report its CPU time`)), CHILD_WAIT_MS);
+    if (this.#exited) return Promise.reject(new Error(`the ${this.kind} server exited`));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => finish(new Error(`the ${this.kind} server did not report ${what}`)), CHILD_WAIT_MS);
       const onMessage = (message: ChildMessage): void => {
-        if (message.type === 'cpu') finish(undefined, message.userMicros + message.systemMicros);
+        if (message.type === replyType) finish(undefined, message as Extract<ChildMessage, { type: T }>);
       };
       const onExit = (): void => finish(new Error(`the ${this.kind} server exited`));
-      function finish(error: Error | undefined, micros = 0): void {
+      function finish(error: Error | undefined, reply?: Extract<ChildMessage, { type: T }>): void {
         clearTimeout(timer);
         child.off('message', onMessage);
         child.off('exit', onExit);
         if (error) reject(error);
-        else resolve(micros);
+        else resolve(reply!);
       }
       child.on('message', onMessage);
       child.once('exit', onExit);
-      this.#send({ type: 'cpu' });
+      this.#send(request);
     });
   }
 

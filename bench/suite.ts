@@ -115,6 +115,22 @@ export interface ResultTable {
   rows: ResultRow[];
 }
 
+/**
+ * A table a suite lays out itself, for figures that are not rates of a subject against a
+ * baseline with CPU columns (e.g. memory per connection). Rendered as given.
+ */
+export interface TextTable {
+  title: string;
+  headers: string[];
+  rows: string[][];
+  /** Lines printed under the table (verdicts, failures). */
+  notes?: string[];
+  /** A measurement behind the table failed (the runner should exit non-zero). */
+  failed?: boolean;
+  /** The raw figures behind the cells, for the JSON report. */
+  data?: unknown;
+}
+
 /** What a suite reports. */
 export interface SuiteResult {
   name: string;
@@ -122,6 +138,8 @@ export interface SuiteResult {
   /** How the load was generated, one line each. */
   method: string[];
   tables: ResultTable[];
+  /** Tables of other shapes, printed after {@link tables}. */
+  textTables?: TextTable[];
 }
 
 /** Median of the rates (mean of the middle two for an even count). */

@@ -1,0 +1,404 @@
+/**
+ * The file download suite (the issue's benchmark): a 1 GiB page-cached file downloaded to disk
+ * and to /dev/null by tcpkit beside socat -b 1048576, nc and nginx (sendfile) + curl, and 10,000
+ * files of 4 KiB over one kept connection by tcpkit beside curl + nginx over one keep-alive
+ * connection; with BENCH_BIG=1 also a 4 GiB file to disk (tcpkit and socat). Every client is
+ * timed as a whole process, from spawn to exit; medians of BENCH_RUNS runs, ratios against
+ * socat (large files) or curl + nginx (small files). Targets: 1 GiB to disk ≥ 1.0× socat;
+ * 10,000 small files ≥ 5× curl + nginx; server and client peak RSS under 100 MiB.
+ */
+import { spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {
+  compareFiles,
+  compareSmallFiles,
+  emptyDir,
+  freeBytes,
+  makeWorkspace,
+  openFileLimit,
+  warmPageCache,
+  writeRandomFile,
+  writeSmallFiles,
+} from './file-fixtures.js';
+import { BIG_FILE_TOOLS, cliStartupSeconds, SMALL_FILES_TOOLS, type Sink, type ToolContext, type Transfer } from './file-tools.js';
+import { ensureCommands } from './peer-install.js';
+import { killAll } from './processes.js';
+import { compareRow, medianRate, type Measured, type ResultRow, type ResultTable, type Sample, type Suite, type SuiteContext, type SuiteResult } from './suite.js';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const SMALL_COUNT = 10_000;
+const SMALL_BYTES = 4096;
+/** The issue's targets. */
+const DISK_TARGET = 1.0;
+const SMALL_TARGET = 5;
+const RSS_LIMIT_KIB = 100 * 1024;
+
+/** One timed transfer, as the report keeps it. */
+interface FileSample extends Sample {
+  /** Whole client process, in seconds. */
+  seconds: number;
+  /** The client's own figure (tcpkit), in seconds. */
+  inProcessSeconds?: number;
+  clientRssKiB: number;
+  serverRssKiB: number;
+}
+
+/**
+ * The samples of one tool in one case. A failed run does not end the others: a tool that fails
+ * now and then (a race, a resource limit) still shows its median, marked partial, and how often.
+ */
+class Side {
+  readonly samples: FileSample[] = [];
+  readonly failures: string[] = [];
+  attempts = 0;
+  skipped: string | undefined;
+
+  get error(): string | undefined {
+    if (this.failures.length === 0) return undefined;
+    return `${this.failures.length} of ${this.attempts} runs failed (warm-up included); first: ${this.failures[0]}`;
+  }
+
+  result(rate: (sample: FileSample) => number | undefined = (sample) => sample.rate): Measured {
+    const samples = this.samples.flatMap((sample) => {
+      const value = rate(sample);
+      return value === undefined ? [] : [{ ...sample, rate: value }];
+    });
+    const measured: Measured = { samples, median: medianRate(samples) };
+    const error = this.error;
+    if (error !== undefined) measured.error = error;
+    return measured;
+  }
+
+  peak(key: 'clientRssKiB' | 'serverRssKiB'): number | undefined {
+    return this.samples.length === 0 ? undefined : Math.max(...this.samples.map((sample) => sample[key]));
+  }
+}
+
+function mib(kib: number | undefined): string {
+  return kib === undefined ? '—' : `${(kib / 1024).toFixed(0)} MiB`;
+}
+
+function toSample(transfer: Transfer, amount: number): FileSample {
+  const sample: FileSample = {
+    rate: amount / transfer.seconds,
+    serverCpu: transfer.server.cpuSeconds / transfer.seconds,
+    driverCpu: transfer.client.cpuSeconds / transfer.seconds,
+    seconds: transfer.seconds,
+    clientRssKiB: transfer.client.peakRssKiB,
+    serverRssKiB: transfer.server.peakRssKiB,
+  };
+  if (transfer.inProcessSeconds !== undefined) sample.inProcessSeconds = transfer.inProcessSeconds;
+  return sample;
+}
+
+function describeSample(sample: FileSample, unit: string): string {
+  const inProcess = sample.inProcessSeconds !== undefined ? `, in-process ${sample.inProcessSeconds.toFixed(2)} s` : '';
+  return (
+    `${Math.round(sample.rate).toLocaleString('en-US')} ${unit} (${sample.seconds.toFixed(2)} s${inProcess}; ` +
+    `CPU server ${Math.round(sample.serverCpu * 100)}%, client ${Math.round(sample.driverCpu * 100)}%; ` +
+    `peak RSS server ${mib(sample.serverRssKiB)}, client ${mib(sample.clientRssKiB)})`
+  );
+}
+
+/** A tool of a case: its id, why it cannot run (if so), and one measured run. */
+interface Contender {
+  id: string;
+  missing: string | undefined;
+  /** One run; returns the sample (already verified). */
+  run(): Promise<FileSample>;
+}
+
+/**
+ * Runs each contender once unmeasured (the first write of a fresh file into the page cache is
+ * often much slower on this kind of VM, whoever comes first), then `runs` times, rotating the
+ * order so drift in machine load hits every tool alike.
+ */
+async function measureCase(context: SuiteContext, caseId: string, unit: string, contenders: readonly Contender[]): Promise<Map<string, Side>> {
+  const sides = new Map(contenders.map((contender) => [contender.id, new Side()]));
+  const attempt = async (contender: Contender, tag: string, keep: boolean): Promise<void> => {
+    const side = sides.get(contender.id)!;
+    if (side.skipped !== undefined) return;
+    side.attempts++;
+    try {
+      const sample = await contender.run();
+      if (keep) side.samples.push(sample);
+      context.progress(`files/${caseId} ${contender.id} ${tag}: ${describeSample(sample, unit)}`);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      side.failures.push(message);
+      context.progress(`files/${caseId} ${contender.id} ${tag}: FAILED: ${message}`);
+    }
+  };
+  for (const contender of contenders) {
+    if (contender.missing !== undefined) {
+      sides.get(contender.id)!.skipped = contender.missing;
+      context.progress(`files/${caseId} ${contender.id}: skipped: ${contender.missing}`);
+    }
+  }
+  for (const contender of contenders) await attempt(contender, 'warm-up (not counted)', false);
+  const { runs } = context.settings;
+  for (let i = 0; i < runs; i++) {
+    for (let j = 0; j < contenders.length; j++) await attempt(contenders[(i + j) % contenders.length]!, `run ${i + 1}/${runs}`, true);
+  }
+  return sides;
+}
+
+/** What the suite found out about its environment. */
+interface Setup {
+  context: ToolContext;
+  /** Why a command is unavailable, by command name. */
+  missing: Map<string, string>;
+  notes: string[];
+}
+
+function missingFor(setup: Setup, commands: readonly string[]): string | undefined {
+  const reasons = commands.flatMap((name) => {
+    const why = setup.missing.get(name);
+    return why === undefined ? [] : [`${name}: ${why}`];
+  });
+  return reasons.length === 0 ? undefined : reasons.join('; ');
+}
+
+/** A large-file case: one file, one kind of sink, every selected tool beside socat. */
+interface BigCase {
+  id: 'disk' | 'null' | 'big';
+  title: string;
+  name: string;
+  bytes: number;
+  sink: Sink['kind'];
+  target: number | undefined;
+  toolIds: ReadonlyArray<string>;
+}
+
+async function runBigCase(context: SuiteContext, setup: Setup, spec: BigCase): Promise<{ table: ResultTable; sides: Map<string, Side> }> {
+  const { workspace } = setup.context;
+  const source = path.join(workspace.served, spec.name);
+  const output = path.join(workspace.out, `${spec.name}.copy`);
+  const timeoutMs = Math.max(60_000, (spec.bytes / 20e6) * 1000);
+  const tools = BIG_FILE_TOOLS.filter((tool) => spec.toolIds.includes(tool.id));
+  const contenders: Contender[] = tools.map((tool) => ({
+    id: tool.id,
+    missing: missingFor(setup, tool.commands),
+    async run() {
+      await emptyDir(workspace.out);
+      const sink: Sink = spec.sink === 'disk' ? { kind: 'disk', path: output } : { kind: 'null' };
+      try {
+        const transfer = await tool.fetch(setup.context, spec.name, spec.bytes, sink, timeoutMs);
+        if (sink.kind === 'disk') {
+          const differs = await compareFiles(source, output);
+          if (differs !== undefined) throw new Error(`${tool.label}: ${differs}`);
+        }
+        return toSample(transfer, spec.bytes / 1e6);
+      } finally {
+        // Removed at once: a deleted file's dirty pages are dropped, never written back later.
+        await emptyDir(workspace.out);
+      }
+    },
+  }));
+  for (const tool of tools) setup.notes.push(`${tool.label}, ${spec.id}: ${tool.describe(spec.sink)}`);
+  const sides = await measureCase(context, spec.id, 'MB/s', contenders);
+  const baseline = sides.get('socat')!;
+  const rows: ResultRow[] = [];
+  for (const tool of tools) {
+    if (tool.id === 'socat') continue;
+    const side = sides.get(tool.id)!;
+    const tcpkitLabel = `${spec.sink === 'disk' ? 'tcpkit get' : 'tcpkit, get-null.js'} (whole process: Node start-up, connect, transfer)`;
+    const label = side.skipped !== undefined ? `${tool.label} (skipped)` : tool.id === 'tcpkit' ? tcpkitLabel : tool.label;
+    rows.push(compareRow(`files/${spec.id}-${tool.id}`, label, 'MB/s', side.result(), baseline.result(), tool.id === 'tcpkit' ? spec.target : undefined));
+    if (tool.id === 'tcpkit' && side.samples.length > 0) {
+      const inProcess = side.result((sample) => (sample.inProcessSeconds !== undefined ? spec.bytes / 1e6 / sample.inProcessSeconds : undefined));
+      delete inProcess.error; // reported once, on the whole-process row
+      rows.push(compareRow(`files/${spec.id}-tcpkit-inproc`, 'tcpkit, in-process (request to verified end)', 'MB/s', inProcess, baseline.result()));
+    }
+  }
+  const size = spec.bytes >= GiB ? `${spec.bytes / GiB} GiB` : `${spec.bytes / MiB} MiB`;
+  return {
+    table: { title: `${size} file, page-cached, ${spec.title}`, subjectName: 'tool', baselineName: 'socat -b 1048576', target: spec.target, rows },
+    sides,
+  };
+}
+
+async function runSmallCase(
+  context: SuiteContext,
+  setup: Setup,
+  names: readonly string[],
+  toolIds: readonly string[],
+): Promise<{ table: ResultTable; sides: Map<string, Side> }> {
+  const { workspace } = setup.context;
+  const tools = SMALL_FILES_TOOLS.filter((tool) => toolIds.includes(tool.id));
+  const contenders: Contender[] = tools.map((tool) => ({
+    id: tool.id,
+    missing: missingFor(setup, tool.commands),
+    async run() {
+      await emptyDir(workspace.out);
+      try {
+        const transfer = await tool.fetch(setup.context, names, workspace.out, 120_000);
+        const differs = await compareSmallFiles(workspace.served, names, workspace.out);
+        if (differs !== undefined) throw new Error(`${tool.label}: ${differs}`);
+        return toSample(transfer, names.length);
+      } finally {
+        await emptyDir(workspace.out);
+      }
+    },
+  }));
+  for (const tool of tools) setup.notes.push(`${tool.label}, small: ${tool.describe()}`);
+  const sides = await measureCase(context, 'small', 'files/s', contenders);
+  const tcpkit = sides.get('tcpkit');
+  const curl = sides.get('curl') ?? new Side();
+  const rows: ResultRow[] = [];
+  if (tcpkit !== undefined) {
+    rows.push(compareRow('files/small-tcpkit', 'tcpkit get (whole process: Node start-up, connect, 10,000 files)', 'files/s', tcpkit.result(), curl.result(), SMALL_TARGET));
+    const inProcess = tcpkit.result((sample) => (sample.inProcessSeconds !== undefined ? names.length / sample.inProcessSeconds : undefined));
+    delete inProcess.error; // reported once, on the whole-process row
+    rows.push(compareRow('files/small-tcpkit-inproc', 'tcpkit get, in-process (first request to last verified file)', 'files/s', inProcess, curl.result()));
+    const argv = names.reduce((sum, name) => sum + Buffer.byteLength(name) + 1, 0);
+    const argMax = Number(spawnSync('getconf', ['ARG_MAX'], { encoding: 'utf8' }).stdout?.trim());
+    setup.notes.push(
+      `tcpkit get is given all ${names.length.toLocaleString('en-US')} names in one run: ${Math.round(argv / 1024)} KiB of arguments` +
+        (Number.isFinite(argMax) ? ` (ARG_MAX ${Math.round(argMax / 1024)} KiB)` : '') +
+        `; soft open-file limit ${String(openFileLimit() ?? 'unknown')}`,
+    );
+  }
+  return {
+    table: {
+      title: `${names.length.toLocaleString('en-US')} files of ${SMALL_BYTES / 1024} KiB over one kept connection`,
+      subjectName: 'tcpkit',
+      baselineName: 'curl + nginx',
+      target: SMALL_TARGET,
+      rows,
+    },
+    sides,
+  };
+}
+
+/** Peak RSS lines for the report, per case. */
+function rssNotes(caseLabel: string, sides: Map<string, Side>): string[] {
+  const lines: string[] = [];
+  const tcpkit = sides.get('tcpkit');
+  if (tcpkit !== undefined && tcpkit.samples.length > 0) {
+    const server = tcpkit.peak('serverRssKiB')!;
+    const client = tcpkit.peak('clientRssKiB')!;
+    const verdict = server < RSS_LIMIT_KIB && client < RSS_LIMIT_KIB ? 'both under 100 MiB' : 'NOT both under 100 MiB';
+    lines.push(`Peak RSS, ${caseLabel}, tcpkit (highest of its runs): server ${mib(server)}, client ${mib(client)}: ${verdict}`);
+  }
+  const others = [...sides.entries()]
+    .filter(([id, side]) => id !== 'tcpkit' && side.samples.length > 0)
+    .map(([id, side]) => `${id} server ${mib(side.peak('serverRssKiB'))} / client ${mib(side.peak('clientRssKiB'))}`);
+  if (others.length > 0) lines.push(`Peak RSS, ${caseLabel}, others: ${others.join('; ')}`);
+  return lines;
+}
+
+function wants(context: SuiteContext, caseId: string, toolIds: readonly string[]): string[] {
+  return toolIds.filter((id) => context.selected(`files/${caseId}-${id}`));
+}
+
+async function run(context: SuiteContext): Promise<SuiteResult> {
+  const only = context.settings.only;
+  const bigWanted = process.env.BENCH_BIG === '1' || only.some((token) => token.startsWith('files/big'));
+  const disk = wants(context, 'disk', ['tcpkit', 'nc', 'nginx']);
+  const toNull = wants(context, 'null', ['tcpkit', 'nc', 'nginx']);
+  const small = wants(context, 'small', ['tcpkit']);
+  const big = bigWanted ? wants(context, 'big', ['tcpkit']) : [];
+  const notes: string[] = [];
+  const tables: ResultTable[] = [];
+  const method = [
+    'Every server on 127.0.0.1 on a free port, started before and stopped after each run (not timed); each client timed as a whole process, from spawn to exit, its CPU time and peak RSS taken by GNU time',
+    "tcpkit's whole-process figure therefore includes Node's start-up and loading the CLI, and connect + hello; the in-process row is tcpkit's own figure from the same runs",
+    'Each tool runs once unmeasured first, then BENCH_RUNS times in rotating order; the table shows medians. MB = 10^6 bytes',
+    'Checked after every run: outputs on disk compared byte for byte with the source; /dev/null rows: exit status, plus the byte count tcpkit (after verifying its XXH64 digest) and curl report; small files: all compared, and curl made exactly 1 connection',
+    "CPU srv/drv: server / client process, % of one core over the client's run; server µs/op: server CPU µs per MB (per file in the small-files table); `server-bound`/`driver-bound`: that side used ≥ 90% of a core",
+  ];
+  const workspace = await makeWorkspace();
+  const onSignal = (): void => {
+    killAll();
+    rmSync(workspace.root, { recursive: true, force: true });
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const found = await ensureCommands(['socat', 'nc', 'nginx', 'curl', 'time'], context.progress);
+    const commands = new Map<string, string>();
+    const missing = new Map<string, string>();
+    for (const [name, where] of found) {
+      if ('path' in where) commands.set(name, where.path);
+      else missing.set(name, where.missing);
+    }
+    const ncPath = commands.get('nc');
+    if (ncPath !== undefined && !/OpenBSD/.test(`${spawnSync(ncPath, ['-h'], { encoding: 'utf8' }).stderr ?? ''}`)) {
+      commands.delete('nc');
+      missing.set('nc', 'the installed nc is not netcat-openbsd (needs -N and -d)');
+    }
+    for (const [name, why] of missing) if (name !== 'time') notes.push(`Skipped ${name}: ${why}`);
+    if (!commands.has('time')) notes.push('GNU time missing: CPU time and peak RSS of clients read from /proc every 10 ms instead (the last few ms are missed)');
+    const setup: Setup = { context: { commands, workspace }, missing, notes };
+
+    const free = await freeBytes(workspace.root);
+    notes.push(
+      `Files in ${workspace.root} (${(free / GiB).toFixed(0)} GiB free); RAM ${(os.totalmem() / GiB).toFixed(0)} GiB; ` +
+        `tcpkit CLI start-up (\`tcpkit --version\`, whole process): ${(await cliStartupSeconds(setup.context)).toFixed(3)} s`,
+    );
+    // Source and one copy at a time, plus room to spare; a case without room is skipped, and says so.
+    const room = (bytes: number, what: string): boolean => {
+      if (free >= 2 * bytes + 512 * MiB) return true;
+      notes.push(`Skipped ${what}: needs ${((2 * bytes + 512 * MiB) / GiB).toFixed(1)} GiB free in ${os.tmpdir()}, has ${(free / GiB).toFixed(1)} GiB`);
+      return false;
+    };
+    const bigFile = disk.length + toNull.length > 0 && room(GiB, 'the 1 GiB rows');
+    if (big.length > 0 && !room(4 * GiB, 'the 4 GiB row')) big.length = 0;
+
+    const rss: string[] = [];
+    if (bigFile) {
+      context.progress('writing a 1 GiB file of random bytes and reading it once into the page cache');
+      await writeRandomFile(path.join(workspace.served, 'big.bin'), GiB);
+      await warmPageCache(path.join(workspace.served, 'big.bin'));
+      for (const [id, tools, title] of [
+        ['disk', disk, 'downloaded to disk'],
+        ['null', toNull, 'downloaded to /dev/null'],
+      ] as const) {
+        if (tools.length === 0) continue;
+        const spec: BigCase = { id, title, name: 'big.bin', bytes: GiB, sink: id, target: id === 'disk' ? DISK_TARGET : undefined, toolIds: ['socat', ...tools] };
+        const { table, sides } = await runBigCase(context, setup, spec);
+        tables.push(table);
+        rss.push(...rssNotes(`1 GiB ${title}`, sides));
+      }
+      await rm(path.join(workspace.served, 'big.bin'), { force: true });
+    }
+    if (small.length > 0) {
+      context.progress(`writing ${SMALL_COUNT.toLocaleString('en-US')} files of ${SMALL_BYTES} bytes`);
+      const names = await writeSmallFiles(workspace.served, 'small', SMALL_COUNT, SMALL_BYTES);
+      const { table, sides } = await runSmallCase(context, setup, names, ['curl', ...small]);
+      tables.push(table);
+      rss.push(...rssNotes(`${SMALL_COUNT.toLocaleString('en-US')} small files`, sides));
+    }
+    if (big.length > 0) {
+      context.progress('writing a 4 GiB file of random bytes and reading it once into the page cache (BENCH_BIG=1)');
+      await writeRandomFile(path.join(workspace.served, 'huge.bin'), 4 * GiB);
+      await warmPageCache(path.join(workspace.served, 'huge.bin'));
+      const spec: BigCase = { id: 'big', title: 'downloaded to disk (BENCH_BIG=1)', name: 'huge.bin', bytes: 4 * GiB, sink: 'disk', target: undefined, toolIds: ['socat', 'tcpkit'] };
+      const { table, sides } = await runBigCase(context, setup, spec);
+      tables.push(table);
+      rss.push(...rssNotes('4 GiB to disk', sides));
+    } else if (!bigWanted) {
+      notes.push('The 4 GiB row (RSS target) is opt-in: BENCH_BIG=1 (needs ~8.5 GiB free and a few minutes)');
+    }
+    notes.push(...rss);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    killAll();
+    await rm(workspace.root, { recursive: true, force: true });
+  }
+  return { name: 'files', title: 'File downloads', method: [...method, ...notes], tables };
+}
+
+/** The file download suite. */
+export const filesSuite: Suite = {
+  name: 'files',
+  title: 'File downloads',
+  run,
+};

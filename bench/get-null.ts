@@ -1,0 +1,43 @@
+/**
+ * The tcpkit client of the file suite's "/dev/null" rows. `tcpkit get` always saves through a
+ * partial file renamed into place, so it cannot write to /dev/null; this script downloads one
+ * file with the library's `getStream` over one kept connection, drops the bytes, waits for the
+ * digest to be verified, and prints one JSON line: bytes, in-process seconds (from the request
+ * to the verified end, connect excluded), digest.
+ *
+ * @example node dist/bench/get-null.js 127.0.0.1:7890 big.bin
+ */
+import { connect, getStream } from '../src/index.js';
+
+async function main(address: string, name: string): Promise<void> {
+  const client = await connect(address, { requestTimeoutMs: 60_000 });
+  try {
+    const started = performance.now();
+    const { body, verified } = await getStream(client, name);
+    let bytes = 0;
+    body.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+    });
+    const ended = new Promise<void>((resolve, reject) => {
+      body.once('end', resolve);
+      body.once('error', reject);
+    });
+    await ended;
+    const digest = await verified;
+    const seconds = (performance.now() - started) / 1000;
+    process.stdout.write(`${JSON.stringify({ name, bytes, seconds, digest })}\n`);
+  } finally {
+    await client.close();
+  }
+}
+
+const [address, name] = process.argv.slice(2);
+if (address === undefined || name === undefined) {
+  process.stderr.write('usage: get-null.js HOST:PORT NAME\n');
+  process.exitCode = 2;
+} else {
+  main(address, name).catch((error: unknown) => {
+    process.stderr.write(`get-null: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exitCode = 1;
+  });
+}
