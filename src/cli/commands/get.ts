@@ -16,6 +16,9 @@ import { rawDownload } from '../../services/files/raw.js';
 import { DEFAULT_PORT } from '../../transport/address.js';
 import { errorLine, exitCodeFor, ExitCode, intArg, safeText, tokenOption } from '../output.js';
 
+/** Downloads in flight at once over one connection (more than a server serves at once). */
+const CONCURRENT_FILES = 32;
+
 interface GetFlags {
   token?: string;
   raw?: boolean;
@@ -215,7 +218,16 @@ export function registerGet(program: Command): void {
         }
       };
       try {
-        await Promise.all(names.map((name, i) => one(name, targets[i]!)));
+        // Pipelined, but at most CONCURRENT_FILES at once: each holds open files and buffers,
+        // and 10,000 names must not need 20,000 file descriptors.
+        let next = 0;
+        const worker = async (): Promise<void> => {
+          while (next < names.length) {
+            const i = next++;
+            await one(names[i]!, targets[i]!);
+          }
+        };
+        await Promise.all(Array.from({ length: Math.min(CONCURRENT_FILES, names.length) }, worker));
       } finally {
         bars?.stop();
         const client = await getClientIfOpen(getClient, flags.short === true);

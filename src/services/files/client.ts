@@ -270,8 +270,10 @@ async function digestPrefix(handle: FileHandle, length: number): Promise<Digest>
 }
 
 /** Bounds the bytes queued for the disk: reading pauses above the high mark. */
-const WRITE_HIGH_BYTES = 16 * 1024 * 1024;
-const WRITE_LOW_BYTES = 4 * 1024 * 1024;
+const WRITE_HIGH_BYTES = 4 * 1024 * 1024;
+const WRITE_LOW_BYTES = 1024 * 1024;
+/** Files up to this size are not worth a resume record (they fit in one DATA frame). */
+const RESUME_RECORD_MIN_BYTES = 1024 * 1024;
 
 /**
  * Downloads `name` to `destination`: bytes go to a partial file beside it, which is renamed into
@@ -329,8 +331,21 @@ async function downloadOnce(client: Client, name: string, destination: string, o
           headSeen = true;
           size = head.size;
           position = head.offset;
-          if (head.offset === 0 && request.offset > 0) writes = writes.then(() => handle.truncate(0));
-          writes = writes.then(() => writeFile(meta, JSON.stringify({ name, size: head.size, mtimeMs: head.mtimeMs })));
+          // Every disk step is caught: a failure becomes the download's error, never an unhandled rejection.
+          const step = (work: () => Promise<unknown>): void => {
+            writes = writes.then(async () => {
+              if (writeError) return;
+              try {
+                await work();
+              } catch (error) {
+                writeError = error;
+              }
+            });
+          };
+          if (head.offset === 0 && request.offset > 0) step(() => handle.truncate(0));
+          if (head.size > RESUME_RECORD_MIN_BYTES) {
+            step(() => writeFile(meta, JSON.stringify({ name, size: head.size, mtimeMs: head.mtimeMs })));
+          }
           options.onProgress?.({ name, bytes: head.offset, size });
         },
         data(chunk) {
@@ -368,8 +383,9 @@ async function downloadOnce(client: Client, name: string, destination: string, o
         keepPartial = false;
         if (request.offset > 0 && headSeen) throw new ResumedMismatch('DIGEST_MISMATCH', error.message);
       }
-      // Nothing worth resuming (e.g. NOT_FOUND before any byte): leave nothing behind.
-      if (!headSeen && request.offset === 0) keepPartial = false;
+      // Nothing worth resuming (NOT_FOUND before any byte, or a file too small for a resume
+      // record): leave nothing behind.
+      if ((!headSeen && request.offset === 0) || (size !== undefined && size <= RESUME_RECORD_MIN_BYTES)) keepPartial = false;
       throw error;
     });
     await writes;

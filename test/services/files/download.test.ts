@@ -419,6 +419,33 @@ describe('tcpkit get / ls', () => {
     assert.doesNotMatch(piped.stderr, /%/);
   });
 
+  it('downloads hundreds of files pipelined within a small file-descriptor limit', async () => {
+    const many = path.join(served, 'many');
+    await mkdir(many);
+    const names: string[] = [];
+    for (let i = 0; i < 400; i++) {
+      names.push(`many/f${String(i).padStart(4, '0')}.bin`);
+      await writeFile(path.join(served, names[i]!), Buffer.alloc(4096, i % 256));
+    }
+    const cwd = dest('cli-many');
+    await mkdir(cwd);
+    const { spawn } = await import('node:child_process');
+    const { CLI } = await import('../../helpers/cli.js');
+    // 400 files at once would need 800+ descriptors; the limit here is 128.
+    const script = `ulimit -n 128 && exec "$0" "$1" get "$2" "$@"`;
+    const child = spawn('sh', ['-c', script.replace('"$@"', names.map((n) => `'${n}'`).join(' ')), process.execPath, CLI, address, '--quiet'], {
+      cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+    const [code] = (await within(once(child, 'close'), 60_000, 'tcpkit get of 400 files')) as [number];
+    assert.equal(code, 0, stderr);
+    const saved = (await readdir(cwd)).sort();
+    assert.equal(saved.length, 400, `saved ${saved.length}; left: ${saved.filter((f) => f.startsWith('.')).slice(0, 3).join(', ')}`);
+    assert.deepEqual(await readFile(path.join(cwd, 'f0399.bin')), Buffer.alloc(4096, 399 % 256));
+  });
+
   it('lists a directory', async () => {
     const result = await runCli(['ls', address]);
     assert.equal(result.code, 0, result.stderr);
