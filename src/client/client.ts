@@ -9,6 +9,10 @@ import { decodeErrorBody, decodeServerHello, encodeErrorBody, type ServerHello }
 import type { Frame } from '../protocol/frame.js';
 import { Connection, type CloseReason } from '../transport/connection.js';
 import { withRetries } from './retry.js';
+import { BufferPool } from '../util/buffer-pool.js';
+
+/** Size of the payloads worth pooling: the download service's DATA frames (1 MiB). */
+const DATA_PAYLOAD_BYTES = 1024 * 1024;
 import { abortError, CLIENT_OPENING, clientOpening, openSocket } from './socket.js';
 import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions, type Target } from './options.js';
 
@@ -81,6 +85,8 @@ export class Client {
   #lingerTimer: NodeJS.Timeout | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
   #sweepEvery = Infinity;
+  /** DATA payloads of downloads are assembled in these and given back once written. */
+  readonly #payloads = new BufferPool(DATA_PAYLOAD_BYTES, 8);
   #lastReceived = Date.now();
   /** When the heartbeat PING went out, 0 when none is outstanding. */
   #pingSentAt = 0;
@@ -126,7 +132,7 @@ export class Client {
           if (conn === this.#conn) this.#onClose(reason, error);
         },
       },
-      { maxFrameBytes: this.#options.maxFrameBytes },
+      { maxFrameBytes: this.#options.maxFrameBytes, payloadPool: this.#payloads },
     );
     this.#conn = conn;
     conn.write(this.#options.token === undefined ? CLIENT_OPENING : clientOpening(this.#options.token));
@@ -353,6 +359,14 @@ export class Client {
     if (now - this.#pingSentAt < every) return false;
     this.#fatal(new ConnectionError('CONNECTION_FAILED', `${this.remote} stopped answering: no pong within ${every} ms`));
     return true;
+  }
+
+  /**
+   * @internal A service client hands back a payload buffer it has finished with (written to
+   * disk), so the next one reuses it. Only buffers nothing else references may be given back.
+   */
+  releasePayload(buffer: Buffer): void {
+    this.#payloads.give(buffer);
   }
 
   /** @internal Stops reading the socket (backpressure from a slow consumer, e.g. a disk). */

@@ -63,6 +63,11 @@ export interface FrameDecoderOptions {
   maxFrameBytes: number;
   /** Expect the 8-byte preamble before the first frame. @default true */
   expectPreamble?: boolean;
+  /**
+   * Provides the buffer a payload spanning several chunks is assembled in (e.g. from a pool).
+   * @default Buffer.allocUnsafe
+   */
+  allocate?: (bytes: number) => Buffer;
 }
 
 /**
@@ -84,10 +89,12 @@ export class FrameDecoder {
   #flags = 0;
   #id = 0;
   #failure: ProtocolError | undefined;
+  readonly #allocate: (bytes: number) => Buffer;
 
   constructor(options: FrameDecoderOptions) {
     this.#maxFrameBytes = FrameDecoder.#checkLimit(options.maxFrameBytes);
     this.#preambleSeen = options.expectPreamble === false ? PREAMBLE.length : 0;
+    this.#allocate = options.allocate ?? Buffer.allocUnsafe;
   }
 
   static #checkLimit(limit: number): number {
@@ -205,7 +212,7 @@ export class FrameDecoder {
       return out;
     }
     this.#buffered -= n;
-    const out = Buffer.allocUnsafe(n);
+    const out = this.#allocate(n);
     let filled = 0;
     while (filled < n) {
       const head = this.#chunks[0]!;

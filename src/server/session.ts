@@ -88,9 +88,9 @@ class ServerExchange implements Exchange {
     this.#session.send(type, this.id, payload);
   }
 
-  write(type: number, payload: Uint8Array): Promise<void> {
+  write(type: number, payload: Uint8Array, onSent?: () => void): Promise<void> {
     if (this.#done) return Promise.reject(new Error(`request ${this.id} was already answered`));
-    return this.#session.sendStreamed(type, this.id, payload);
+    return this.#session.sendStreamed(type, this.id, payload, onSent);
   }
 }
 
@@ -181,20 +181,25 @@ export class ServerSession implements ConnectionHandlers {
   }
 
   /** Queues one frame, the server preamble first if it has not gone out yet. */
-  send(type: number, id: number, payload?: Uint8Array): boolean {
+  send(type: number, id: number, payload?: Uint8Array, onSent?: () => void): boolean {
     if (!this.#preambleSent) {
       this.#preambleSent = true;
       this.#conn.write(preambleBytes());
     }
-    return payload !== undefined && payload.length >= 64 * 1024
-      ? this.#conn.sendLargeFrame(type, id, payload)
-      : this.#conn.sendFrame(type, id, payload);
+    if (payload !== undefined && payload.length >= 64 * 1024) return this.#conn.sendLargeFrame(type, id, payload, onSent);
+    // A small payload is copied into the frame at once: it is free straight away.
+    const room = this.#conn.sendFrame(type, id, payload);
+    onSent?.();
+    return room;
   }
 
   /** Sends a frame of a streamed reply and waits for room in the send buffer. */
-  async sendStreamed(type: number, id: number, payload: Uint8Array): Promise<void> {
-    if (this.#conn.closed) throw new TcpkitError('CONNECTION_CLOSED', 'the client went away');
-    if (!this.send(type, id, payload)) await this.#conn.drained();
+  async sendStreamed(type: number, id: number, payload: Uint8Array, onSent?: () => void): Promise<void> {
+    if (this.#conn.closed) {
+      onSent?.();
+      throw new TcpkitError('CONNECTION_CLOSED', 'the client went away');
+    }
+    if (!this.send(type, id, payload, onSent)) await this.#conn.drained();
   }
 
   #sendError(id: number, code: ErrorCodeName, message: string, details?: Record<string, unknown>): void {

@@ -19,8 +19,9 @@ export interface Exchange {
   /**
    * Sends a frame of a reply that continues (a stream); resolves when the connection can take
    * more, so a handler that awaits it never buffers more than one frame ahead of the client.
+   * `onSent` runs once the connection no longer needs `payload` (it may then be reused).
    */
-  write(type: number, payload: Uint8Array): Promise<void>;
+  write(type: number, payload: Uint8Array, onSent?: () => void): Promise<void>;
 }
 
 /** A family of requests the server answers. */

@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import { ProtocolError } from '../errors.js';
 import { encodeFrame, encodeHeader, FrameDecoder, type Frame } from '../protocol/frame.js';
 import { formatAddress, normalizeIp } from './address.js';
+import type { BufferPool } from '../util/buffer-pool.js';
 import { Watchdog, type Clock, type Expiry, type WatchdogOwner, type WatchdogTimeouts } from './watchdog.js';
 
 /** Who is at the other end, with IPv4-mapped IPv6 addresses shown as IPv4. */
@@ -54,6 +55,8 @@ export interface ConnectionOptions {
   controlTypes?: ReadonlySet<number>;
   /** In a soft pause, reading goes on until this many bytes of frames are held back. @default 65536 */
   softPauseBytes?: number;
+  /** Large payloads are assembled in this pool's buffers when they have its size. */
+  payloadPool?: BufferPool;
   /** Phase deadlines; without them the connection never times out by itself. */
   timeouts?: WatchdogTimeouts;
   /** Clock of the watchdog (tests inject a fake one). */
@@ -99,7 +102,11 @@ export class Connection implements WatchdogOwner {
   constructor(socket: Socket, handlers: ConnectionHandlers, options: ConnectionOptions) {
     this.#socket = socket;
     this.#handlers = handlers;
-    this.#decoder = new FrameDecoder({ maxFrameBytes: options.maxFrameBytes });
+    const pool = options.payloadPool;
+    this.#decoder = new FrameDecoder({
+      maxFrameBytes: options.maxFrameBytes,
+      ...(pool && { allocate: (bytes: number) => (bytes === pool.size ? pool.take() : Buffer.allocUnsafe(bytes)) }),
+    });
     this.#sniff = options.sniff;
     this.#controlTypes = options.controlTypes;
     this.#softPauseBytes = options.softPauseBytes ?? 64 * 1024;
@@ -209,15 +216,18 @@ export class Connection implements WatchdogOwner {
    * Queues bytes. Writes made in one turn of the event loop leave in one batch (one syscall).
    * Returns false when the caller should wait for {@link drained} before writing more.
    */
-  write(data: Uint8Array): boolean {
-    if (this.writeEnded) return false;
+  write(data: Uint8Array, onSent?: () => void): boolean {
+    if (this.writeEnded) {
+      onSent?.();
+      return false;
+    }
     if (!this.#corked) {
       this.#corked = true;
       this.#socket.cork();
       setImmediate(Connection.#uncork, this);
     }
     this.#bytesOut += data.length;
-    const room = this.#socket.write(data);
+    const room = onSent ? this.#socket.write(data, () => onSent()) : this.#socket.write(data);
     if (this.#watchdog) {
       this.#watchdog.activity();
       if (!room) this.#watchdog.sendBlocked(true);
@@ -230,10 +240,10 @@ export class Connection implements WatchdogOwner {
     return this.write(encodeFrame(type, id, payload));
   }
 
-  /** Queues one frame whose large payload is not copied. */
-  sendLargeFrame(type: number, id: number, payload: Uint8Array): boolean {
+  /** Queues one frame whose large payload is not copied; `onSent` runs once the socket is done with it. */
+  sendLargeFrame(type: number, id: number, payload: Uint8Array, onSent?: () => void): boolean {
     this.write(encodeHeader(type, id, payload.length));
-    return this.write(payload);
+    return this.write(payload, onSent);
   }
 
   /**

@@ -362,6 +362,8 @@ async function downloadOnce(client: Client, name: string, destination: string, o
             } catch (error) {
               writeError = error;
             }
+            // Written: the buffer can carry the next chunk (the digest was computed on arrival).
+            client.releasePayload(chunk);
             queued -= chunk.length;
             if (paused && queued <= WRITE_LOW_BYTES) {
               paused = false;

@@ -8,6 +8,7 @@ import type { Frame } from '../../protocol/frame.js';
 import type { Exchange, Service } from '../service.js';
 import type { FileRoot } from './confined.js';
 import { createDigest, DIGEST_ALGORITHM, type Digest } from './digest.js';
+import { BufferPool } from '../../util/buffer-pool.js';
 import {
   DATA_CHUNK_BYTES,
   decodeGet,
@@ -25,9 +26,12 @@ export interface FileServiceOptions {
   chunkBytes?: number;
 }
 
+/** Chunk buffers shared by every transfer of the process, reused once the socket is done with them. */
+const chunks = new BufferPool(DATA_CHUNK_BYTES, 32);
+
 /** Reads `length` bytes at `position`; fewer only at end of file. */
 async function readChunk(handle: FileHandle, position: number, length: number): Promise<Buffer> {
-  const buffer = Buffer.allocUnsafe(length);
+  const buffer = length === DATA_CHUNK_BYTES ? chunks.take() : Buffer.allocUnsafe(length);
   let filled = 0;
   while (filled < length) {
     const { bytesRead } = await handle.read(buffer, filled, length - filled, position + filled);
@@ -49,6 +53,7 @@ async function hashRange(handle: FileHandle, from: number, to: number, digest: D
     if (chunk.length === 0) throw changed(name);
     digest.update(chunk);
     position += chunk.length;
+    chunks.give(chunk);
   }
 }
 
@@ -78,7 +83,7 @@ async function serveGet(root: FileRoot, chunkBytes: number, request: Frame, exch
         throw new TcpkitError('CANCELLED', 'the client cancelled the transfer');
       }
       digest.update(chunk);
-      await exchange.write(FileFrame.DATA, chunk);
+      await exchange.write(FileFrame.DATA, chunk, () => chunks.give(chunk));
     }
     // Exactly `size` bytes were sent, whatever the file does now; a file that grew is still
     // caught, because its first `size` bytes and their digest are what the client checks.
