@@ -274,9 +274,7 @@ const tcpkitSmall: SmallFilesTool = {
       );
       const lines = jsonLines(result.stdout, 'tcpkit get');
       if (lines.length !== names.length) throw new Error(`tcpkit get reported ${lines.length} files, expected ${names.length}`);
-      // Every download starts at once (pipelined), so the longest one spans the whole batch.
-      const inProcess = Math.max(...lines.map((line) => Number(line.seconds)));
-      return { seconds: result.seconds, client: result.cost, server, inProcessSeconds: inProcess > 0 ? inProcess : undefined, reported: lines.length };
+      return { seconds: result.seconds, client: result.cost, server, reported: lines.length };
     } finally {
       await daemon.stop();
     }
