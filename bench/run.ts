@@ -98,8 +98,10 @@ async function main(): Promise<number> {
   await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
   console.log(`Results: ${path.relative(process.cwd(), file) || file}`);
 
-  const failed = results.some((result) =>
-    result.tables.some((table) => table.rows.some((row) => row.subject.error !== undefined || row.baseline.error !== undefined)),
+  const failed = results.some(
+    (result) =>
+      result.tables.some((table) => table.rows.some((row) => row.subject.error !== undefined || row.baseline.error !== undefined)) ||
+      (result.textTables ?? []).some((table) => table.failed === true),
   );
   return failed ? 1 : 0;
 }
