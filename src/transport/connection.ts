@@ -70,6 +70,11 @@ export function peerOf(socket: Socket): PeerInfo {
   return { address, port, label: formatAddress(address, port) };
 }
 
+/** Frames up to this size are gathered per turn; larger ones are written on their own. */
+const OUTBOX_FRAME_BYTES = 16 * 1024;
+/** An outbox this full is sent at once, without waiting for the end of the turn. */
+const OUTBOX_FLUSH_BYTES = 64 * 1024;
+
 /** The Connection of each socket, for listeners shared by all sockets (no closures per connection). */
 const owners = new WeakMap<Socket, Connection>();
 
@@ -88,6 +93,9 @@ export class Connection implements WatchdogOwner {
   #destroyedLocally = false;
   #error: Error | undefined;
   #drainPromise: Promise<void> | undefined;
+  /** Small frames written this turn, sent together at its end. */
+  #outbox: Buffer[] | undefined;
+  #outboxBytes = 0;
   #bytesIn = 0;
   #bytesOut = 0;
   #sniff: ((firstByte: number) => boolean) | undefined;
@@ -145,7 +153,21 @@ export class Connection implements WatchdogOwner {
   }
   static #uncork(conn: Connection): void {
     conn.#corked = false;
+    conn.#flushOutbox();
     if (!conn.#socket.destroyed) conn.#socket.uncork();
+  }
+
+  /**
+   * Small frames of one turn are gathered and leave as one buffer, one `socket.write`: a
+   * pipelining client's many replies cost one pass through the stream machinery, not one each.
+   */
+  #flushOutbox(): void {
+    const outbox = this.#outbox;
+    if (outbox === undefined) return;
+    this.#outbox = undefined;
+    const data = outbox.length === 1 ? outbox[0]! : Buffer.concat(outbox, this.#outboxBytes);
+    this.#outboxBytes = 0;
+    this.#writeNow(data, undefined);
   }
 
   /** @internal For the watchdog: output bytes not yet taken by the kernel. */
@@ -221,11 +243,21 @@ export class Connection implements WatchdogOwner {
       onSent?.();
       return false;
     }
+    this.#batch();
+    this.#flushOutbox(); // keep the order of everything written
+    return this.#writeNow(data, onSent);
+  }
+
+  /** Starts this turn's batch: writes are corked until the turn ends. */
+  #batch(): void {
     if (!this.#corked) {
       this.#corked = true;
       this.#socket.cork();
       setImmediate(Connection.#uncork, this);
     }
+  }
+
+  #writeNow(data: Uint8Array, onSent: (() => void) | undefined): boolean {
     this.#bytesOut += data.length;
     const room = onSent ? this.#socket.write(data, () => onSent()) : this.#socket.write(data);
     if (this.#watchdog) {
@@ -235,9 +267,16 @@ export class Connection implements WatchdogOwner {
     return room;
   }
 
-  /** Encodes and queues one frame. */
+  /** Encodes and queues one frame. Small frames join this turn's outbox (see {@link #flushOutbox}). */
   sendFrame(type: number, id: number, payload?: Uint8Array): boolean {
-    return this.write(encodeFrame(type, id, payload));
+    const frame = encodeFrame(type, id, payload);
+    if (frame.length > OUTBOX_FRAME_BYTES) return this.write(frame);
+    if (this.writeEnded) return false;
+    this.#batch();
+    (this.#outbox ??= []).push(frame);
+    this.#outboxBytes += frame.length;
+    if (this.#outboxBytes >= OUTBOX_FLUSH_BYTES) this.#flushOutbox();
+    return !this.#socket.writableNeedDrain;
   }
 
   /** Queues one frame whose large payload is not copied; `onSent` runs once the socket is done with it. */
@@ -295,6 +334,7 @@ export class Connection implements WatchdogOwner {
   /** Sends what is queued, then half-closes our side. Idempotent. */
   end(): void {
     if (this.writeEnded) return;
+    this.#flushOutbox();
     this.#ended = true;
     this.#socket.end();
   }
