@@ -13,7 +13,7 @@ import { BufferPool } from '../util/buffer-pool.js';
 
 /** Size of the payloads worth pooling: the download service's DATA frames (1 MiB). */
 const DATA_PAYLOAD_BYTES = 1024 * 1024;
-import { abortError, CLIENT_OPENING, clientOpening, openSocket } from './socket.js';
+import { abortError, CLIENT_OPENING, clientOpening, openSocket, type LargeReads } from './socket.js';
 import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions, type Target } from './options.js';
 
 /** Per-request options. */
@@ -94,16 +94,16 @@ export class Client {
   #reserved = 0;
 
   /** @internal Use {@link connect}. */
-  constructor(socket: net.Socket, options: ResolvedClientOptions) {
+  constructor(socket: net.Socket, options: ResolvedClientOptions, reads?: LargeReads) {
     this.#options = options;
     this.#closedPromise = new Promise((resolve) => {
       this.#resolveClosed = resolve;
     });
-    this.#attach(socket);
+    this.#attach(socket, reads);
   }
 
   /** Puts a fresh socket under this client and starts its hello. */
-  #attach(socket: net.Socket): void {
+  #attach(socket: net.Socket, reads: LargeReads | undefined): void {
     let hello!: { resolve(): void; reject(error: Error): void };
     this.#ready = new Promise<void>((resolve, reject) => {
       hello = { resolve, reject };
@@ -132,8 +132,9 @@ export class Client {
           if (conn === this.#conn) this.#onClose(reason, error);
         },
       },
-      { maxFrameBytes: this.#options.maxFrameBytes, payloadPool: this.#payloads },
+      { maxFrameBytes: this.#options.maxFrameBytes, payloadPool: this.#payloads, externalReads: reads !== undefined },
     );
+    if (reads) reads.target = conn;
     this.#conn = conn;
     conn.write(this.#options.token === undefined ? CLIENT_OPENING : clientOpening(this.#options.token));
   }
@@ -147,9 +148,10 @@ export class Client {
     this.#reviving ??= (async () => {
       try {
         // A few tries with exponential backoff and jitter: a server restarting is back soon.
-        const socket = await withRetries(RECONNECT_RETRIES, () => openSocket(this.#options, Date.now() + this.#options.connectTimeoutMs));
+        const reads: LargeReads = { target: undefined };
+        const socket = await withRetries(RECONNECT_RETRIES, () => openSocket(this.#options, Date.now() + this.#options.connectTimeoutMs, reads));
         const deadline = Date.now() + this.#options.connectTimeoutMs;
-        this.#attach(socket);
+        this.#attach(socket, reads);
         let timer: NodeJS.Timeout | undefined;
         const timedOut = new Promise<never>((_, reject) => {
           timer = setTimeout(
@@ -675,8 +677,9 @@ export async function connect(target: Target, options?: ClientOptions): Promise<
   const resolved = resolveClientOptions(target, options);
   if (resolved.signal?.aborted) throw abortError(resolved.signal);
   const deadline = Date.now() + resolved.connectTimeoutMs;
-  const socket = await openSocket(resolved, deadline);
-  const client = new Client(socket, resolved);
+  const reads: LargeReads = { target: undefined };
+  const socket = await openSocket(resolved, deadline, reads);
+  const client = new Client(socket, resolved, reads);
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<never>((_, reject) => {
     timer = setTimeout(

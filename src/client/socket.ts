@@ -53,10 +53,33 @@ export function abortError(signal: AbortSignal): TcpkitError {
   return new TcpkitError('ABORTED', 'the operation was aborted', { cause: reason });
 }
 
+/** Size of the reused read buffer of a client socket. */
+export const LARGE_READ_BYTES = 1024 * 1024;
+
+/** Where the bytes of a socket opened with large reads go (set once its Connection exists). */
+export interface LargeReads {
+  target: { receive(chunk: Buffer): void } | undefined;
+}
+
 /** @internal Opens the TCP connection, within the connect timeout and the abort signal (also used by raw mode). */
-export function openSocket(options: ResolvedClientOptions, deadline: number): Promise<net.Socket> {
+export function openSocket(options: ResolvedClientOptions, deadline: number, reads?: LargeReads): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: options.host, port: options.port, allowHalfOpen: true });
+    const socket = net.connect({
+      host: options.host,
+      port: options.port,
+      allowHalfOpen: true,
+      // Large reads into one reused buffer: a bulk download needs ~16× fewer read() calls than
+      // with Node's 64 KiB default. The receiver must consume each chunk before returning.
+      ...(reads && {
+        onread: {
+          buffer: Buffer.allocUnsafeSlow(LARGE_READ_BYTES),
+          callback: (bytes: number, buffer: Uint8Array): boolean => {
+            reads.target?.receive(Buffer.from(buffer.buffer, buffer.byteOffset, bytes));
+            return true;
+          },
+        },
+      }),
+    });
     const finish = (error: Error | undefined): void => {
       clearTimeout(timer);
       socket.off('error', onError);

@@ -68,6 +68,11 @@ export interface FrameDecoderOptions {
    * @default Buffer.allocUnsafe
    */
   allocate?: (bytes: number) => Buffer;
+  /**
+   * The caller reuses each pushed chunk's memory once `push` returns: payloads are then always
+   * copies, and bytes kept for the next push are copied too. @default false
+   */
+  reusedInput?: boolean;
 }
 
 /**
@@ -90,11 +95,13 @@ export class FrameDecoder {
   #id = 0;
   #failure: ProtocolError | undefined;
   readonly #allocate: (bytes: number) => Buffer;
+  readonly #reusedInput: boolean;
 
   constructor(options: FrameDecoderOptions) {
     this.#maxFrameBytes = FrameDecoder.#checkLimit(options.maxFrameBytes);
     this.#preambleSeen = options.expectPreamble === false ? PREAMBLE.length : 0;
     this.#allocate = options.allocate ?? Buffer.allocUnsafe;
+    this.#reusedInput = options.reusedInput === true;
   }
 
   static #checkLimit(limit: number): number {
@@ -154,9 +161,21 @@ export class FrameDecoder {
         }
       }
       if (this.#buffered < this.#length) break;
-      const payload = this.#length === 0 ? EMPTY_BUFFER : this.#take(this.#length);
+      let payload = this.#length === 0 ? EMPTY_BUFFER : this.#take(this.#length);
+      if (this.#reusedInput && payload.buffer === data.buffer) payload = Buffer.from(payload);
       frames.push({ type: this.#type, flags: this.#flags, id: this.#id, payload });
       this.#length = -1;
+    }
+    if (this.#reusedInput) {
+      // What stays for the next push must not live in memory the caller is about to reuse.
+      for (let i = 0; i < this.#chunks.length; i++) {
+        const chunk = this.#chunks[i]!;
+        if (chunk.buffer === data.buffer) {
+          const start = i === 0 ? this.#offset : 0;
+          this.#chunks[i] = Buffer.from(chunk.subarray(start));
+          if (i === 0) this.#offset = 0;
+        }
+      }
     }
     return frames;
   }

@@ -55,6 +55,11 @@ export interface ConnectionOptions {
   controlTypes?: ReadonlySet<number>;
   /** In a soft pause, reading goes on until this many bytes of frames are held back. @default 65536 */
   softPauseBytes?: number;
+  /**
+   * Bytes come through {@link Connection.receive} (a socket opened with `onread`, into one
+   * reused buffer), not through 'data' events. @default false
+   */
+  externalReads?: boolean;
   /** Large payloads are assembled in this pool's buffers when they have its size. */
   payloadPool?: BufferPool;
   /** Phase deadlines; without them the connection never times out by itself. */
@@ -113,6 +118,7 @@ export class Connection implements WatchdogOwner {
     const pool = options.payloadPool;
     this.#decoder = new FrameDecoder({
       maxFrameBytes: options.maxFrameBytes,
+      reusedInput: options.externalReads === true,
       ...(pool && { allocate: (bytes: number) => (bytes === pool.size ? pool.take() : Buffer.allocUnsafe(bytes)) }),
     });
     this.#sniff = options.sniff;
@@ -120,7 +126,7 @@ export class Connection implements WatchdogOwner {
     this.#softPauseBytes = options.softPauseBytes ?? 64 * 1024;
     socket.setNoDelay(true);
     owners.set(socket, this);
-    socket.on('data', Connection.#socketData);
+    if (!options.externalReads) socket.on('data', Connection.#socketData);
     socket.on('end', Connection.#socketEnd);
     socket.on('error', Connection.#socketError);
     socket.on('close', Connection.#socketClose);
@@ -168,6 +174,11 @@ export class Connection implements WatchdogOwner {
     const data = outbox.length === 1 ? outbox[0]! : Buffer.concat(outbox, this.#outboxBytes);
     this.#outboxBytes = 0;
     this.#writeNow(data, undefined);
+  }
+
+  /** @internal Bytes read by the socket's `onread` callback; consumed before this returns. */
+  receive(chunk: Buffer): void {
+    this.#onData(chunk);
   }
 
   /** @internal For the watchdog: output bytes not yet taken by the kernel. */
