@@ -4,6 +4,7 @@ import { it } from 'node:test';
 import { ERROR_CODES } from '../../src/errors.js';
 import { encodeFrame } from '../../src/protocol/frame.js';
 import { FrameType, PREAMBLE } from '../../src/protocol/constants.js';
+import { FileFrame } from '../../src/services/files/wire.js';
 
 const spec = readFileSync(new URL('../../../docs/PROTOCOL.md', import.meta.url), 'utf8');
 
@@ -14,7 +15,7 @@ it('docs/PROTOCOL.md lists exactly the error codes of src/errors.ts, with their 
 });
 
 it('docs/PROTOCOL.md states the frame types and the preamble the codec uses', () => {
-  for (const [name, value] of Object.entries(FrameType)) {
+  for (const [name, value] of [...Object.entries(FrameType), ...Object.entries(FileFrame)]) {
     assert.match(spec, new RegExp(`\\| 0x${value.toString(16).padStart(2, '0')} \\| ${name} \\|`), name);
   }
   assert.ok(spec.includes(PREAMBLE.map((b) => b.toString(16).padStart(2, '0').toUpperCase()).join(' ')));
