@@ -86,7 +86,7 @@ export class Client {
   #sweepTimer: NodeJS.Timeout | undefined;
   #sweepEvery = Infinity;
   /** DATA payloads of downloads are assembled in these and given back once written. */
-  readonly #payloads = new BufferPool(DATA_PAYLOAD_BYTES, 8);
+  readonly #payloads = new BufferPool(DATA_PAYLOAD_BYTES, 4);
   #lastReceived = Date.now();
   /** When the heartbeat PING went out, 0 when none is outstanding. */
   #pingSentAt = 0;

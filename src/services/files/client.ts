@@ -270,7 +270,7 @@ async function digestPrefix(handle: FileHandle, length: number): Promise<Digest>
 }
 
 /** Bounds the bytes queued for the disk: reading pauses above the high mark. */
-const WRITE_HIGH_BYTES = 4 * 1024 * 1024;
+const WRITE_HIGH_BYTES = 3 * 1024 * 1024;
 const WRITE_LOW_BYTES = 1024 * 1024;
 /** Files up to this size are not worth a resume record (they fit in one DATA frame). */
 const RESUME_RECORD_MIN_BYTES = 1024 * 1024;
