@@ -302,14 +302,26 @@ async function downloadOnce(client: Client, name: string, destination: string, o
   if (!options.force && (await exists(target))) {
     throw new TcpkitError('FILE_EXISTS', `${destination} exists (use --force to replace it)`);
   }
-  const previous = options.resume === false ? undefined : await readMeta(meta, name);
+  // O_NOFOLLOW: never write through a symbolic link planted at the partial file's name.
+  const flags = fsc.O_RDWR | fsc.O_CREAT | fsc.O_NOFOLLOW;
   let handle: FileHandle;
+  let previous: PartMeta | undefined;
+  /** A partial file (and maybe a resume record) was left by an earlier run. */
+  let leftover = false;
   try {
-    // O_NOFOLLOW: never write through a symbolic link planted at the partial file's name.
-    handle = await open(part, fsc.O_RDWR | fsc.O_CREAT | fsc.O_NOFOLLOW | (previous ? 0 : fsc.O_TRUNC), 0o644);
+    try {
+      // The common case, no partial file yet: one open, no look for a resume record.
+      handle = await open(part, flags | fsc.O_EXCL, 0o644);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      leftover = true;
+      previous = options.resume === false ? undefined : await readMeta(meta, name);
+      handle = await open(part, flags | (previous ? 0 : fsc.O_TRUNC), 0o644);
+    }
   } catch (error) {
     throw localError(`cannot create ${part}`, error);
   }
+  let metaWritten = leftover;
   let keepPartial = true;
   let headSeen = false;
   try {
@@ -344,6 +356,7 @@ async function downloadOnce(client: Client, name: string, destination: string, o
           };
           if (head.offset === 0 && request.offset > 0) step(() => handle.truncate(0));
           if (head.size > RESUME_RECORD_MIN_BYTES) {
+            metaWritten = true;
             step(() => writeFile(meta, JSON.stringify({ name, size: head.size, mtimeMs: head.mtimeMs })));
           }
           options.onProgress?.({ name, bytes: head.offset, size });
@@ -407,7 +420,7 @@ async function downloadOnce(client: Client, name: string, destination: string, o
       }
       throw localError(`cannot save ${destination}`, error);
     }
-    await unlink(meta).catch(() => {});
+    if (metaWritten) await unlink(meta).catch(() => {});
     keepPartial = true;
     return {
       name,
@@ -422,7 +435,7 @@ async function downloadOnce(client: Client, name: string, destination: string, o
     await handle.close().catch(() => {});
     if (!keepPartial) {
       await unlink(part).catch(() => {});
-      await unlink(meta).catch(() => {});
+      if (metaWritten) await unlink(meta).catch(() => {});
     }
     throw error;
   }
