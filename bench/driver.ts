@@ -7,7 +7,7 @@
  */
 import * as net from 'node:net';
 import { protocol } from '../src/index.js';
-import { LoadState, type Load } from './measure.js';
+import { LoadState, repeatLoad, type Load } from './measure.js';
 
 const { FrameType, FrameDecoder, encodeFrame, encodeClientHello, frameTypeName, preambleBytes, MAX_REQUEST_ID } = protocol;
 
@@ -216,29 +216,12 @@ function shortConnection(options: ShortLoadOptions, sockets: Set<net.Socket>): P
 
 /** `concurrency` loops of short connections, one after another in each loop. */
 export async function startShortLoad(options: ShortLoadOptions): Promise<Load> {
-  const state = new LoadState();
   const sockets = new Set<net.Socket>();
-  const loop = async (): Promise<void> => {
-    while (!state.stopped) {
-      try {
-        await shortConnection(options, sockets);
-      } catch (error) {
-        state.fail(error);
-        return;
-      }
-      state.completed++;
-    }
-  };
-  const loops = Array.from({ length: options.concurrency }, loop);
-  return {
-    get completed() {
-      return state.completed;
-    },
-    failed: state.failed,
-    async stop() {
-      state.stopped = true;
+  return repeatLoad(
+    options.concurrency,
+    () => shortConnection(options, sockets),
+    () => {
       for (const socket of sockets) socket.destroy();
-      await Promise.all(loops);
     },
-  };
+  );
 }

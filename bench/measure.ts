@@ -42,6 +42,36 @@ export class LoadState {
   }
 }
 
+/**
+ * A load of `count` loops, each repeating `step(loop)` until stopped; the first failure fails
+ * the load. `onStop` closes what the steps opened, so loops blocked in a step return.
+ */
+export function repeatLoad(count: number, step: (loop: number) => Promise<unknown>, onStop: () => void, state = new LoadState()): Load {
+  const run = async (loop: number): Promise<void> => {
+    while (!state.stopped) {
+      try {
+        await step(loop);
+      } catch (error) {
+        state.fail(error);
+        return;
+      }
+      state.completed++;
+    }
+  };
+  const loops = Array.from({ length: count }, (_, loop) => run(loop));
+  return {
+    get completed() {
+      return state.completed;
+    },
+    failed: state.failed,
+    async stop() {
+      state.stopped = true;
+      onStop();
+      await Promise.all(loops);
+    },
+  };
+}
+
 /** How long a load may take to open its connections (50 hellos on loopback take milliseconds). */
 const SETUP_LIMIT_MS = 15_000;
 /** How long a load may take to stop. */
