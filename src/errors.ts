@@ -46,6 +46,7 @@ export const ERROR_CODES = Object.freeze({
   DIGEST_MISMATCH: { scope: 'local', summary: 'the received content does not match the digest the server sent' },
   FILE_EXISTS: { scope: 'local', summary: 'the destination exists and overwriting was not asked for' },
   LOCAL_FILE_ERROR: { scope: 'local', summary: 'a local file could not be read or written' },
+  TLS_FAILED: { scope: 'local', summary: "the TLS handshake failed or the server's certificate was refused" },
 } satisfies Record<string, CodeInfo>);
 
 /** The wire name of an error code, e.g. `NOT_FOUND`. */
@@ -102,7 +103,8 @@ export class ConnectionError extends TcpkitError {
       | 'CONNECT_TIMEOUT'
       | 'CONNECTION_CLOSED'
       | 'CONNECTION_FAILED'
-      | 'CLIENT_CLOSED',
+      | 'CLIENT_CLOSED'
+      | 'TLS_FAILED',
     message: string,
     options?: { cause?: unknown },
   ) {

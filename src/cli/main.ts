@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../version.js';
+import { registerCert } from './commands/cert.js';
 import { registerConnect } from './commands/connect.js';
 import { registerGet, registerLs } from './commands/get.js';
 import { registerSend } from './commands/send.js';
@@ -11,7 +12,7 @@ import { registerServe } from './commands/serve.js';
 import { errorLine, exitCodeFor, ExitCode } from './output.js';
 
 /** Every subcommand, in the order `--help` lists them. */
-const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerServe, registerSend, registerConnect, registerGet, registerLs];
+const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerServe, registerSend, registerConnect, registerGet, registerLs, registerCert];
 
 const EPILOG = `
 Addresses are HOST[:PORT]; the port is 7890 when omitted. IPv6: [ADDR]:PORT.

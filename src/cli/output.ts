@@ -1,7 +1,9 @@
 /**
  * What the CLI prints: peer text made safe for a terminal, errors as one line, exit codes.
  */
-import { InvalidArgumentError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { InvalidArgumentError, type Command } from 'commander';
+import type { ClientOptions } from '../client/options.js';
 import { TcpkitError } from '../errors.js';
 
 /** Exit codes of every command (README "Exit codes"). */
@@ -70,6 +72,7 @@ export function exitCodeFor(error: unknown): number {
     case 'UNSUPPORTED_VERSION':
     case 'TOO_MANY_CONNECTIONS':
     case 'AUTH_FAILED':
+    case 'TLS_FAILED':
       return ExitCode.CONNECT;
     case 'CONNECTION_CLOSED':
     case 'CONNECTION_FAILED':
@@ -97,6 +100,33 @@ export function errorLine(error: unknown): string {
 export function tokenOption(flag: string | undefined): string | undefined {
   const token = flag ?? process.env.TCPKIT_TOKEN;
   return token === undefined || token === '' ? undefined : token;
+}
+
+/** Flags every client command takes for TLS. */
+export interface TlsFlags {
+  tls?: boolean;
+  ca?: string;
+  pin?: string;
+  insecure?: boolean;
+}
+
+/** Adds --tls, --ca, --pin and --insecure to a client command. */
+export function tlsOptions(command: Command): Command {
+  return command
+    .option('--tls', 'connect over TLS (1.2 minimum); the certificate must be trusted by the system, --ca or --pin')
+    .option('--ca <file>', 'trust this CA (or self-signed) certificate, PEM; implies --tls')
+    .option('--pin <sha256>', "accept only the server certificate with this SHA-256 fingerprint (as `tcpkit cert` prints it); implies --tls")
+    .option('--insecure', 'TLS without checking the certificate: for testing only; implies --tls');
+}
+
+/** The client's TLS settings from the flags, or undefined for plain TCP. */
+export function tlsSettings(flags: TlsFlags): ClientOptions['tls'] {
+  if (!flags.tls && flags.ca === undefined && flags.pin === undefined && !flags.insecure) return undefined;
+  return {
+    ...(flags.ca !== undefined && { ca: readFileSync(flags.ca) }),
+    ...(flags.pin !== undefined && { pin: flags.pin }),
+    ...(flags.insecure && { insecure: true }),
+  };
 }
 
 /** Commander parser for a whole number within bounds. */

@@ -148,7 +148,7 @@ export class Client {
     this.#reviving ??= (async () => {
       try {
         // A few tries with exponential backoff and jitter: a server restarting is back soon.
-        const reads: LargeReads = { target: undefined };
+        const reads: LargeReads | undefined = this.#options.tls ? undefined : { target: undefined };
         const socket = await withRetries(RECONNECT_RETRIES, () => openSocket(this.#options, Date.now() + this.#options.connectTimeoutMs, reads));
         const deadline = Date.now() + this.#options.connectTimeoutMs;
         this.#attach(socket, reads);
@@ -609,7 +609,14 @@ export class Client {
       this.#conn.end();
       return;
     }
-    const why = this.#goodbye ?? new ConnectionError('CONNECTION_CLOSED', `${this.remote} closed the connection before replying`);
+    const why =
+      this.#goodbye ??
+      new ConnectionError(
+        'CONNECTION_CLOSED',
+        this.#server === undefined
+          ? `${this.remote} closed the connection during the hello (does it require TLS? is it a tcpkit server?)`
+          : `${this.remote} closed the connection before replying`,
+      );
     if (this.#pending.size > 0) this.#failure ??= why;
     this.#failAll(why);
     this.#conn.end();
@@ -677,7 +684,8 @@ export async function connect(target: Target, options?: ClientOptions): Promise<
   const resolved = resolveClientOptions(target, options);
   if (resolved.signal?.aborted) throw abortError(resolved.signal);
   const deadline = Date.now() + resolved.connectTimeoutMs;
-  const reads: LargeReads = { target: undefined };
+  // Large reads into a reused buffer need a plain socket (TLS sockets read through OpenSSL).
+  const reads: LargeReads | undefined = resolved.tls ? undefined : { target: undefined };
   const socket = await openSocket(resolved, deadline, reads);
   const client = new Client(socket, resolved, reads);
   let timer: NodeJS.Timeout | undefined;

@@ -23,6 +23,13 @@ export interface ClientOptions {
   heartbeatMs?: number;
   /** Largest reply frame accepted from the server (a hostile server cannot make us buffer more). @default 16777216 */
   maxFrameBytes?: number;
+  /**
+   * Connect over TLS (1.2 minimum). `ca`: PEM of the certificate authority (or the self-signed
+   * certificate) to trust instead of the system's; `pin`: the server certificate's SHA-256
+   * fingerprint (hex, colons optional) — with a pin, only that certificate is accepted, whoever
+   * signed it; `insecure`: accept any certificate (testing only).
+   */
+  tls?: { ca?: string | Buffer; pin?: string; insecure?: boolean };
   /** Token for a server that requires authentication (sent in the hello). */
   token?: string;
   /** Aborts connecting. */
@@ -49,6 +56,7 @@ export interface ResolvedClientOptions {
   heartbeatMs: number;
   maxFrameBytes: number;
   token: string | undefined;
+  tls: { ca?: string | Buffer; pin?: string; insecure?: boolean } | undefined;
   signal: AbortSignal | undefined;
 }
 
@@ -73,6 +81,7 @@ export function resolveClientOptions(target: Target, options: ClientOptions = {}
     heartbeatMs: intOption('heartbeatMs', o.heartbeatMs, 0, MAX_TIMER_MS),
     maxFrameBytes,
     token: o.token,
+    tls: o.tls,
     signal: o.signal,
   };
 }

@@ -3,6 +3,7 @@
  * signal), the first bytes a client sends, and errors a person understands.
  */
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { ConnectionError, TcpkitError, TimeoutError } from '../errors.js';
 import { CONNECTION_ID, FrameType, SUPPORTED_VERSIONS, preambleBytes } from '../protocol/constants.js';
 import { encodeClientHello } from '../protocol/control.js';
@@ -53,6 +54,65 @@ export function abortError(signal: AbortSignal): TcpkitError {
   return new TcpkitError('ABORTED', 'the operation was aborted', { cause: reason });
 }
 
+/** `AB:CD:...` or `abcd...` → `abcd...`. */
+function normalizeFingerprint(text: string): string {
+  return text.replace(/:/g, '').toLowerCase();
+}
+
+/** Opens a TLS connection: handshake, certificate check (CA, or pin), within the deadline. */
+function openTlsSocket(options: ResolvedClientOptions, deadline: number): Promise<net.Socket> {
+  const settings = options.tls!;
+  return new Promise((resolve, reject) => {
+    // allowHalfOpen is honoured by tls.connect though its type omits it: a goodbye, then our FIN,
+    // must not end the server's side before its last replies.
+    const connectOptions: tls.ConnectionOptions & { allowHalfOpen: boolean } = {
+      host: options.host,
+      port: options.port,
+      allowHalfOpen: true,
+      minVersion: 'TLSv1.2',
+      ...(settings.ca !== undefined && { ca: settings.ca }),
+      // A pin replaces the CA check: only that exact certificate is accepted (checked below).
+      rejectUnauthorized: settings.insecure !== true && settings.pin === undefined,
+      ...(net.isIP(options.host) === 0 && { servername: options.host }),
+    };
+    const socket = tls.connect(connectOptions);
+    const finish = (error: Error | undefined): void => {
+      clearTimeout(timer);
+      socket.off('error', onError);
+      socket.off('secureConnect', onSecure);
+      options.signal?.removeEventListener('abort', onAbort);
+      if (error) {
+        socket.destroy();
+        reject(error);
+      } else {
+        resolve(socket);
+      }
+    };
+    const onSecure = (): void => {
+      if (settings.pin !== undefined) {
+        const actual = normalizeFingerprint(socket.getPeerCertificate().fingerprint256 ?? '');
+        if (actual !== normalizeFingerprint(settings.pin)) {
+          finish(new ConnectionError('TLS_FAILED', `the certificate of ${options.label} does not match the pin (it is ${actual})`));
+          return;
+        }
+      }
+      finish(undefined);
+    };
+    const onError = (error: NodeJS.ErrnoException): void => {
+      const refused = error.code === 'ECONNREFUSED' || error.code === 'ENOTFOUND' || error.code === 'EAI_AGAIN';
+      finish(refused ? connectError(error, options) : new ConnectionError('TLS_FAILED', `TLS with ${options.label} failed: ${error.message}`, { cause: error }));
+    };
+    const onAbort = (): void => finish(abortError(options.signal!));
+    const timer = setTimeout(
+      () => finish(new TimeoutError('CONNECT_TIMEOUT', `no TLS handshake with ${options.label} within ${options.connectTimeoutMs} ms`)),
+      Math.max(0, deadline - Date.now()),
+    );
+    socket.once('secureConnect', onSecure);
+    socket.on('error', onError);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
 /** Size of the reused read buffer of a client socket. */
 export const LARGE_READ_BYTES = 1024 * 1024;
 
@@ -63,6 +123,7 @@ export interface LargeReads {
 
 /** @internal Opens the TCP connection, within the connect timeout and the abort signal (also used by raw mode). */
 export function openSocket(options: ResolvedClientOptions, deadline: number, reads?: LargeReads): Promise<net.Socket> {
+  if (options.tls) return openTlsSocket(options, deadline);
   return new Promise((resolve, reject) => {
     const socket = net.connect({
       host: options.host,

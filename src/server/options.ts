@@ -1,6 +1,7 @@
 /**
  * Options of a tcpkit server, their defaults in one frozen object, validated once.
  */
+import * as tls from 'node:tls';
 import { OptionError } from '../errors.js';
 import { intOption, stripUndefined } from '../util/options.js';
 import { AccessList } from './access.js';
@@ -36,6 +37,12 @@ export interface ServerOptions {
   maxConnections?: number;
   /** Connections held at once per client address (IPv4-mapped IPv6 counts as IPv4). 0: no cap. @default 64 */
   maxConnectionsPerIp?: number;
+  /**
+   * Serve over TLS (Node's `tls`, TLS 1.2 minimum): every connection must then complete a TLS
+   * handshake (within the handshake deadline) before anything else; plaintext and raw clients
+   * are refused. PEM text or buffers. @default undefined (plain TCP)
+   */
+  tls?: { cert: string | Buffer; key: string | Buffer };
   /**
    * Clients must present this token in their hello (compared in constant time); others get
    * AUTH_FAILED. Raw clients are then refused entirely. @default undefined (no authentication)
@@ -102,6 +109,7 @@ export interface ResolvedServerOptions {
   maxConnections: number;
   maxConnectionsPerIp: number;
   access: AccessList;
+  tls: tls.SecureContext | undefined;
   token: string | undefined;
   authFailureDelayMs: number;
   handshakeTimeoutMs: number;
@@ -113,6 +121,15 @@ export interface ResolvedServerOptions {
 }
 
 const MAX_TIMEOUT_MS = 24 * 3600 * 1000;
+
+function secureContext(options: ServerOptions['tls']): tls.SecureContext | undefined {
+  if (options === undefined) return undefined;
+  try {
+    return tls.createSecureContext({ cert: options.cert, key: options.key, minVersion: 'TLSv1.2' });
+  } catch (error) {
+    throw new OptionError('INVALID_OPTION', `tls: cannot use this certificate and key: ${(error as Error).message}`);
+  }
+}
 
 function checkToken(token: unknown): string | undefined {
   if (token === undefined) return undefined;
@@ -143,6 +160,7 @@ export function resolveServerOptions(options: ServerOptions = {}): ResolvedServe
     maxConnections: intOption('maxConnections', o.maxConnections, 0, 10_000_000),
     maxConnectionsPerIp: intOption('maxConnectionsPerIp', o.maxConnectionsPerIp, 0, 10_000_000),
     access: new AccessList(o.allow ?? [], o.deny ?? []),
+    tls: secureContext(o.tls),
     token: checkToken(o.token),
     authFailureDelayMs: intOption('authFailureDelayMs', o.authFailureDelayMs ?? 100, 0, 60_000),
     handshakeTimeoutMs: intOption('handshakeTimeoutMs', o.handshakeTimeoutMs, 1, MAX_TIMEOUT_MS),

@@ -4,6 +4,7 @@
  */
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import type { ProtocolError } from '../errors.js';
 import { CONNECTION_ID, FrameType, preambleBytes } from '../protocol/constants.js';
 import { encodeFrame } from '../protocol/frame.js';
@@ -102,8 +103,8 @@ export class Server extends EventEmitter<ServerEventMap> {
       hello: (version) => this.#hello(version),
       protocolError: (peer, error) => this.emit('protocol-error', peer, error),
       handlerError: (peer, error) => this.emit('handler-error', peer, error),
-      // Raw clients cannot authenticate: with a token, raw mode is off entirely.
-      raw: this.#options.token === undefined ? this.#options.raw : undefined,
+      // Raw clients cannot authenticate, nor speak TLS: with a token or TLS, raw mode is off.
+      raw: this.#options.token === undefined && this.#options.tls === undefined ? this.#options.raw : undefined,
       auth: this.#options.token === undefined ? undefined : new TokenCheck(this.#options.token, this.#options.authFailureDelayMs),
       authFailed: (peer) => this.emit('auth-failed', peer),
       rawError: (peer, error, cut) => this.emit('raw-error', peer, error, cut),
@@ -260,7 +261,9 @@ export class Server extends EventEmitter<ServerEventMap> {
       this.#emitRefused(ip || normalizeIp(socket.remoteAddress ?? 'unknown'), socket.remotePort ?? 0, verdict.reason);
       return;
     }
-    const session = new ServerSession(socket, this.#host, ip);
+    // TLS: the handshake runs under the session's handshake deadline and counts against the caps.
+    const stream = this.#options.tls ? new tls.TLSSocket(socket, { isServer: true, secureContext: this.#options.tls }) : socket;
+    const session = new ServerSession(stream, this.#host, ip);
     this.#sessions.add(session);
     // Describing the peer costs a getpeername() call: only when someone will hear of it (it must
     // be looked up now, while the socket is open, for a later 'disconnect').

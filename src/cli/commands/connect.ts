@@ -8,17 +8,16 @@ import type { Command } from 'commander';
 import { connect } from '../../client/client.js';
 import { OptionError } from '../../errors.js';
 import { DEFAULT_PORT, formatAddress, parseAddress } from '../../transport/address.js';
-import { intArg, safeText, tokenOption } from '../output.js';
+import { intArg, safeText, tlsOptions, tlsSettings, tokenOption, type TlsFlags } from '../output.js';
 
-interface ConnectFlags {
+interface ConnectFlags extends TlsFlags {
   token?: string;
   timeout: number;
   connectTimeout: number;
 }
 
 export function registerConnect(program: Command): void {
-  program
-    .command('connect')
+  tlsOptions(program.command('connect'))
     .summary('interactive: send each line typed, print each reply')
     .description(
       'Open one kept connection to HOST[:PORT] and send every line read from standard input as one ' +
@@ -49,10 +48,12 @@ export function registerConnect(program: Command): void {
           target = formatAddress(parseAddress(ip).host, port);
         }
         const token = tokenOption(flags.token);
+        const tls = tlsSettings(flags);
         const client = await connect(target, {
           connectTimeoutMs: flags.connectTimeout,
           requestTimeoutMs: flags.timeout,
           ...(token !== undefined && { token }),
+          ...(tls && { tls }),
         });
         if (interactive) process.stderr.write(`connected to ${client.remote}; type a message, Ctrl-D to end\n`);
         try {

@@ -14,12 +14,12 @@ import { download, list, type DownloadResult } from '../../services/files/client
 import { validateName } from '../../services/files/names.js';
 import { rawDownload } from '../../services/files/raw.js';
 import { DEFAULT_PORT } from '../../transport/address.js';
-import { errorLine, exitCodeFor, ExitCode, intArg, safeText, tokenOption } from '../output.js';
+import { errorLine, exitCodeFor, ExitCode, intArg, safeText, tlsOptions, tlsSettings, tokenOption, type TlsFlags } from '../output.js';
 
 /** Downloads in flight at once over one connection (more than a server serves at once). */
 const CONCURRENT_FILES = 32;
 
-interface GetFlags {
+interface GetFlags extends TlsFlags {
   token?: string;
   raw?: boolean;
   output?: string;
@@ -94,8 +94,7 @@ function fileError(name: string, error: unknown): unknown {
 }
 
 export function registerGet(program: Command): void {
-  program
-    .command('get')
+  tlsOptions(program.command('get'))
     .summary('download files (verified, atomic, resumable)')
     .description(
       `Download each NAME from the server at HOST[:PORT] (port ${DEFAULT_PORT} by default). A file is saved under its ` +
@@ -123,7 +122,13 @@ export function registerGet(program: Command): void {
       for (const name of names) validateName(name);
       const targets = await destinations(names, flags.output);
       const token = tokenOption(flags.token);
-      const options: ClientOptions = { connectTimeoutMs: flags.connectTimeout, requestTimeoutMs: flags.timeout, ...(token !== undefined && { token }) };
+      const tls = tlsSettings(flags);
+      const options: ClientOptions = {
+        connectTimeoutMs: flags.connectTimeout,
+        requestTimeoutMs: flags.timeout,
+        ...(token !== undefined && { token }),
+        ...(tls && { tls }),
+      };
       const showBars = process.stderr.isTTY === true && !flags.quiet && !flags.json;
       const bars = showBars
         ? new cliProgress.MultiBar(
@@ -247,7 +252,7 @@ async function getClientIfOpen(getClient: () => Promise<Client>, short: boolean)
   }
 }
 
-interface LsFlags {
+interface LsFlags extends TlsFlags {
   token?: string;
   json?: boolean;
   timeout: number;
@@ -255,8 +260,7 @@ interface LsFlags {
 }
 
 export function registerLs(program: Command): void {
-  program
-    .command('ls')
+  tlsOptions(program.command('ls'))
     .summary('list a directory on the server')
     .description('List DIR (the served root by default) on the server at HOST[:PORT]: type, size, modification time, name.')
     .argument('<address>', 'HOST[:PORT] of the server')
@@ -267,10 +271,12 @@ export function registerLs(program: Command): void {
     .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000)
     .action(async (address: string, dir: string, flags: LsFlags) => {
       const token = tokenOption(flags.token);
+      const tls = tlsSettings(flags);
       const listing = await withClient(address, (client) => list(client, dir), {
         connectTimeoutMs: flags.connectTimeout,
         requestTimeoutMs: flags.timeout,
         ...(token !== undefined && { token }),
+        ...(tls && { tls }),
       });
       for (const entry of listing.entries) {
         if (flags.json) {

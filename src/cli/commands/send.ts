@@ -7,9 +7,9 @@ import type { ClientOptions } from '../../client/options.js';
 import { sendOnce } from '../../client/short.js';
 import { rawSend } from '../../client/raw.js';
 import { DEFAULT_PORT } from '../../transport/address.js';
-import { intArg, safeText, tokenOption } from '../output.js';
+import { intArg, safeText, tlsOptions, tlsSettings, tokenOption, type TlsFlags } from '../output.js';
 
-interface SendFlags {
+interface SendFlags extends TlsFlags {
   token?: string;
   short?: boolean;
   raw?: boolean;
@@ -18,8 +18,7 @@ interface SendFlags {
 }
 
 export function registerSend(program: Command): void {
-  program
-    .command('send')
+  tlsOptions(program.command('send'))
     .summary('send messages and print the replies')
     .description(
       `Send each MESSAGE to the server at HOST[:PORT] (port ${DEFAULT_PORT} by default) and print each reply\n` +
@@ -36,7 +35,13 @@ export function registerSend(program: Command): void {
     .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000)
     .action(async (address: string, messages: string[], flags: SendFlags) => {
       const token = tokenOption(flags.token);
-      const options: ClientOptions = { connectTimeoutMs: flags.connectTimeout, requestTimeoutMs: flags.timeout, ...(token !== undefined && { token }) };
+      const tls = tlsSettings(flags);
+      const options: ClientOptions = {
+        connectTimeoutMs: flags.connectTimeout,
+        requestTimeoutMs: flags.timeout,
+        ...(token !== undefined && { token }),
+        ...(tls && { tls }),
+      };
       const print = (reply: Buffer): void => {
         process.stdout.write(`${safeText(reply)}\n`);
       };

@@ -2,7 +2,9 @@
  * `tcpkit serve`: the server, echoing messages or answering a fixed text, logging each message
  * with the client's address as the tutorial's server does.
  */
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { OptionError } from '../../errors.js';
 import { FileRoot } from '../../services/files/confined.js';
 import { fileService } from '../../services/files/service.js';
 import { rawFileHandler } from '../../services/files/raw.js';
@@ -28,6 +30,8 @@ interface ServeFlags {
   allow: string[];
   deny: string[];
   token?: string;
+  tlsCert?: string;
+  tlsKey?: string;
   idleTimeout: number;
   handshakeTimeout: number;
   requestTimeout: number;
@@ -70,6 +74,8 @@ export function registerServe(program: Command): void {
     .option('--reply <text>', 'answer every message with this text instead of echoing it')
     .option('--max-conns <n>', 'connections held at once; more are refused with TOO_MANY_CONNECTIONS (0: no cap)', intArg(0, 10_000_000), 1024)
     .option('--max-conns-per-ip <n>', 'connections held at once per client address (0: no cap)', intArg(0, 10_000_000), 64)
+    .option('--tls-cert <file>', 'serve over TLS with this certificate (PEM); every client must then use TLS (see `tcpkit cert`)')
+    .option('--tls-key <file>', 'the private key of --tls-cert (PEM)')
     .option('--token <token>', 'require this token from every client (default: $TCPKIT_TOKEN; the environment keeps it out of `ps`); raw clients are then refused')
     .option('--allow <cidr>', 'serve only clients in this network (e.g. 10.0.0.0/8, ::1); repeatable', (value: string, list: string[]) => [...list, value], [] as string[])
     .option('--deny <cidr>', 'refuse clients in this network, before reading a byte; repeatable', (value: string, list: string[]) => [...list, value], [] as string[])
@@ -84,6 +90,10 @@ export function registerServe(program: Command): void {
     .action(async (dir: string, flags: ServeFlags) => {
       const { quiet = false, reply } = flags;
       const root = await FileRoot.open(dir);
+      if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined)) {
+        throw new OptionError('INVALID_OPTION', '--tls-cert and --tls-key go together');
+      }
+      const tls = flags.tlsCert !== undefined ? { cert: readFileSync(flags.tlsCert), key: readFileSync(flags.tlsKey!) } : undefined;
       const log = (line: string): void => {
         if (!quiet) process.stderr.write(`${stamp()} ${line}\n`);
       };
@@ -111,6 +121,7 @@ export function registerServe(program: Command): void {
         sendTimeoutMs: flags.sendTimeout,
         maxConnectionsPerIp: flags.maxConnsPerIp,
         ...(tokenOption(flags.token) !== undefined && { token: tokenOption(flags.token)! }),
+        ...(tls && { tls }),
         allow: flags.allow,
         deny: flags.deny,
         services: [fileService(root)],
