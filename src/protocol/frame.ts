@@ -51,6 +51,9 @@ export function encodeFrame(type: number, id: number, payload: Uint8Array = EMPT
 }
 
 const EMPTY = new Uint8Array(0);
+/** Payloads at least this large are assembled in their own buffer as they arrive. */
+const ASSEMBLE_MIN_BYTES = 64 * 1024;
+
 /** The payload of every empty frame: zero bytes, so sharing it is safe. */
 const EMPTY_BUFFER = Buffer.alloc(0);
 
@@ -96,6 +99,12 @@ export class FrameDecoder {
   #failure: ProtocolError | undefined;
   readonly #allocate: (bytes: number) => Buffer;
   readonly #reusedInput: boolean;
+  /**
+   * A large payload being filled as its bytes arrive (one copy each, straight into the buffer
+   * the frame will carry), instead of keeping every chunk until the frame is whole.
+   */
+  #assembly: Buffer | undefined;
+  #assembled = 0;
 
   constructor(options: FrameDecoderOptions) {
     this.#maxFrameBytes = FrameDecoder.#checkLimit(options.maxFrameBytes);
@@ -123,7 +132,7 @@ export class FrameDecoder {
 
   /** Bytes held while waiting for the rest of a frame. */
   get bufferedBytes(): number {
-    return this.#buffered;
+    return this.#buffered + this.#assembled;
   }
 
   /** True when the preamble has been fully received (or was not expected). */
@@ -145,6 +154,17 @@ export class FrameDecoder {
       data = this.#consumePreamble(data);
       if (!this.preambleDone) return frames;
     }
+    if (this.#assembly !== undefined) {
+      const n = Math.min(this.#length - this.#assembled, data.length);
+      data.copy(this.#assembly, this.#assembled, 0, n);
+      this.#assembled += n;
+      data = data.subarray(n);
+      if (this.#assembled < this.#length) return frames;
+      frames.push({ type: this.#type, flags: this.#flags, id: this.#id, payload: this.#assembly });
+      this.#assembly = undefined;
+      this.#assembled = 0;
+      this.#length = -1;
+    }
     if (data.length === 0) return frames;
     this.#chunks.push(data);
     this.#buffered += data.length;
@@ -160,7 +180,17 @@ export class FrameDecoder {
           this.#readHeader(this.#take(HEADER_BYTES), 0);
         }
       }
-      if (this.#buffered < this.#length) break;
+      if (this.#buffered < this.#length) {
+        if (this.#length >= ASSEMBLE_MIN_BYTES) {
+          // Everything buffered belongs to this payload: move it into the payload's own buffer.
+          const out = this.#allocate(this.#length);
+          const have = this.#buffered;
+          if (have > 0) out.set(this.#take(have), 0);
+          this.#assembly = out;
+          this.#assembled = have;
+        }
+        break;
+      }
       let payload = this.#length === 0 ? EMPTY_BUFFER : this.#take(this.#length);
       if (this.#reusedInput && payload.buffer === data.buffer) payload = Buffer.from(payload);
       frames.push({ type: this.#type, flags: this.#flags, id: this.#id, payload });
@@ -215,6 +245,8 @@ export class FrameDecoder {
 
   #fail(error: ProtocolError): never {
     this.#failure = error;
+    this.#assembly = undefined;
+    this.#assembled = 0;
     this.#chunks = [];
     this.#offset = 0;
     this.#buffered = 0;
