@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { FrameType, PREAMBLE } from '../../src/protocol/constants.js';
+import { encodeErrorBody, encodeServerHello } from '../../src/protocol/control.js';
+import { encodeFrame, FrameDecoder } from '../../src/protocol/frame.js';
+import { encodeListing, FileFrame } from '../../src/services/files/wire.js';
+import { runCli } from '../helpers/cli.js';
+import { faultyServer, LOOPBACK } from '../helpers/net.js';
+
+const cleanups: Array<() => Promise<unknown>> = [];
+after(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+const ESC = '\u001b';
+
+/** A server that completes the hello, then answers every request with `answer`. */
+async function hostile(answer: (id: number, type: number) => Buffer) {
+  const server = await faultyServer((socket) => {
+    const decoder = new FrameDecoder({ maxFrameBytes: 1 << 20 });
+    socket.on('data', (chunk: Buffer) => {
+      for (const frame of decoder.push(chunk)) {
+        if (frame.type === FrameType.HELLO) {
+          const hello = encodeServerHello({
+            version: 1,
+            services: ['message', 'file'],
+            capabilities: [],
+            limits: { maxFrameBytes: 1 << 20, maxInFlight: 16, idleTimeoutMs: 0 },
+          });
+          socket.write(Buffer.concat([Buffer.from(PREAMBLE), encodeFrame(FrameType.HELLO, 0, hello)]));
+        } else if (frame.id !== 0) {
+          socket.write(answer(frame.id, frame.type));
+        }
+      }
+    });
+  });
+  cleanups.push(() => server.close());
+  return `${LOOPBACK}:${server.port}`;
+}
+
+describe('a hostile server cannot drive the terminal or choose where files go', () => {
+  it('ls prints names with escape sequences and traversal escaped, as plain text', async () => {
+    const address = await hostile((id) =>
+      encodeFrame(
+        FileFrame.LIST_REPLY,
+        id,
+        encodeListing({
+          entries: [
+            { name: `evil${ESC}[2J${ESC}]0;pwned\u0007`, type: 'file', size: 1, mtimeMs: 0 },
+            { name: '../../etc/passwd\r\nfake line', type: 'file', size: 2, mtimeMs: 0 },
+          ],
+          truncated: false,
+        }),
+      ),
+    );
+    const result = await runCli(['ls', address]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.ok(!result.stdout.includes(ESC) && !result.stdout.includes('\u0007') && !result.stdout.includes('\r'), JSON.stringify(result.stdout));
+    assert.match(result.stdout, /evil\\x1b\[2J\\x1b\]0;pwned\\x07/);
+    assert.match(result.stdout, /\.\.\/\.\.\/etc\/passwd\\r\\nfake line/);
+    assert.equal(result.stdout.trim().split('\n').length, 2, 'one line per entry, whatever the names hold');
+  });
+
+  it("get prints a server's error message escaped, and saves nothing", async () => {
+    const address = await hostile((id) =>
+      encodeFrame(FrameType.ERROR, id, encodeErrorBody({ code: 'FORBIDDEN', message: `no${ESC}[31m red\rover` })),
+    );
+    const cwd = await mkdtemp(path.join(tmpdir(), 'tcpkit-hostile-'));
+    cleanups.push(() => rm(cwd, { recursive: true, force: true }));
+    const result = await runCli(['get', address, 'file.txt'], { cwd });
+    assert.equal(result.code, 1);
+    assert.equal(result.stderr, 'tcpkit: file.txt: no\\x1b[31m red\\rover\n');
+    assert.deepEqual(await readdir(cwd), []);
+  });
+
+  it('send prints replies escaped', async () => {
+    const address = await hostile((id) => encodeFrame(FrameType.MESSAGE_REPLY, id, Buffer.from(`ok${ESC}[?1049h\u009b2J`)));
+    const result = await runCli(['send', address, 'x']);
+    assert.equal(result.stdout, 'ok\\x1b[?1049h\\x9b2J\n');
+  });
+});
