@@ -59,27 +59,23 @@ function normalizeFingerprint(text: string): string {
   return text.replace(/:/g, '').toLowerCase();
 }
 
-/** Opens a TLS connection: handshake, certificate check (CA, or pin), within the deadline. */
-function openTlsSocket(options: ResolvedClientOptions, deadline: number): Promise<net.Socket> {
-  const settings = options.tls!;
+/**
+ * Waits for `socket` to reach `ready` ('connect' or 'secureConnect'), within the deadline and
+ * the abort signal; on any failure the socket is destroyed. `check` may refuse a socket that got
+ * there (a TLS pin). The one wait both plain and TLS connects share.
+ */
+function whenReady(
+  socket: net.Socket,
+  ready: 'connect' | 'secureConnect',
+  options: ResolvedClientOptions,
+  deadline: number,
+  how: { mapError(error: NodeJS.ErrnoException): TcpkitError; timeout: string; check?: () => TcpkitError | undefined },
+): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    // allowHalfOpen is honoured by tls.connect though its type omits it: a goodbye, then our FIN,
-    // must not end the server's side before its last replies.
-    const connectOptions: tls.ConnectionOptions & { allowHalfOpen: boolean } = {
-      host: options.host,
-      port: options.port,
-      allowHalfOpen: true,
-      minVersion: 'TLSv1.2',
-      ...(settings.ca !== undefined && { ca: settings.ca }),
-      // A pin replaces the CA check: only that exact certificate is accepted (checked below).
-      rejectUnauthorized: settings.insecure !== true && settings.pin === undefined,
-      ...(net.isIP(options.host) === 0 && { servername: options.host }),
-    };
-    const socket = tls.connect(connectOptions);
     const finish = (error: Error | undefined): void => {
       clearTimeout(timer);
       socket.off('error', onError);
-      socket.off('secureConnect', onSecure);
+      socket.off(ready, onReady);
       options.signal?.removeEventListener('abort', onAbort);
       if (error) {
         socket.destroy();
@@ -88,28 +84,45 @@ function openTlsSocket(options: ResolvedClientOptions, deadline: number): Promis
         resolve(socket);
       }
     };
-    const onSecure = (): void => {
-      if (settings.pin !== undefined) {
-        const actual = normalizeFingerprint(socket.getPeerCertificate().fingerprint256 ?? '');
-        if (actual !== normalizeFingerprint(settings.pin)) {
-          finish(new ConnectionError('TLS_FAILED', `the certificate of ${options.label} does not match the pin (it is ${actual})`));
-          return;
-        }
-      }
-      finish(undefined);
-    };
-    const onError = (error: NodeJS.ErrnoException): void => {
-      const refused = error.code === 'ECONNREFUSED' || error.code === 'ENOTFOUND' || error.code === 'EAI_AGAIN';
-      finish(refused ? connectError(error, options) : new ConnectionError('TLS_FAILED', `TLS with ${options.label} failed: ${error.message}`, { cause: error }));
-    };
+    const onReady = (): void => finish(how.check?.());
+    const onError = (error: NodeJS.ErrnoException): void => finish(how.mapError(error));
     const onAbort = (): void => finish(abortError(options.signal!));
-    const timer = setTimeout(
-      () => finish(new TimeoutError('CONNECT_TIMEOUT', `no TLS handshake with ${options.label} within ${options.connectTimeoutMs} ms`)),
-      Math.max(0, deadline - Date.now()),
-    );
-    socket.once('secureConnect', onSecure);
+    const timer = setTimeout(() => finish(new TimeoutError('CONNECT_TIMEOUT', how.timeout)), Math.max(0, deadline - Date.now()));
+    socket.once(ready, onReady);
     socket.on('error', onError);
     options.signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Opens a TLS connection: handshake, certificate check (CA, or pin), within the deadline. */
+function openTlsSocket(options: ResolvedClientOptions, deadline: number): Promise<net.Socket> {
+  const settings = options.tls!;
+  // allowHalfOpen is honoured by tls.connect though its type omits it: a goodbye, then our FIN,
+  // must not end the server's side before its last replies.
+  const connectOptions: tls.ConnectionOptions & { allowHalfOpen: boolean } = {
+    host: options.host,
+    port: options.port,
+    allowHalfOpen: true,
+    minVersion: 'TLSv1.2',
+    ...(settings.ca !== undefined && { ca: settings.ca }),
+    // A pin replaces the CA check: only that exact certificate is accepted (checked below).
+    rejectUnauthorized: settings.insecure !== true && settings.pin === undefined,
+    ...(net.isIP(options.host) === 0 && { servername: options.host }),
+  };
+  const socket = tls.connect(connectOptions);
+  return whenReady(socket, 'secureConnect', options, deadline, {
+    timeout: `no TLS handshake with ${options.label} within ${options.connectTimeoutMs} ms`,
+    mapError: (error) =>
+      error.code === 'ECONNREFUSED' || error.code === 'ENOTFOUND' || error.code === 'EAI_AGAIN'
+        ? connectError(error, options)
+        : new ConnectionError('TLS_FAILED', `TLS with ${options.label} failed: ${error.message}`, { cause: error }),
+    check: () => {
+      if (settings.pin === undefined) return undefined;
+      const actual = normalizeFingerprint(socket.getPeerCertificate().fingerprint256 ?? '');
+      return actual === normalizeFingerprint(settings.pin)
+        ? undefined
+        : new ConnectionError('TLS_FAILED', `the certificate of ${options.label} does not match the pin (it is ${actual})`);
+    },
   });
 }
 
@@ -124,45 +137,25 @@ export interface LargeReads {
 /** @internal Opens the TCP connection, within the connect timeout and the abort signal (also used by raw mode). */
 export function openSocket(options: ResolvedClientOptions, deadline: number, reads?: LargeReads): Promise<net.Socket> {
   if (options.tls) return openTlsSocket(options, deadline);
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({
-      host: options.host,
-      port: options.port,
-      allowHalfOpen: true,
-      // Large reads into one reused buffer: a bulk download needs ~16× fewer read() calls than
-      // with Node's 64 KiB default. The receiver must consume each chunk before returning.
-      ...(reads && {
-        onread: {
-          buffer: Buffer.allocUnsafeSlow(LARGE_READ_BYTES),
-          callback: (bytes: number, buffer: Uint8Array): boolean => {
-            reads.target?.receive(Buffer.from(buffer.buffer, buffer.byteOffset, bytes));
-            return true;
-          },
+  const socket = net.connect({
+    host: options.host,
+    port: options.port,
+    allowHalfOpen: true,
+    // Large reads into one reused buffer: a bulk download needs ~16× fewer read() calls than
+    // with Node's 64 KiB default. The receiver must consume each chunk before returning.
+    ...(reads && {
+      onread: {
+        buffer: Buffer.allocUnsafeSlow(LARGE_READ_BYTES),
+        callback: (bytes: number, buffer: Uint8Array): boolean => {
+          reads.target?.receive(Buffer.from(buffer.buffer, buffer.byteOffset, bytes));
+          return true;
         },
-      }),
-    });
-    const finish = (error: Error | undefined): void => {
-      clearTimeout(timer);
-      socket.off('error', onError);
-      socket.off('connect', onConnect);
-      options.signal?.removeEventListener('abort', onAbort);
-      if (error) {
-        socket.destroy();
-        reject(error);
-      } else {
-        resolve(socket);
-      }
-    };
-    const onConnect = (): void => finish(undefined);
-    const onError = (error: Error): void => finish(connectError(error, options));
-    const onAbort = (): void => finish(abortError(options.signal!));
-    const timer = setTimeout(
-      () => finish(new TimeoutError('CONNECT_TIMEOUT', `could not connect to ${options.label} within ${options.connectTimeoutMs} ms`)),
-      Math.max(0, deadline - Date.now()),
-    );
-    socket.once('connect', onConnect);
-    socket.on('error', onError);
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+      },
+    }),
+  });
+  return whenReady(socket, 'connect', options, deadline, {
+    timeout: `could not connect to ${options.label} within ${options.connectTimeoutMs} ms`,
+    mapError: (error) => connectError(error, options),
   });
 }
 
