@@ -129,6 +129,25 @@ export function tlsSettings(flags: TlsFlags): ClientOptions['tls'] {
   };
 }
 
+/** Flags every client command has: timeouts, token, TLS. */
+export interface ClientFlags extends TlsFlags {
+  token?: string;
+  timeout: number;
+  connectTimeout: number;
+}
+
+/** The library's client options from a client command's flags. */
+export function clientOptions(flags: ClientFlags): ClientOptions {
+  const token = tokenOption(flags.token);
+  const tls = tlsSettings(flags);
+  return {
+    connectTimeoutMs: flags.connectTimeout,
+    requestTimeoutMs: flags.timeout,
+    ...(token !== undefined && { token }),
+    ...(tls && { tls }),
+  };
+}
+
 /** Commander parser for a whole number within bounds. */
 export function intArg(min: number, max: number): (value: string) => number {
   return (value: string) => {

@@ -8,13 +8,7 @@ import type { Command } from 'commander';
 import { connect } from '../../client/client.js';
 import { OptionError } from '../../errors.js';
 import { DEFAULT_PORT, formatAddress, parseAddress } from '../../transport/address.js';
-import { intArg, safeText, tlsOptions, tlsSettings, tokenOption, type TlsFlags } from '../output.js';
-
-interface ConnectFlags extends TlsFlags {
-  token?: string;
-  timeout: number;
-  connectTimeout: number;
-}
+import { intArg, safeText, tlsOptions, clientOptions, type ClientFlags } from '../output.js';
 
 export function registerConnect(program: Command): void {
   tlsOptions(program.command('connect'))
@@ -29,7 +23,7 @@ export function registerConnect(program: Command): void {
     .option('--timeout <ms>', 'how long to wait for each reply; 0 waits forever', intArg(0, 2_147_483_647), 30_000)
     .option('--token <token>', 'token for a server that requires one (default: $TCPKIT_TOKEN)')
     .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000)
-    .action(async (address: string | undefined, flags: ConnectFlags) => {
+    .action(async (address: string | undefined, flags: ClientFlags) => {
       const interactive = process.stdin.isTTY === true;
       const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: interactive });
       const lines = rl[Symbol.asyncIterator]();
@@ -47,14 +41,7 @@ export function registerConnect(program: Command): void {
           const port = portText ? parseAddress(`x:${portText}`).port : DEFAULT_PORT;
           target = formatAddress(parseAddress(ip).host, port);
         }
-        const token = tokenOption(flags.token);
-        const tls = tlsSettings(flags);
-        const client = await connect(target, {
-          connectTimeoutMs: flags.connectTimeout,
-          requestTimeoutMs: flags.timeout,
-          ...(token !== undefined && { token }),
-          ...(tls && { tls }),
-        });
+        const client = await connect(target, clientOptions(flags));
         if (interactive) process.stderr.write(`connected to ${client.remote}; type a message, Ctrl-D to end\n`);
         try {
           for (;;) {

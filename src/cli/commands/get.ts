@@ -14,13 +14,12 @@ import { download, list, type DownloadResult } from '../../services/files/client
 import { validateName } from '../../services/files/names.js';
 import { rawDownload } from '../../services/files/raw.js';
 import { DEFAULT_PORT } from '../../transport/address.js';
-import { errorLine, exitCodeFor, ExitCode, intArg, safeText, tlsOptions, tlsSettings, tokenOption, type TlsFlags } from '../output.js';
+import { errorLine, exitCodeFor, ExitCode, intArg, safeText, tlsOptions, clientOptions, type ClientFlags } from '../output.js';
 
 /** Downloads in flight at once over one connection (more than a server serves at once). */
 const CONCURRENT_FILES = 32;
 
-interface GetFlags extends TlsFlags {
-  token?: string;
+interface GetFlags extends ClientFlags {
   raw?: boolean;
   output?: string;
   force?: boolean;
@@ -29,8 +28,6 @@ interface GetFlags extends TlsFlags {
   json?: boolean;
   quiet?: boolean;
   resume: boolean;
-  timeout: number;
-  connectTimeout: number;
 }
 
 function human(bytes: number): string {
@@ -121,14 +118,7 @@ export function registerGet(program: Command): void {
     .action(async (address: string, names: string[], flags: GetFlags) => {
       for (const name of names) validateName(name);
       const targets = await destinations(names, flags.output);
-      const token = tokenOption(flags.token);
-      const tls = tlsSettings(flags);
-      const options: ClientOptions = {
-        connectTimeoutMs: flags.connectTimeout,
-        requestTimeoutMs: flags.timeout,
-        ...(token !== undefined && { token }),
-        ...(tls && { tls }),
-      };
+      const options: ClientOptions = clientOptions(flags);
       const showBars = process.stderr.isTTY === true && !flags.quiet && !flags.json;
       const bars = showBars
         ? new cliProgress.MultiBar(
@@ -252,11 +242,8 @@ async function getClientIfOpen(getClient: () => Promise<Client>, short: boolean)
   }
 }
 
-interface LsFlags extends TlsFlags {
-  token?: string;
+interface LsFlags extends ClientFlags {
   json?: boolean;
-  timeout: number;
-  connectTimeout: number;
 }
 
 export function registerLs(program: Command): void {
@@ -270,14 +257,7 @@ export function registerLs(program: Command): void {
     .option('--timeout <ms>', 'how long to wait for the reply; 0 waits forever', intArg(0, 2_147_483_647), 30_000)
     .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000)
     .action(async (address: string, dir: string, flags: LsFlags) => {
-      const token = tokenOption(flags.token);
-      const tls = tlsSettings(flags);
-      const listing = await withClient(address, (client) => list(client, dir), {
-        connectTimeoutMs: flags.connectTimeout,
-        requestTimeoutMs: flags.timeout,
-        ...(token !== undefined && { token }),
-        ...(tls && { tls }),
-      });
+      const listing = await withClient(address, (client) => list(client, dir), clientOptions(flags));
       for (const entry of listing.entries) {
         if (flags.json) {
           process.stdout.write(`${JSON.stringify(entry)}\n`);

@@ -7,14 +7,11 @@ import type { ClientOptions } from '../../client/options.js';
 import { sendOnce } from '../../client/short.js';
 import { rawSend } from '../../client/raw.js';
 import { DEFAULT_PORT } from '../../transport/address.js';
-import { intArg, safeText, tlsOptions, tlsSettings, tokenOption, type TlsFlags } from '../output.js';
+import { intArg, safeText, tlsOptions, clientOptions, type ClientFlags } from '../output.js';
 
-interface SendFlags extends TlsFlags {
-  token?: string;
+interface SendFlags extends ClientFlags {
   short?: boolean;
   raw?: boolean;
-  timeout: number;
-  connectTimeout: number;
 }
 
 export function registerSend(program: Command): void {
@@ -34,14 +31,7 @@ export function registerSend(program: Command): void {
     .option('--timeout <ms>', 'how long to wait for each reply; 0 waits forever', intArg(0, 2_147_483_647), 30_000)
     .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000)
     .action(async (address: string, messages: string[], flags: SendFlags) => {
-      const token = tokenOption(flags.token);
-      const tls = tlsSettings(flags);
-      const options: ClientOptions = {
-        connectTimeoutMs: flags.connectTimeout,
-        requestTimeoutMs: flags.timeout,
-        ...(token !== undefined && { token }),
-        ...(tls && { tls }),
-      };
+      const options: ClientOptions = clientOptions(flags);
       const print = (reply: Buffer): void => {
         process.stdout.write(`${safeText(reply)}\n`);
       };

@@ -90,6 +90,7 @@ export function registerServe(program: Command): void {
     .action(async (dir: string, flags: ServeFlags) => {
       const { quiet = false, reply } = flags;
       const root = await FileRoot.open(dir);
+      const token = tokenOption(flags.token);
       if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined)) {
         throw new OptionError('INVALID_OPTION', '--tls-cert and --tls-key go together');
       }
@@ -120,7 +121,7 @@ export function registerServe(program: Command): void {
         requestTimeoutMs: flags.requestTimeout,
         sendTimeoutMs: flags.sendTimeout,
         maxConnectionsPerIp: flags.maxConnsPerIp,
-        ...(tokenOption(flags.token) !== undefined && { token: tokenOption(flags.token)! }),
+        ...(token !== undefined && { token }),
         ...(tls && { tls }),
         allow: flags.allow,
         deny: flags.deny,
