@@ -184,8 +184,15 @@ export class FrameDecoder {
         if (this.#length >= ASSEMBLE_MIN_BYTES) {
           // Everything buffered belongs to this payload: move it into the payload's own buffer.
           const out = this.#allocate(this.#length);
-          const have = this.#buffered;
-          if (have > 0) out.set(this.#take(have), 0);
+          let have = 0;
+          for (const [i, chunk] of this.#chunks.entries()) {
+            const part = i === 0 ? chunk.subarray(this.#offset) : chunk;
+            out.set(part, have);
+            have += part.length;
+          }
+          this.#chunks = [];
+          this.#offset = 0;
+          this.#buffered = 0;
           this.#assembly = out;
           this.#assembled = have;
         }
