@@ -184,8 +184,7 @@ export class Client {
   }
 
   #sendRequest(type: number, id: number, payload: Uint8Array): void {
-    if (payload.length >= 64 * 1024) this.#conn.sendLargeFrame(type, id, payload);
-    else this.#conn.sendFrame(type, id, payload);
+    this.#conn.sendFrame(type, id, payload);
   }
 
   /** @internal Resolves once the server's hello arrived. */

@@ -186,11 +186,7 @@ export class ServerSession implements ConnectionHandlers {
       this.#preambleSent = true;
       this.#conn.write(preambleBytes());
     }
-    if (payload !== undefined && payload.length >= 64 * 1024) return this.#conn.sendLargeFrame(type, id, payload, onSent);
-    // A small payload is copied into the frame at once: it is free straight away.
-    const room = this.#conn.sendFrame(type, id, payload);
-    onSent?.();
-    return room;
+    return this.#conn.sendFrame(type, id, payload, onSent);
   }
 
   /** Sends a frame of a streamed reply and waits for room in the send buffer. */

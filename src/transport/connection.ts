@@ -77,6 +77,8 @@ export function peerOf(socket: Socket): PeerInfo {
 
 /** Frames up to this size are gathered per turn; larger ones are written on their own. */
 const OUTBOX_FRAME_BYTES = 16 * 1024;
+/** Payloads at least this large are written as they are, after their header, never copied. */
+const UNCOPIED_PAYLOAD_BYTES = 64 * 1024;
 /** An outbox this full is sent at once, without waiting for the end of the turn. */
 const OUTBOX_FLUSH_BYTES = 64 * 1024;
 
@@ -278,9 +280,22 @@ export class Connection implements WatchdogOwner {
     return room;
   }
 
-  /** Encodes and queues one frame. Small frames join this turn's outbox (see {@link #flushOutbox}). */
-  sendFrame(type: number, id: number, payload?: Uint8Array): boolean {
-    const frame = encodeFrame(type, id, payload);
+  /**
+   * Encodes and queues one frame. A large payload is sent as it is, never copied, and `onSent`
+   * runs once the socket is done with it; a small one is copied into the frame (free at once)
+   * and joins this turn's outbox (see {@link #flushOutbox}).
+   */
+  sendFrame(type: number, id: number, payload?: Uint8Array, onSent?: () => void): boolean {
+    if (payload !== undefined && payload.length >= UNCOPIED_PAYLOAD_BYTES) {
+      this.write(encodeHeader(type, id, payload.length));
+      return this.write(payload, onSent);
+    }
+    const room = this.#queueSmall(encodeFrame(type, id, payload));
+    onSent?.();
+    return room;
+  }
+
+  #queueSmall(frame: Buffer): boolean {
     if (frame.length > OUTBOX_FRAME_BYTES) return this.write(frame);
     if (this.writeEnded) return false;
     this.#batch();
@@ -288,12 +303,6 @@ export class Connection implements WatchdogOwner {
     this.#outboxBytes += frame.length;
     if (this.#outboxBytes >= OUTBOX_FLUSH_BYTES) this.#flushOutbox();
     return !this.#socket.writableNeedDrain;
-  }
-
-  /** Queues one frame whose large payload is not copied; `onSent` runs once the socket is done with it. */
-  sendLargeFrame(type: number, id: number, payload: Uint8Array, onSent?: () => void): boolean {
-    this.write(encodeHeader(type, id, payload.length));
-    return this.write(payload, onSent);
   }
 
   /**
