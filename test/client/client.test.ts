@@ -6,7 +6,7 @@ import type { TcpkitError } from '../../src/errors.js';
 import { FrameType, PREAMBLE } from '../../src/protocol/constants.js';
 import { encodeServerHello } from '../../src/protocol/control.js';
 import { encodeFrame, FrameDecoder } from '../../src/protocol/frame.js';
-import { LOOPBACK, faultyServer, freePort, gate, testServers, trickle, within } from '../helpers/net.js';
+import { LOOPBACK, faultyServer, freePort, gate, testServers, trickle, waitUntil, within } from '../helpers/net.js';
 
 const { cleanups, serve } = testServers();
 async function faulty(...args: Parameters<typeof faultyServer>) {
@@ -84,13 +84,7 @@ describe('client: kept (long) connections', () => {
     client = await connect(address);
     assert.equal(client.server.limits.maxInFlight, 3);
     const all = Promise.all(Array.from({ length: 40 }, (_, n) => client.send(String(n))));
-    await within(
-      (async () => {
-        while (running < 3) await new Promise((resolve) => setImmediate(resolve));
-      })(),
-      5000,
-      'three in flight',
-    );
+    await waitUntil(() => running >= 3, 'three in flight', 5000);
     release.open();
     assert.equal((await all).length, 40);
     assert.equal(peak, 3, 'pipelined up to the limit, not beyond');
@@ -170,13 +164,7 @@ describe('client: short connections', () => {
     assert.equal((await sendOnce(address, 'a')).toString(), 'short a');
     assert.equal((await sendOnce({ host: LOOPBACK, port: Number(address.split(':')[1]) }, 'b')).toString(), 'short b');
     assert.equal(connections, 2);
-    await within(
-      (async () => {
-        while (server.connections > 0) await new Promise((resolve) => setTimeout(resolve, 5));
-      })(),
-      5000,
-      'connections closed',
-    );
+    await waitUntil(() => server.connections <= 0, 'connections closed', 5000);
   });
 
   it('withClient closes the connection even when the work fails', async () => {
@@ -187,13 +175,7 @@ describe('client: short connections', () => {
       }),
       /work failed/,
     );
-    await within(
-      (async () => {
-        while (server.connections > 0) await new Promise((resolve) => setTimeout(resolve, 5));
-      })(),
-      5000,
-      'connection closed',
-    );
+    await waitUntil(() => server.connections <= 0, 'connection closed', 5000);
   });
 });
 
@@ -284,13 +266,7 @@ describe('client: a kept connection reaped by the server as idle', () => {
     const client = await connect(address);
     assert.equal((await client.send('before')).toString(), 'before');
     assert.equal(await within(reaped, 5000, 'idle timeout'), 'idle');
-    await within(
-      (async () => {
-        while (server.connections > 0) await new Promise((resolve) => setTimeout(resolve, 5));
-      })(),
-      5000,
-      'reaped connection closed',
-    );
+    await waitUntil(() => server.connections <= 0, 'reaped connection closed', 5000);
     assert.equal(client.state, 'open', 'reaping is invisible to the library user');
     assert.equal((await client.send('after')).toString(), 'after');
     assert.equal(connections, 2);
@@ -359,13 +335,7 @@ describe('client: heartbeats', () => {
       () => (settled = true),
       () => (settled = true),
     );
-    await within(
-      (async () => {
-        while (pings < 3) await new Promise((resolve) => setTimeout(resolve, 10));
-      })(),
-      5000,
-      'three heartbeats',
-    );
+    await waitUntil(() => pings >= 3, 'three heartbeats', 5000);
     assert.equal(settled, false, 'a slow server that answers pings is alive');
     alive = false;
     await assert.rejects(within(pending, 5000, 'dead server detected'), (error: TcpkitError) => {

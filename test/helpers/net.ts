@@ -21,6 +21,20 @@ export function within<T>(promise: Promise<T>, ms: number, what: string): Promis
   return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * Resolves once `predicate` holds, checked every few milliseconds, within `ms`: for state that
+ * no event announces (counters, handler progress). Bounded like every wait here.
+ */
+export function waitUntil(predicate: () => boolean, what: string, ms = 5000): Promise<void> {
+  return within(
+    (async () => {
+      while (!predicate()) await new Promise((resolve) => setTimeout(resolve, 2));
+    })(),
+    ms,
+    what,
+  );
+}
+
 /** A tcpkit server on 127.0.0.1 and an ephemeral port. */
 export async function startServer(options: ServerOptions = {}): Promise<{ server: Server; port: number; address: string }> {
   const server = createServer({ host: LOOPBACK, port: 0, ...options });

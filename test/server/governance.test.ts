@@ -6,21 +6,11 @@ import type { TcpkitError } from '../../src/errors.js';
 import { Admission } from '../../src/server/admission.js';
 import { FrameType } from '../../src/protocol/constants.js';
 import { decodeErrorBody } from '../../src/protocol/control.js';
-import { LOOPBACK, RawPeer, clientOpening, testServers, within } from '../helpers/net.js';
+import { LOOPBACK, RawPeer, clientOpening, testServers, waitUntil, within } from '../helpers/net.js';
 import { runCli, startCliServer } from '../helpers/cli.js';
 import { encodeFrame } from '../../src/protocol/frame.js';
 
 const { cleanups, serve } = testServers();
-
-async function until(predicate: () => boolean, what: string): Promise<void> {
-  await within(
-    (async () => {
-      while (!predicate()) await new Promise((resolve) => setTimeout(resolve, 5));
-    })(),
-    5000,
-    what,
-  );
-}
 
 describe('admission policy', () => {
   it('counts per address and in total, and returns exactly to zero', () => {
@@ -118,13 +108,13 @@ describe('connection caps (real sockets, many client addresses)', () => {
       }
       peers.push(peer);
     }
-    await until(() => server.stats().accepted === 12, 'accepted');
+    await waitUntil(() => server.stats().accepted === 12, 'accepted');
     peers.forEach((peer, i) => {
       if (i % 3 === 0) peer.socket.end();
       else if (i % 3 === 1) peer.socket.resetAndDestroy();
       // i % 3 === 2: never says hello, closed by the handshake deadline
     });
-    await until(() => server.connections === 0, 'all connections gone');
+    await waitUntil(() => server.connections === 0, 'all connections gone');
     assert.deepEqual(server.stats().connectionsPerIp, {});
     // And the freed slots are usable again.
     const again = await connect(`${LOOPBACK}:${port}`);
@@ -208,7 +198,7 @@ describe('phase deadlines (real sockets)', () => {
     for (let id = 1; id <= 16; id++) peer.send(FrameType.MESSAGE, id, big);
     const [, why] = await within(timedOut, 10_000, 'send-stall');
     assert.equal(why, 'send-stall');
-    await until(() => server.connections === 0, 'connection dropped');
+    await waitUntil(() => server.connections === 0, 'connection dropped');
     peer.socket.destroy();
   });
 

@@ -8,7 +8,7 @@ import { FrameType, HEADER_BYTES } from '../../src/protocol/constants.js';
 import { decodeErrorBody, decodeServerHello } from '../../src/protocol/control.js';
 import { createServer } from '../../src/server/server.js';
 import { SERVER_DEFAULTS } from '../../src/server/options.js';
-import { LOOPBACK, RawPeer, clientOpening, gate, testServers, within } from '../helpers/net.js';
+import { LOOPBACK, RawPeer, clientOpening, gate, testServers, waitUntil, within } from '../helpers/net.js';
 
 const { cleanups, serve } = testServers();
 
@@ -235,13 +235,7 @@ describe('server: connections', () => {
     const peer = await RawPeer.open(port);
     for (let id = 1; id <= 6; id++) peer.send(FrameType.MESSAGE, id, Buffer.from(String(id)));
     // Wait until the server has started what it will start, then check it held to the cap.
-    await within(
-      (async () => {
-        while (running < 2) await new Promise((resolve) => setImmediate(resolve));
-      })(),
-      5000,
-      'two handlers running',
-    );
+    await waitUntil(() => running >= 2, 'two handlers running', 5000);
     assert.equal(running, 2);
     release.open();
     await peer.waitFrames(6);
@@ -338,13 +332,7 @@ describe('server: graceful close', () => {
     const busy = await connect(address);
     const idle = await RawPeer.open(port);
     const slow = busy.send('slow');
-    await within(
-      (async () => {
-        while (server.stats().requests < 1) await new Promise((resolve) => setImmediate(resolve));
-      })(),
-      5000,
-      'request started',
-    );
+    await waitUntil(() => server.stats().requests >= 1, 'request started', 5000);
     const closing = server.close();
     await idle.waitClosed();
     assert.equal(idle.frames[0]?.type, FrameType.GOODBYE);
@@ -363,13 +351,7 @@ describe('server: graceful close', () => {
     const { server, address } = await serve({ drainTimeoutMs: 100, onMessage: () => new Promise(() => {}) });
     const client = await connect(address);
     const pending = client.send('forever');
-    await within(
-      (async () => {
-        while (server.stats().requests < 1) await new Promise((resolve) => setImmediate(resolve));
-      })(),
-      5000,
-      'request started',
-    );
+    await waitUntil(() => server.stats().requests >= 1, 'request started', 5000);
     await within(server.close(), 5000, 'close() at the deadline');
     await assert.rejects(pending, (error: TcpkitError) => error.code === 'TCPKIT_ERR_CONNECTION_FAILED' || error.code === 'TCPKIT_ERR_CONNECTION_CLOSED');
   });
