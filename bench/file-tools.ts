@@ -1,12 +1,12 @@
 /**
  * The programs the file suite runs, each as a server and its client on 127.0.0.1: tcpkit
- * (`tcpkit serve` + `tcpkit get`, or `get-null.js` for /dev/null), socat, nc (netcat-openbsd) and
- * nginx (sendfile) + curl. A transfer starts the server (not timed), runs the client timed from
- * spawn to exit, reads what each side cost, and stops the server. What the client saved is
- * checked by the suite afterwards.
+ * (`tcpkit serve` + `tcpkit get`, or `get-null.js` for /dev/null; over plain TCP, or over TLS with
+ * a certificate from `tcpkit cert`), socat, nc (netcat-openbsd) and nginx (sendfile) + curl. A
+ * transfer starts the server (not timed), runs the client timed from spawn to exit, reads what
+ * each side cost, and stops the server. What the client saved is checked by the suite afterwards.
  */
 import { closeSync, openSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Workspace } from './file-fixtures.js';
@@ -35,11 +35,21 @@ export interface Transfer {
   reported?: number;
 }
 
+/** A certificate and key for `tcpkit serve --tls-cert/--tls-key`, and the fingerprint clients pin. */
+export interface TlsFiles {
+  readonly cert: string;
+  readonly key: string;
+  /** SHA-256 fingerprint, as `tcpkit cert` prints it (`--pin`). */
+  readonly fingerprint: string;
+}
+
 /** What every run needs. */
 export interface ToolContext {
-  /** Paths of the commands found (socat, nc, nginx, curl). */
+  /** Paths of the commands found (socat, nc, nginx, curl, openssl). */
   readonly commands: ReadonlyMap<string, string>;
   readonly workspace: Workspace;
+  /** The certificate of the TLS runs, made once per suite run ({@link makeCertificate}). */
+  readonly tls?: TlsFiles;
 }
 
 /** Options of a timed client or one-shot server run in `context`. */
@@ -50,7 +60,7 @@ function timed(context: ToolContext, label: string, timeoutMs: number): RunOptio
 /** A program that downloads one large file. */
 export interface BigFileTool {
   /** Row id part and short name. */
-  readonly id: 'tcpkit' | 'socat' | 'nc' | 'nginx';
+  readonly id: 'tcpkit' | 'tcpkit-tls' | 'socat' | 'nc' | 'nginx';
   readonly label: string;
   /** Commands it needs besides node. */
   readonly commands: readonly string[];
@@ -91,9 +101,10 @@ async function whileServing(daemon: Daemon, client: () => Promise<RunResult>, la
   return { result, server: { cpuSeconds: after.cpuSeconds - before.cpuSeconds, peakRssKiB: after.peakRssKiB } };
 }
 
-/** `tcpkit serve` on 127.0.0.1, port 0; resolves once it says where it listens. */
-async function startTcpkit(served: string): Promise<{ daemon: Daemon; address: string }> {
-  const daemon = Daemon.start(process.execPath, [CLI, 'serve', served, '--host', '127.0.0.1', '--port', '0', '--quiet'], 'tcpkit serve');
+/** `tcpkit serve` on 127.0.0.1, port 0 (over TLS with `tls`); resolves once it says where it listens. */
+async function startTcpkit(served: string, tls?: TlsFiles): Promise<{ daemon: Daemon; address: string }> {
+  const tlsArgs = tls !== undefined ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : [];
+  const daemon = Daemon.start(process.execPath, [CLI, 'serve', served, '--host', '127.0.0.1', '--port', '0', '--quiet', ...tlsArgs], 'tcpkit serve');
   try {
     const line = await daemon.firstLine();
     const match = /^listening on (\S+)$/.exec(line);
@@ -117,35 +128,66 @@ function jsonLines(stdout: string, label: string): Array<Record<string, unknown>
   }
 }
 
-const tcpkitBig: BigFileTool = {
-  id: 'tcpkit',
-  label: 'tcpkit',
-  commands: [],
-  describe: (sink) =>
-    sink === 'disk'
-      ? '`tcpkit serve DIR --host 127.0.0.1 --port 0 --quiet`; `tcpkit get 127.0.0.1:PORT FILE -o OUT --force --quiet --json` (XXH64-verified, partial file renamed into place)'
-      : '`tcpkit serve` as above; `node bench/get-null.js 127.0.0.1:PORT FILE` (library `getStream`, body dropped, digest verified)',
-  async fetch(context, name, size, sink, timeoutMs) {
-    const { daemon, address } = await startTcpkit(context.workspace.served);
-    try {
-      const args =
-        sink.kind === 'disk' ? [CLI, 'get', address, name, '-o', sink.path, '--force', '--quiet', '--json'] : [GET_NULL, address, name];
-      const label = sink.kind === 'disk' ? 'tcpkit get' : 'get-null';
-      const { result, server } = await whileServing(
-        daemon,
-        () => runTimed(process.execPath, args, timed(context, label, timeoutMs)),
-        label,
-      );
-      const [line] = jsonLines(result.stdout, label);
-      const seconds = Number(line?.seconds);
-      const bytes = Number(line?.bytes);
-      if (bytes !== size) throw new Error(`${label} reports ${String(line?.bytes)} bytes, expected ${size}`);
-      return { seconds: result.seconds, client: result.cost, server, inProcessSeconds: seconds > 0 ? seconds : undefined, reported: bytes };
-    } finally {
-      await daemon.stop();
-    }
-  },
-};
+/**
+ * tcpkit on one large file: `tcpkit serve` + `tcpkit get` (disk) or `get-null.js` (/dev/null).
+ * With `tls`, the same server and client over TLS, the client pinning the certificate of
+ * `context.tls`: nothing else differs, the digest check included.
+ */
+function tcpkitBigTool(tls: boolean): BigFileTool {
+  const over = tls ? ' --tls-cert CERT --tls-key KEY' : '';
+  const pin = tls ? ' --pin SHA256' : '';
+  return {
+    id: tls ? 'tcpkit-tls' : 'tcpkit',
+    label: tls ? 'tcpkit over TLS' : 'tcpkit',
+    commands: tls ? ['openssl'] : [],
+    describe: (sink) =>
+      sink === 'disk'
+        ? `\`tcpkit serve DIR --host 127.0.0.1 --port 0 --quiet${over}\`; \`tcpkit get 127.0.0.1:PORT FILE -o OUT --force --quiet --json${pin}\` (XXH64-verified, partial file renamed into place)` +
+          (tls ? '; CERT, KEY and SHA256 from one `tcpkit cert` per bench run' : '')
+        : `\`tcpkit serve\` as above; \`node bench/get-null.js 127.0.0.1:PORT FILE${pin}\` (library \`getStream\`, body dropped, digest verified)`,
+    async fetch(context, name, size, sink, timeoutMs) {
+      if (tls && context.tls === undefined) throw new Error('no TLS certificate was made for this run');
+      const files = tls ? context.tls : undefined;
+      const { daemon, address } = await startTcpkit(context.workspace.served, files);
+      try {
+        const pinArgs = files !== undefined ? ['--pin', files.fingerprint] : [];
+        const args =
+          sink.kind === 'disk'
+            ? [CLI, 'get', address, name, '-o', sink.path, '--force', '--quiet', '--json', ...pinArgs]
+            : [GET_NULL, address, name, ...pinArgs];
+        const label = `${sink.kind === 'disk' ? 'tcpkit get' : 'get-null'}${tls ? ' (TLS)' : ''}`;
+        const { result, server } = await whileServing(
+          daemon,
+          () => runTimed(process.execPath, args, timed(context, label, timeoutMs)),
+          label,
+        );
+        const [line] = jsonLines(result.stdout, label);
+        const seconds = Number(line?.seconds);
+        const bytes = Number(line?.bytes);
+        if (bytes !== size) throw new Error(`${label} reports ${String(line?.bytes)} bytes, expected ${size}`);
+        return { seconds: result.seconds, client: result.cost, server, inProcessSeconds: seconds > 0 ? seconds : undefined, reported: bytes };
+      } finally {
+        await daemon.stop();
+      }
+    },
+  };
+}
+
+/**
+ * Makes the TLS runs' self-signed certificate with `tcpkit cert --out DIR` (which runs openssl)
+ * and takes the paths and fingerprint it prints.
+ */
+export async function makeCertificate(context: ToolContext): Promise<TlsFiles> {
+  const dir = path.join(context.workspace.scratch, 'tls');
+  await mkdir(dir, { recursive: true });
+  const result = check(await runTimed(process.execPath, [CLI, 'cert', '--out', dir], timed(context, 'tcpkit cert', 60_000)), 'tcpkit cert');
+  const field = (name: string): string => {
+    const value = new RegExp(`^${name}:\\s+(.+)$`, 'm').exec(result.stdout)?.[1]?.trim();
+    if (value === undefined) throw new Error(`tcpkit cert printed no "${name}:" line: ${result.stdout.slice(0, 300)}`);
+    return value;
+  };
+  return { cert: field('certificate'), key: field('key'), fingerprint: field('sha256') };
+}
 
 /** One-shot server (socat, nc) and its client, both timed; the server's cost is its whole life. */
 async function oneShot(
@@ -255,8 +297,8 @@ const nginxCurl: BigFileTool = {
   },
 };
 
-/** Every large-file tool, socat (the baseline) first. */
-export const BIG_FILE_TOOLS: readonly BigFileTool[] = [socat, tcpkitBig, nc, nginxCurl];
+/** Every large-file tool, socat (the baseline) first; tcpkit over TLS runs only in the TLS case. */
+export const BIG_FILE_TOOLS: readonly BigFileTool[] = [socat, tcpkitBigTool(false), tcpkitBigTool(true), nc, nginxCurl];
 
 const tcpkitSmall: SmallFilesTool = {
   id: 'tcpkit',

@@ -2,10 +2,11 @@
  * The file download suite (the issue's benchmark): a 1 GiB page-cached file downloaded to disk
  * and to /dev/null by tcpkit beside socat -b 1048576, nc and nginx (sendfile) + curl, and 10,000
  * files of 4 KiB over one kept connection by tcpkit beside curl + nginx over one keep-alive
- * connection; with BENCH_BIG=1 also a 4 GiB file to disk (tcpkit and socat). Every client is
+ * connection; the 1 GiB file also by tcpkit over TLS beside tcpkit over plain TCP (disk and
+ * /dev/null); with BENCH_BIG=1 also a 4 GiB file to disk (tcpkit and socat). Every client is
  * timed as a whole process, from spawn to exit; medians of BENCH_RUNS runs, ratios against
- * socat (large files) or curl + nginx (small files). Targets: 1 GiB to disk ≥ 1.0× socat;
- * 10,000 small files ≥ 5× curl + nginx; server and client peak RSS under 100 MiB.
+ * socat (large files), curl + nginx (small files) or plain TCP (TLS). Targets: 1 GiB to disk
+ * ≥ 1.0× socat; 10,000 small files ≥ 5× curl + nginx; server and client peak RSS under 100 MiB.
  */
 import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
@@ -23,7 +24,16 @@ import {
   writeRandomFile,
   writeSmallFiles,
 } from './file-fixtures.js';
-import { BIG_FILE_TOOLS, cliStartupSeconds, SMALL_FILES_TOOLS, type Sink, type ToolContext, type Transfer } from './file-tools.js';
+import {
+  BIG_FILE_TOOLS,
+  cliStartupSeconds,
+  makeCertificate,
+  SMALL_FILES_TOOLS,
+  type BigFileTool,
+  type Sink,
+  type ToolContext,
+  type Transfer,
+} from './file-tools.js';
 import { ensureCommands } from './peer-install.js';
 import { killAll } from './processes.js';
 import { compareRow, medianRate, type Measured, type ResultRow, type ResultTable, type Sample, type Suite, type SuiteContext, type SuiteResult } from './suite.js';
@@ -174,31 +184,48 @@ interface BigCase {
   toolIds: ReadonlyArray<string>;
 }
 
-async function runBigCase(context: SuiteContext, setup: Setup, spec: BigCase): Promise<{ table: ResultTable; sides: Map<string, Side> }> {
+/** The large-file tools among `toolIds`, in {@link BIG_FILE_TOOLS} order. */
+function bigTools(toolIds: readonly string[]): BigFileTool[] {
+  return BIG_FILE_TOOLS.filter((tool) => toolIds.includes(tool.id));
+}
+
+/** One large-file tool as a contender: `file` downloaded to its sink, checked, the copy removed. */
+function bigContender(setup: Setup, file: Pick<BigCase, 'name' | 'bytes' | 'sink'>, tool: BigFileTool): Contender {
   const { workspace } = setup.context;
-  const source = path.join(workspace.served, spec.name);
-  const output = path.join(workspace.out, `${spec.name}.copy`);
-  const timeoutMs = Math.max(60_000, (spec.bytes / 20e6) * 1000);
-  const tools = BIG_FILE_TOOLS.filter((tool) => spec.toolIds.includes(tool.id));
-  const contenders: Contender[] = tools.map((tool) => ({
+  const source = path.join(workspace.served, file.name);
+  const output = path.join(workspace.out, `${file.name}.copy`);
+  const timeoutMs = Math.max(60_000, (file.bytes / 20e6) * 1000);
+  return {
     id: tool.id,
     missing: missingFor(setup, tool.commands),
     async run() {
       await emptyDir(workspace.out);
-      const sink: Sink = spec.sink === 'disk' ? { kind: 'disk', path: output } : { kind: 'null' };
+      const sink: Sink = file.sink === 'disk' ? { kind: 'disk', path: output } : { kind: 'null' };
       try {
-        const transfer = await tool.fetch(setup.context, spec.name, spec.bytes, sink, timeoutMs);
+        const transfer = await tool.fetch(setup.context, file.name, file.bytes, sink, timeoutMs);
         if (sink.kind === 'disk') {
           const differs = await compareFiles(source, output);
           if (differs !== undefined) throw new Error(`${tool.label}: ${differs}`);
         }
-        return toSample(transfer, spec.bytes / 1e6);
+        return toSample(transfer, file.bytes / 1e6);
       } finally {
         // Removed at once: a deleted file's dirty pages are dropped, never written back later.
         await emptyDir(workspace.out);
       }
     },
-  }));
+  };
+}
+
+/** A tcpkit side's in-process rates (request to verified end), in MB/s; failures stay on its whole-process row. */
+function inProcess(side: Side, bytes: number): Measured {
+  const measured = side.result((sample) => (sample.inProcessSeconds !== undefined ? bytes / 1e6 / sample.inProcessSeconds : undefined));
+  delete measured.error; // reported once, on the whole-process row
+  return measured;
+}
+
+async function runBigCase(context: SuiteContext, setup: Setup, spec: BigCase): Promise<{ table: ResultTable; sides: Map<string, Side> }> {
+  const tools = bigTools(spec.toolIds);
+  const contenders = tools.map((tool) => bigContender(setup, spec, tool));
   for (const tool of tools) setup.notes.push(`${tool.label}, ${spec.id}: ${tool.describe(spec.sink)}`);
   const sides = await measureCase(context, spec.id, 'MB/s', contenders);
   const baseline = sides.get('socat')!;
@@ -210,15 +237,48 @@ async function runBigCase(context: SuiteContext, setup: Setup, spec: BigCase): P
     const label = side.skipped !== undefined ? `${tool.label} (skipped)` : tool.id === 'tcpkit' ? tcpkitLabel : tool.label;
     rows.push(compareRow(`files/${spec.id}-${tool.id}`, label, 'MB/s', side.result(), baseline.result(), tool.id === 'tcpkit' ? spec.target : undefined));
     if (tool.id === 'tcpkit' && side.samples.length > 0) {
-      const inProcess = side.result((sample) => (sample.inProcessSeconds !== undefined ? spec.bytes / 1e6 / sample.inProcessSeconds : undefined));
-      delete inProcess.error; // reported once, on the whole-process row
-      rows.push(compareRow(`files/${spec.id}-tcpkit-inproc`, 'tcpkit, in-process (request to verified end)', 'MB/s', inProcess, baseline.result()));
+      rows.push(compareRow(`files/${spec.id}-tcpkit-inproc`, 'tcpkit, in-process (request to verified end)', 'MB/s', inProcess(side, spec.bytes), baseline.result()));
     }
   }
   const size = spec.bytes >= GiB ? `${spec.bytes / GiB} GiB` : `${spec.bytes / MiB} MiB`;
   return {
     table: { title: `${size} file, page-cached, ${spec.title}`, subjectName: 'tool', baselineName: 'socat -b 1048576', target: spec.target, rows },
     sides,
+  };
+}
+
+/**
+ * The 1 GiB file by tcpkit over TLS beside tcpkit over plain TCP, for each selected sink: the
+ * same server and client, measured in the same case (rotating order), so the two differ only by
+ * TLS; the ratio is TLS / plain. One table, a whole-process and an in-process row per sink, and
+ * the peak RSS notes of each sink.
+ */
+async function runTlsCase(
+  context: SuiteContext,
+  setup: Setup,
+  file: Pick<BigCase, 'name' | 'bytes'>,
+  sinks: ReadonlyArray<Sink['kind']>,
+): Promise<{ table: ResultTable; rss: string[] }> {
+  const tools = bigTools(['tcpkit', 'tcpkit-tls']);
+  const rows: ResultRow[] = [];
+  const rss: string[] = [];
+  for (const sink of sinks) {
+    const caseId = `tls-${sink}`;
+    for (const tool of tools) setup.notes.push(`${tool.label}, ${caseId}: ${tool.describe(sink)}`);
+    const measured = await measureCase(context, caseId, 'MB/s', tools.map((tool) => bigContender(setup, { ...file, sink }, tool)));
+    const plain = measured.get('tcpkit')!;
+    const tls = measured.get('tcpkit-tls')!;
+    const client = sink === 'disk' ? 'tcpkit get to disk' : 'get-null.js to /dev/null';
+    const label = tls.skipped !== undefined ? `${client} (TLS skipped)` : `${client} (whole process: Node start-up, connect, handshake, transfer)`;
+    rows.push(compareRow(`files/${caseId}`, label, 'MB/s', tls.result(), plain.result()));
+    if (tls.samples.length > 0 || plain.samples.length > 0) {
+      rows.push(compareRow(`files/${caseId}-inproc`, `${client}, in-process (request to verified end)`, 'MB/s', inProcess(tls, file.bytes), inProcess(plain, file.bytes)));
+    }
+    rss.push(...rssNotes(`1 GiB ${sink === 'disk' ? 'to disk' : 'to /dev/null'}, TLS beside plain`, measured));
+  }
+  return {
+    table: { title: '1 GiB file, page-cached, tcpkit over TLS beside plain TCP (same server and client; XXH64 digest verified on both)', subjectName: 'TLS', baselineName: 'plain TCP', rows },
+    rss,
   };
 }
 
@@ -300,6 +360,7 @@ async function run(context: SuiteContext): Promise<SuiteResult> {
   const bigWanted = process.env.BENCH_BIG === '1' || only.some((token) => token.startsWith('files/big'));
   const disk = wants(context, 'disk', ['tcpkit', 'nc', 'nginx']);
   const toNull = wants(context, 'null', ['tcpkit', 'nc', 'nginx']);
+  const tlsSinks = (['disk', 'null'] as const).filter((sink) => context.selected(`files/tls-${sink}`));
   const small = wants(context, 'small', ['tcpkit']);
   const big = bigWanted ? wants(context, 'big', ['tcpkit']) : [];
   const notes: string[] = [];
@@ -320,7 +381,7 @@ async function run(context: SuiteContext): Promise<SuiteResult> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    const found = await ensureCommands(['socat', 'nc', 'nginx', 'curl', 'time'], context.progress);
+    const found = await ensureCommands(['socat', 'nc', 'nginx', 'curl', 'time', ...(tlsSinks.length > 0 ? ['openssl'] : [])], context.progress);
     const commands = new Map<string, string>();
     const missing = new Map<string, string>();
     for (const [name, where] of found) {
@@ -334,7 +395,10 @@ async function run(context: SuiteContext): Promise<SuiteResult> {
     }
     for (const [name, why] of missing) if (name !== 'time') notes.push(`Skipped ${name}: ${why}`);
     if (!commands.has('time')) notes.push('GNU time missing: CPU time and peak RSS of clients read from /proc every 10 ms instead (the last few ms are missed)');
-    const setup: Setup = { context: { commands, workspace }, missing, notes };
+    const plain: ToolContext = { commands, workspace };
+    // One certificate per bench run; without openssl the TLS side is skipped, and says why.
+    const tls = tlsSinks.length > 0 && commands.has('openssl') ? await makeCertificate(plain) : undefined;
+    const setup: Setup = { context: tls !== undefined ? { ...plain, tls } : plain, missing, notes };
 
     const free = await freeBytes(workspace.root);
     notes.push(
@@ -347,7 +411,7 @@ async function run(context: SuiteContext): Promise<SuiteResult> {
       notes.push(`Skipped ${what}: needs ${((2 * bytes + 512 * MiB) / GiB).toFixed(1)} GiB free in ${os.tmpdir()}, has ${(free / GiB).toFixed(1)} GiB`);
       return false;
     };
-    const bigFile = disk.length + toNull.length > 0 && room(GiB, 'the 1 GiB rows');
+    const bigFile = disk.length + toNull.length + tlsSinks.length > 0 && room(GiB, 'the 1 GiB rows');
     if (big.length > 0 && !room(4 * GiB, 'the 4 GiB row')) big.length = 0;
 
     const rss: string[] = [];
@@ -364,6 +428,11 @@ async function run(context: SuiteContext): Promise<SuiteResult> {
         const { table, sides } = await runBigCase(context, setup, spec);
         tables.push(table);
         rss.push(...rssNotes(`1 GiB ${title}`, sides));
+      }
+      if (tlsSinks.length > 0) {
+        const { table, rss: tlsRss } = await runTlsCase(context, setup, { name: 'big.bin', bytes: GiB }, tlsSinks);
+        tables.push(table);
+        rss.push(...tlsRss);
       }
       await rm(path.join(workspace.served, 'big.bin'), { force: true });
     }

@@ -1,7 +1,8 @@
 /**
- * The programs the file suite compares tcpkit with (socat, nc, nginx, curl) and GNU time: found
- * on the PATH (or in sbin), installed with apt-get when missing, or reported missing with the
- * reason, so that the suite can skip that peer and say why.
+ * The programs the file suite compares tcpkit with (socat, nc, nginx, curl), GNU time, and
+ * openssl (for `tcpkit cert`, when the TLS rows run): found on the PATH (or in sbin), installed
+ * with apt-get when missing, or reported missing with the reason, so that the suite can skip that
+ * peer and say why.
  */
 import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
@@ -15,6 +16,8 @@ const PACKAGES: Readonly<Record<string, readonly string[]>> = Object.freeze({
   nginx: ['nginx-light', 'nginx'],
   curl: ['curl'],
   time: ['time'],
+  // `tcpkit cert` runs it, for the TLS rows' certificate.
+  openssl: ['openssl'],
 });
 
 /** How long apt-get may take, each call. */
