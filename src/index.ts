@@ -3,7 +3,7 @@
  */
 export { createServer, Server, type ServerEventMap, type ServerStats } from './server/server.js';
 export { SERVER_DEFAULTS, type ServerOptions } from './server/options.js';
-export { connect, Client, type ClientState, type RequestOptions, type StreamConsumer } from './client/client.js';
+export { connect, Client, type ClientState, type RequestChannel, type RequestOptions, type StreamConsumer } from './client/client.js';
 export { withClient, sendOnce } from './client/short.js';
 export { CLIENT_DEFAULTS, type ClientOptions, type Target } from './client/options.js';
 export {
@@ -28,7 +28,9 @@ export {
   type DownloadResult,
   type FileStream,
 } from './services/files/client.js';
-export type { EntryInfo, FileHead, Listing } from './services/files/wire.js';
+export { uploadService, UPLOAD_DEFAULTS, type UploadServiceOptions } from './services/files/upload.js';
+export { upload, uploadStream, type UploadOptions, type UploadResult } from './services/files/put.js';
+export type { EntryInfo, FileHead, Listing, PutDone } from './services/files/wire.js';
 export { validateName } from './services/files/names.js';
 export { withRetries, isRetryable, backoffMs } from './client/retry.js';
 export type { PeerInfo, CloseReason } from './transport/connection.js';

@@ -7,12 +7,13 @@ import { VERSION } from '../version.js';
 import { registerCert } from './commands/cert.js';
 import { registerConnect } from './commands/connect.js';
 import { registerGet, registerLs } from './commands/get.js';
+import { registerPut } from './commands/put.js';
 import { registerSend } from './commands/send.js';
 import { registerServe } from './commands/serve.js';
 import { errorLine, exitCodeFor, ExitCode } from './output.js';
 
 /** Every subcommand, in the order `--help` lists them. */
-const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerServe, registerSend, registerConnect, registerGet, registerLs, registerCert];
+const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerServe, registerSend, registerConnect, registerGet, registerLs, registerPut, registerCert];
 
 const EPILOG = `
 Addresses are HOST[:PORT]; the port is 7890 when omitted. IPv6: [ADDR]:PORT.

@@ -2,6 +2,7 @@
  * What the CLI prints: peer text made safe for a terminal, errors as one line, exit codes.
  */
 import { readFileSync } from 'node:fs';
+import bytes from 'bytes';
 import { InvalidArgumentError, type Command } from 'commander';
 import type { ClientOptions } from '../client/options.js';
 import { TcpkitError } from '../errors.js';
@@ -156,4 +157,16 @@ export function intArg(min: number, max: number): (value: string) => number {
     if (n < min || n > max) throw new InvalidArgumentError(`expected a number from ${min} to ${max}`);
     return n;
   };
+}
+
+/**
+ * A commander parser for sizes: bytes, or with a binary unit (`500MB`, `2G`, `1.5 GiB`; K, M, G,
+ * T = 1024, 1024², ...). Stricter than `bytes.parse` alone, which reads `1G` as 1 byte.
+ */
+export function sizeArg(value: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(?:([kmgtp])i?b?|b)?\s*$/i.exec(value);
+  if (match === null) throw new InvalidArgumentError(`expected a size such as 1048576, 500MB or 2GB, got "${value}"`);
+  const n = bytes.parse(`${match[1]}${match[2] ?? ''}b`);
+  if (n === null || !Number.isSafeInteger(Math.floor(n))) throw new InvalidArgumentError(`"${value}" is too large`);
+  return Math.floor(n);
 }

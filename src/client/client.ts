@@ -25,6 +25,8 @@ export interface RequestOptions {
 }
 
 interface Pending {
+  /** Its id on the current connection (a new one after it is sent again). */
+  id: number;
   /** The request, kept to send it again on a new connection after an idle goodbye. */
   readonly type: number;
   readonly payload: Uint8Array;
@@ -51,6 +53,18 @@ export interface StreamConsumer {
   isFinal(frame: Frame): boolean;
   /** Called for every reply frame but ERROR, in order; throwing abandons the request. */
   frame(frame: Frame): void;
+  /** Called once the request is sent, with the way to send continuation frames (an upload's content). */
+  opened?(channel: RequestChannel): void;
+}
+
+/** Sends the continuation frames of a request in flight; see {@link StreamConsumer.opened}. */
+export interface RequestChannel {
+  /**
+   * Sends one continuation frame of the request; resolves when the connection can take more
+   * (backpressure). Sending counts as progress for the request timeout. Rejects once the request
+   * is over (answered, failed, timed out or aborted): the request's own promise says why.
+   */
+  send(type: number, payload: Uint8Array): Promise<void>;
 }
 
 /** State of a client: open, closing (no new requests), closed. */
@@ -165,9 +179,9 @@ export class Client {
           clearTimeout(timer);
         }
         for (const [pending] of this.#resend.splice(0)) {
-          const id = this.#allocateId();
-          this.#pending.set(id, pending);
-          this.#sendRequest(pending.type, id, pending.payload);
+          pending.id = this.#allocateId();
+          this.#pending.set(pending.id, pending);
+          this.#sendRequest(pending.type, pending.id, pending.payload);
         }
       } catch (error) {
         for (const [pending] of this.#resend.splice(0)) pending.reject(error as Error);
@@ -287,6 +301,7 @@ export class Client {
       const id = this.#allocateId();
       const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
       const pending: Pending = {
+        id,
         type,
         payload,
         isFinal: (frame) => consumer.isFinal(frame),
@@ -307,7 +322,18 @@ export class Client {
       }
       this.#pending.set(id, pending);
       this.#sendRequest(type, id, payload);
+      consumer.opened?.({ send: (frameType, framePayload) => this.#sendContinuation(pending, frameType, framePayload) });
     });
+  }
+
+  async #sendContinuation(pending: Pending, type: number, payload: Uint8Array): Promise<void> {
+    const over = (): Error => new TcpkitError('CANCELLED', 'the request is over: nothing more can be sent for it');
+    if (pending.abandoned || this.#pending.get(pending.id) !== pending) throw over();
+    const limit = this.#server!.limits.maxFrameBytes;
+    if (payload.length > limit) throw new TcpkitError('FRAME_TOO_LARGE', `frame of ${payload.length} bytes exceeds the server's limit of ${limit} bytes`);
+    if (!this.#conn.sendFrame(type, pending.id, payload)) await this.#conn.drained();
+    if (pending.abandoned) throw over();
+    if (pending.deadline !== 0) pending.deadline = Date.now() + pending.timeoutMs;
   }
 
   /**

@@ -72,6 +72,7 @@ export class Server extends EventEmitter<ServerEventMap> {
   readonly #options: ResolvedServerOptions;
   readonly #services = new Map<number, Service>();
   readonly #serviceNames: string[] = [];
+  readonly #continuations = new Set<number>();
   readonly #sessions = new Set<ServerSession>();
   readonly #net: net.Server;
   readonly #host: SessionHost;
@@ -99,6 +100,8 @@ export class Server extends EventEmitter<ServerEventMap> {
         sendStallMs: this.#options.sendTimeoutMs,
       }),
       services: this.#services,
+      continuations: this.#continuations,
+      controlTypes: new Set([FrameType.PING, FrameType.PONG, FrameType.CANCEL, ...this.#continuations]),
       serviceNames: this.#serviceNames,
       hello: (version) => this.#hello(version),
       protocolError: (peer, error) => this.emit('protocol-error', peer, error),
@@ -138,9 +141,14 @@ export class Server extends EventEmitter<ServerEventMap> {
   }
 
   #addService(service: Service): void {
+    const taken = (type: number): boolean => this.#services.has(type) || this.#continuations.has(type) || type < 0x10;
     for (const type of service.requestTypes) {
-      if (this.#services.has(type) || type === FrameType.HELLO) throw new Error(`request type ${type} is served twice`);
+      if (taken(type)) throw new Error(`frame type ${type} is served twice, or is a control type`);
       this.#services.set(type, service);
+    }
+    for (const type of service.continuationTypes ?? []) {
+      if (taken(type)) throw new Error(`frame type ${type} is served twice, or is a control type`);
+      this.#continuations.add(type);
     }
     this.#serviceNames.push(service.name);
   }

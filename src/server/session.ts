@@ -32,6 +32,10 @@ export interface SessionHost {
   /** The phase deadlines, one object shared by every connection. */
   readonly timeouts: WatchdogTimeouts;
   readonly services: ReadonlyMap<number, Service>;
+  /** Continuation frame types of the services: routed to their request by id. */
+  readonly continuations: ReadonlySet<number>;
+  /** Frames handled even while requests are held back: PING, PONG, CANCEL and the continuations. */
+  readonly controlTypes: ReadonlySet<number>;
   readonly serviceNames: readonly string[];
   /** Preamble plus HELLO frame for a negotiated version (the same for every connection). */
   hello(version: number): Buffer;
@@ -55,12 +59,20 @@ export interface SessionHost {
 class ServerExchange implements Exchange {
   readonly id: number;
   readonly #session: ServerSession;
+  /** Continuation frame types this request takes (its service's); undefined: none. */
+  readonly #continuations: readonly number[] | undefined;
   #controller: AbortController | undefined;
   #done = false;
+  /** Continuation frames received and not yet taken by the handler. */
+  #queue: Frame[] | undefined;
+  #waiter: { resolve(frame: Frame): void; reject(error: unknown): void } | undefined;
+  /** Why no continuation frame can come any more (aborted, or the client ended its side). */
+  #ended: Error | undefined;
 
-  constructor(session: ServerSession, id: number) {
+  constructor(session: ServerSession, id: number, continuations: readonly number[] | undefined) {
     this.#session = session;
     this.id = id;
+    this.#continuations = continuations;
   }
 
   get peer(): PeerInfo {
@@ -79,7 +91,59 @@ class ServerExchange implements Exchange {
   }
 
   abort(reason: Error): void {
-    this.#controller?.abort(reason);
+    this.#controller ??= new AbortController();
+    this.#controller.abort(reason);
+    this.#end(reason);
+  }
+
+  /** No continuation frame will come any more: a waiting or later receive() fails with `reason`. */
+  #end(reason: Error): void {
+    this.#ended ??= reason;
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.reject(reason);
+  }
+
+  /** The client ended its side: what is queued can still be taken, nothing more will come. */
+  peerEnded(): void {
+    if (this.#queue === undefined || this.#queue.length === 0) {
+      this.#end(new TcpkitError('CONNECTION_CLOSED', 'the client closed its side before finishing the request'));
+    } else {
+      this.#ended ??= new TcpkitError('CONNECTION_CLOSED', 'the client closed its side before finishing the request');
+    }
+  }
+
+  /** A continuation frame for this request arrived. Returns false when it is not one this request takes. */
+  push(frame: Frame): boolean {
+    if (this.#continuations?.includes(frame.type) !== true || this.#ended !== undefined) return false;
+    if (this.#waiter !== undefined) {
+      const waiter = this.#waiter;
+      this.#waiter = undefined;
+      waiter.resolve(frame);
+      return true;
+    }
+    (this.#queue ??= []).push(frame);
+    this.#session.hold(frame.payload.length);
+    return true;
+  }
+
+  receive(): Promise<Frame> {
+    const frame = this.#queue?.shift();
+    if (frame !== undefined) {
+      this.#session.release(frame.payload.length);
+      return Promise.resolve(frame);
+    }
+    if (this.#ended !== undefined) return Promise.reject(this.#ended);
+    if (this.#waiter !== undefined) return Promise.reject(new Error(`request ${this.id}: receive() called again before the last one settled`));
+    return new Promise((resolve, reject) => {
+      this.#waiter = { resolve, reject };
+    });
+  }
+
+  /** The request is over: frames still queued for it are dropped. */
+  discard(): void {
+    if (this.#queue === undefined) return;
+    for (const frame of this.#queue.splice(0)) this.#session.release(frame.payload.length);
   }
 
   reply(type: number, payload?: Uint8Array): void {
@@ -99,8 +163,11 @@ function isFramed(first: number): boolean {
   return first === PREAMBLE[0];
 }
 
-/** Frames a server handles even while it holds back requests. */
-const CONTROL_TYPES: ReadonlySet<number> = new Set([FrameType.PING, FrameType.PONG, FrameType.CANCEL]);
+/**
+ * Continuation frames (an upload's content) held for handlers that have not taken them yet,
+ * per connection, before the server stops reading it.
+ */
+const HOLD_BYTES = 2 * 1024 * 1024;
 
 export class ServerSession implements ConnectionHandlers {
   readonly #host: SessionHost;
@@ -117,6 +184,10 @@ export class ServerSession implements ConnectionHandlers {
   #quietTimer: NodeJS.Timeout | undefined;
   /** The raw request being served, if any (raw connections carry exactly one). */
   #rawActive: AbortController | undefined;
+  /** Bytes of continuation frames waiting for their handlers. */
+  #held = 0;
+  /** Reading is stopped because {@link HOLD_BYTES} are held. */
+  #holding = false;
 
   /** The address this connection was admitted under (its slot in the caps), '' when not tracked. */
   readonly admittedIp: string;
@@ -127,7 +198,7 @@ export class ServerSession implements ConnectionHandlers {
     // The session itself is the connection's handler object: no closures per connection.
     this.#conn = new Connection(socket, this, {
       maxFrameBytes: HELLO_MAX_FRAME_BYTES,
-      controlTypes: CONTROL_TYPES,
+      controlTypes: host.controlTypes,
       timeouts: host.timeouts,
       ...(host.raw && { sniff: isFramed }),
     });
@@ -196,6 +267,24 @@ export class ServerSession implements ConnectionHandlers {
       throw new TcpkitError('CONNECTION_CLOSED', 'the client went away');
     }
     if (!this.send(type, id, payload, onSent)) await this.#conn.drained();
+  }
+
+  /** @internal A continuation frame of `bytes` waits for its handler. */
+  hold(bytes: number): void {
+    this.#held += bytes;
+    if (!this.#holding && this.#held >= HOLD_BYTES) {
+      this.#holding = true;
+      this.#conn.pause();
+    }
+  }
+
+  /** @internal A handler took (or dropped) a held continuation frame of `bytes`. */
+  release(bytes: number): void {
+    this.#held -= bytes;
+    if (this.#holding && this.#held < HOLD_BYTES) {
+      this.#holding = false;
+      this.#maybeResume();
+    }
   }
 
   #sendError(id: number, code: ErrorCodeName, message: string, details?: Record<string, unknown>): void {
@@ -346,6 +435,11 @@ export class ServerSession implements ConnectionHandlers {
         this.#abortProtocol(new ProtocolError('PROTOCOL_ERROR', 'HELLO sent twice'));
         return;
       default:
+        if (this.#host.continuations.has(frame.type)) {
+          // One that crossed its request's final reply on the wire finds no taker: dropped.
+          this.#inFlight?.get(frame.id)?.push(frame);
+          return;
+        }
         this.#onRequest(frame);
     }
   }
@@ -414,7 +508,7 @@ export class ServerSession implements ConnectionHandlers {
       return;
     }
     this.#requests++;
-    const exchange = new ServerExchange(this, id);
+    const exchange = new ServerExchange(this, id, service.continuationTypes);
     let result: void | Promise<void>;
     try {
       result = service.handle(frame, exchange);
@@ -428,7 +522,7 @@ export class ServerSession implements ConnectionHandlers {
       inFlight.set(id, exchange);
       if (inFlight.size === 1) this.#conn.setBusy(true);
       // At the cap: hold back further requests, but keep answering PINGs and CANCELs.
-      if (inFlight.size >= this.#host.options.maxInFlight) this.#conn.pause('soft');
+      if (inFlight.size >= this.#host.options.maxInFlight && !this.#holding) this.#conn.pause('soft');
       result.then(
         () => this.#settle(exchange, undefined),
         (error: unknown) => this.#settle(exchange, error),
@@ -449,6 +543,7 @@ export class ServerSession implements ConnectionHandlers {
   /** A handler finished: make sure the client got an answer, free the slot, maybe read on. */
   #settle(exchange: ServerExchange, error: unknown): void {
     if (this.#inFlight?.delete(exchange.id) === true && this.#inFlight.size === 0) this.#conn.setBusy(false);
+    exchange.discard();
     if (this.#state === 'closed') return;
     if (!exchange.done) {
       if (error instanceof TcpkitError && ERROR_CODES[error.wireCode].scope === 'wire') {
@@ -470,7 +565,7 @@ export class ServerSession implements ConnectionHandlers {
   }
 
   #maybeResume(): void {
-    if (this.#state === 'closed' || this.#conn.needsDrain) return;
+    if (this.#state === 'closed' || this.#conn.needsDrain || this.#holding) return;
     if (this.inFlight < this.#host.options.maxInFlight) {
       this.#conn.resume();
       // Requests held while paused may all have been answered now, after the peer's EOF.
@@ -546,6 +641,7 @@ export class ServerSession implements ConnectionHandlers {
       this.#conn.destroy();
       return;
     }
+    if (this.#inFlight !== undefined) for (const exchange of this.#inFlight.values()) exchange.peerEnded();
     this.#maybeFinish();
   }
 

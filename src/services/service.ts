@@ -22,6 +22,13 @@ export interface Exchange {
    * `onSent` runs once the connection no longer needs `payload` (it may then be reused).
    */
   write(type: number, payload: Uint8Array, onSent?: () => void): Promise<void>;
+  /**
+   * The next continuation frame the client sent for this request (one of the service's
+   * `continuationTypes`, e.g. the content of an upload), in order. Rejects once the request is
+   * aborted (CANCEL, connection closed). The server stops reading the connection while frames
+   * wait here unread, so a handler that takes them one at a time bounds the memory they hold.
+   */
+  receive(): Promise<Frame>;
 }
 
 /** A family of requests the server answers. */
@@ -30,6 +37,12 @@ export interface Service {
   readonly name: string;
   /** Request frame types this service handles. */
   readonly requestTypes: readonly number[];
+  /**
+   * Frame types a client sends after a request, with its id, to continue it (an upload's
+   * content). The server hands them to that request's {@link Exchange.receive}; one that arrives
+   * for an id no longer in flight (it crossed the final reply on the wire) is discarded.
+   */
+  readonly continuationTypes?: readonly number[];
   /**
    * Serves one request. It must call `exchange.reply()` exactly once before it returns (or
    * before its promise settles), or throw: a thrown {@link TcpkitError} with a wire code reaches

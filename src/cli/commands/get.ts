@@ -3,7 +3,6 @@
  */
 import { stat as localStat } from 'node:fs/promises';
 import path from 'node:path';
-import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { connect, type Client } from '../../client/client.js';
 import type { ClientOptions } from '../../client/options.js';
@@ -15,6 +14,7 @@ import { validateName } from '../../services/files/names.js';
 import { rawDownload } from '../../services/files/raw.js';
 import { DEFAULT_PORT } from '../../transport/address.js';
 import { errorLine, exitCodeFor, ExitCode, intArg, safeText, tlsOptions, clientOptions, type ClientFlags } from '../output.js';
+import { createProgress, human } from '../progress.js';
 
 /** Downloads in flight at once over one connection (more than a server serves at once). */
 const CONCURRENT_FILES = 32;
@@ -28,17 +28,6 @@ interface GetFlags extends ClientFlags {
   json?: boolean;
   quiet?: boolean;
   resume: boolean;
-}
-
-function human(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
 /** Where each NAME is saved: its base name in the current directory, or under/at `-o`. */
@@ -119,19 +108,7 @@ export function registerGet(program: Command): void {
       for (const name of names) validateName(name);
       const targets = await destinations(names, flags.output);
       const options: ClientOptions = clientOptions(flags);
-      const showBars = process.stderr.isTTY === true && !flags.quiet && !flags.json;
-      const bars = showBars
-        ? new cliProgress.MultiBar(
-            {
-              format: ' {bar} {percentage}% | {done}/{total_h} | {rate} | ETA {eta_formatted} | {file}',
-              hideCursor: true,
-              clearOnComplete: false,
-              stopOnComplete: false,
-              etaBuffer: 50,
-            },
-            cliProgress.Presets.shades_classic,
-          )
-        : undefined;
+      const progress = createProgress(process.stderr.isTTY === true && !flags.quiet && !flags.json);
       if (flags.raw) {
         let failures = 0;
         for (const [i, name] of names.entries()) {
@@ -152,15 +129,7 @@ export function registerGet(program: Command): void {
         if (failures > 0 && process.exitCode === undefined) process.exitCode = ExitCode.FAILED;
         return;
       }
-      // Lines printed while progress bars are drawn go above them, not through them.
-      const say = (line: string): void => {
-        if (bars) {
-          bars.log(`${line}\n`);
-          bars.update(); // draw now: a log waits for the next redraw, which may never come
-        } else {
-          process.stderr.write(`${line}\n`);
-        }
-      };
+      const say = progress.say;
       const getClient = sharedConnection(address, options);
       let exitCode: number = ExitCode.OK;
       const report = (result: DownloadResult): void => {
@@ -183,14 +152,8 @@ export function registerGet(program: Command): void {
         }
       };
       const one = async (name: string, target: string): Promise<void> => {
-        const bar = bars?.create(1, 0, { file: safeText(name), done: '0 B', total_h: '?', rate: '' });
-        const started = performance.now();
-        const onProgress = ({ bytes, size }: { bytes: number; size: number | undefined }): void => {
-          if (!bar) return;
-          const seconds = (performance.now() - started) / 1000;
-          bar.setTotal(Math.max(1, size ?? 1));
-          bar.update(size === 0 ? 1 : bytes, { done: human(bytes), total_h: human(size ?? 0), rate: seconds > 0 ? `${human(bytes / seconds)}/s` : '' });
-        };
+        const bar = progress.start(name);
+        const onProgress = ({ bytes, size }: { bytes: number; size: number | undefined }): void => bar.update(bytes, size);
         try {
           const result = await withRetries(
             flags.retries,
@@ -203,10 +166,10 @@ export function registerGet(program: Command): void {
               if (!flags.quiet) say(`${errorLine(error)}; retry ${attempt}/${flags.retries} in ${delay} ms`);
             },
           );
-          bar?.stop();
+          bar.stop();
           report(result);
         } catch (error) {
-          bar?.stop();
+          bar.stop();
           const failure = fileError(name, error);
           say(errorLine(failure));
           if (exitCode === ExitCode.OK) exitCode = exitCodeFor(failure);
@@ -224,7 +187,7 @@ export function registerGet(program: Command): void {
         };
         await Promise.all(Array.from({ length: Math.min(CONCURRENT_FILES, names.length) }, worker));
       } finally {
-        bars?.stop();
+        progress.stop();
         const client = await getClientIfOpen(getClient, flags.short === true);
         await client?.close();
       }

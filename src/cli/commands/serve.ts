@@ -9,12 +9,13 @@ import { FileRoot } from '../../services/files/confined.js';
 import { fileService } from '../../services/files/service.js';
 import { rawFileHandler } from '../../services/files/raw.js';
 import { rawMessageHandler, type MessageHandler } from '../../services/message.js';
-import type { RawHandler } from '../../services/service.js';
+import type { RawHandler, Service } from '../../services/service.js';
+import { uploadService } from '../../services/files/upload.js';
 import { createServer } from '../../server/server.js';
 import { DEFAULT_PORT, formatAddress } from '../../transport/address.js';
 import type { CloseReason } from '../../transport/connection.js';
 import { VERSION } from '../../version.js';
-import { ExitCode, intArg, safeText, tokenOption } from '../output.js';
+import { ExitCode, intArg, safeText, sizeArg, tokenOption } from '../output.js';
 
 interface ServeFlags {
   host?: string;
@@ -36,6 +37,29 @@ interface ServeFlags {
   handshakeTimeout: number;
   requestTimeout: number;
   sendTimeout: number;
+  writable?: boolean;
+  uploadDir?: string;
+  maxUploadSize?: number;
+  allowOverwrite?: boolean;
+}
+
+/** The upload service the flags ask for, or undefined (uploads are off by default). */
+async function uploadsFrom(flags: ServeFlags, root: FileRoot, log: (line: string) => void): Promise<{ service: Service; where: string } | undefined> {
+  if (flags.writable && flags.uploadDir !== undefined) throw new OptionError('INVALID_OPTION', '--writable and --upload-dir: choose one');
+  if (!flags.writable && flags.uploadDir === undefined) {
+    if (flags.maxUploadSize !== undefined || flags.allowOverwrite) {
+      throw new OptionError('INVALID_OPTION', '--max-upload-size and --allow-overwrite need --writable or --upload-dir');
+    }
+    return undefined;
+  }
+  const where = flags.uploadDir ?? root.realPath;
+  const target = flags.uploadDir === undefined ? root : await FileRoot.open(flags.uploadDir);
+  const service = uploadService(target, {
+    ...(flags.maxUploadSize !== undefined && { maxFileBytes: flags.maxUploadSize }),
+    allowOverwrite: flags.allowOverwrite === true,
+    onStored: (stored, peer) => log(`${peer.label} uploaded ${safeText(stored.name)} (${stored.size} bytes, ${stored.digest})`),
+  });
+  return { service, where };
 }
 
 const REASONS: Record<CloseReason, string> = {
@@ -52,10 +76,13 @@ function stamp(): string {
 export function registerServe(program: Command): void {
   program
     .command('serve')
-    .summary('run the server: messages, and files from DIR (read-only)')
+    .summary('run the server: messages, files from DIR, and uploads when allowed')
     .description(
       'Run a tcpkit server. It serves the files under DIR (the current directory by default), read-only: ' +
-        'names resolve inside DIR only, hidden files and links leading outside are refused. ' +
+        'names resolve inside DIR only, hidden files and links leading outside are refused. A DIR (or upload directory) ' +
+        'that every user may write to is refused. Uploads (`tcpkit put`) are off unless --writable (into DIR) or ' +
+        '--upload-dir; an upload is kept only once its size and digest check out, never replaces a file unless ' +
+        '--allow-overwrite and the client asks, and a failed one leaves nothing behind. ' +
         'Every client is served on its own connection, concurrently; each message ' +
         'is answered with itself (echo), or with --reply TEXT. Each message is printed on stdout with the ' +
         "client's address; connections and disconnections are logged on stderr. The first line on stdout " +
@@ -84,6 +111,10 @@ export function registerServe(program: Command): void {
     .option('--request-timeout <ms>', 'a frame must arrive whole this long after its first byte (slowloris guard)', intArg(1, 86_400_000), 10_000)
     .option('--send-timeout <ms>', 'reset a client that reads nothing of what we send for this long (a slow reader is never cut)', intArg(1, 86_400_000), 30_000)
     .option('--drain-timeout <ms>', 'on shutdown, how long requests in flight may take to finish', intArg(0, 86_400_000), 30_000)
+    .option('--writable', 'accept uploads (`tcpkit put`) into DIR; off by default')
+    .option('--upload-dir <dir>', 'accept uploads into this directory instead (it need not be served)')
+    .option('--max-upload-size <size>', 'largest file accepted per upload, e.g. 500MB, 2GB (default 1GB); counted as bytes arrive', sizeArg)
+    .option('--allow-overwrite', 'let a client that asks (put --overwrite) replace an existing file')
     .option('--raw-messages', 'raw clients (no framing, e.g. the tutorial\'s tcp_client.py or netcat) send a message and get the reply, instead of a file name and the file')
     .option('--no-raw', 'refuse raw clients (close without a byte); only tcpkit clients are served')
     .option('-q, --quiet', 'print only the "listening on" line')
@@ -98,6 +129,7 @@ export function registerServe(program: Command): void {
       const log = (line: string): void => {
         if (!quiet) process.stderr.write(`${stamp()} ${line}\n`);
       };
+      const uploads = await uploadsFrom(flags, root, log);
       const onMessage: MessageHandler = (message, context) => {
         if (!quiet) process.stdout.write(`${context.peer.label}: ${safeText(message)}\n`);
         return reply ?? message;
@@ -125,7 +157,7 @@ export function registerServe(program: Command): void {
         ...(tls && { tls }),
         allow: flags.allow,
         deny: flags.deny,
-        services: [fileService(root)],
+        services: uploads ? [fileService(root), uploads.service] : [fileService(root)],
         onMessage,
         ...(raw && { raw }),
       });
@@ -158,7 +190,8 @@ export function registerServe(program: Command): void {
 
       const address = await server.listen();
       process.stdout.write(`listening on ${formatAddress(address.host, address.port)}\n`);
-      log(`tcpkit ${VERSION} serving messages (${reply === undefined ? 'echo' : 'fixed reply'}) and the files of ${safeText(dir)} (read-only); Ctrl-C to stop`);
+      const writes = uploads ? `uploads into ${safeText(uploads.where)}` : 'no uploads';
+      log(`tcpkit ${VERSION} serving messages (${reply === undefined ? 'echo' : 'fixed reply'}) and the files of ${safeText(dir)} (${writes}); Ctrl-C to stop`);
 
       await new Promise<void>((resolve) => {
         let stopping = false;

@@ -81,6 +81,11 @@ export interface FileRootOptions {
   maxNameBytes?: number;
   /** Longest name component accepted, in UTF-8 bytes. @default 255 */
   maxComponentBytes?: number;
+  /**
+   * Accept a root that every local user may write to (mode o+w, such as `/tmp`): anyone on the
+   * machine could then plant files and links in it. @default false
+   */
+  allowWorldWritable?: boolean;
 }
 
 /** The defaults of {@link FileRootOptions}, in one place. */
@@ -91,12 +96,25 @@ export const FILE_ROOT_DEFAULTS: Readonly<Required<FileRootOptions>> = Object.fr
   maxListEntries: 10_000,
   maxNameBytes: 1024,
   maxComponentBytes: 255,
+  allowWorldWritable: false,
 });
 
 /** Per-request overrides of the root's policy. */
 export interface AccessOptions {
   /** Overrides {@link FileRootOptions.allowHidden} for this call. */
   allowHidden?: boolean;
+}
+
+/** The directory a new entry goes in, checked inside the root. The caller closes `handle`. */
+export interface ParentDirectory {
+  /** O_PATH handle on the directory; `/proc/self/fd/N/<base>` names entries inside it. */
+  handle: FileHandle;
+  /** `/proc/self/fd/N` of {@link handle}. */
+  path: string;
+  /** The last component of the name. */
+  base: string;
+  /** The validated name. */
+  name: string;
 }
 
 /** A regular file opened for reading, confined to the root. The caller closes `handle`. */
@@ -113,7 +131,7 @@ export interface OpenedFile {
 
 function resolveOptions(options: FileRootOptions): Required<FileRootOptions> {
   const resolved: Required<FileRootOptions> = { ...FILE_ROOT_DEFAULTS, ...stripUndefined(options) };
-  for (const key of ['allowHidden', 'allowHardLinks'] as const) {
+  for (const key of ['allowHidden', 'allowHardLinks', 'allowWorldWritable'] as const) {
     if (typeof resolved[key] !== 'boolean') throw new OptionError('INVALID_OPTION', `${key} must be true or false`);
   }
   if (resolved.symlinks !== 'inside' && resolved.symlinks !== 'refuse') {
@@ -222,6 +240,13 @@ export class FileRoot {
     }
     try {
       await FileRoot.#probe(handle, real, dir);
+      const { mode } = await handle.stat();
+      if ((mode & 0o002) !== 0 && !resolved.allowWorldWritable) {
+        throw new OptionError(
+          'INVALID_OPTION',
+          `root ${dir} is writable by every user (mode ${(mode & 0o7777).toString(8)}): anyone on this machine could plant files and links in it; use a directory only its owner can write (chmod o-w)`,
+        );
+      }
     } finally {
       await handle.close();
     }
@@ -325,6 +350,24 @@ export class FileRoot {
     } finally {
       await located.close();
     }
+  }
+
+  /**
+   * The directory a new entry named `input` would go in: the name is validated like
+   * {@link openFile}'s, and its parent must be an existing directory inside the root (checked on
+   * the descriptor). Nothing is created. For uploads: entries are made through `path`, so a
+   * directory swapped for a link afterwards is never written through.
+   */
+  async openParent(input: string | Uint8Array, access: AccessOptions = {}): Promise<ParentDirectory> {
+    const name = validateName(input, this.#rules(access));
+    const slash = name.lastIndexOf('/');
+    const rel = slash < 0 ? '' : name.slice(0, slash);
+    const { handle, stats } = await this.#locate(rel, rel === '' ? '.' : rel);
+    if (!stats.isDirectory()) {
+      await closeQuietly(handle);
+      throw forbidden(rel, 'is not a directory');
+    }
+    return { handle, path: fdPath(handle), base: name.slice(slash + 1), name };
   }
 
   /**

@@ -170,3 +170,61 @@ export function decodeListing(payload: Uint8Array): Listing {
   if (!Array.isArray(entries)) throw badReply('LIST_REPLY.entries must be a list');
   return { entries: entries.map((e) => decodeEntry(e, 'LIST_REPLY')), truncated: field(obj, 'truncated') === true };
 }
+
+/** Frame types of the upload service (docs/PROTOCOL.md §5.3). */
+export const UploadFrame = Object.freeze({
+  /** client → server, request: `{name, size, overwrite?}`. */
+  PUT: 0x30,
+  /** server → client: the temporary file is ready; send the content. */
+  PUT_READY: 0x31,
+  /** client → server, continuation of a PUT: bytes of the content, in order. */
+  PUT_DATA: 0x32,
+  /** client → server, continuation of a PUT: `{bytes, digest}`, the end of the content. */
+  PUT_END: 0x33,
+  /** server → client, final: `{name, size, digest}`, the file is in place under its name. */
+  PUT_DONE: 0x34,
+} as const);
+
+/** PUT: where the file goes, how big it is, and whether an existing file may be replaced. */
+export interface PutRequest {
+  name: string;
+  size: number;
+  overwrite: boolean;
+}
+
+export function encodePut(request: PutRequest): Buffer {
+  return encode(request);
+}
+
+export function decodePut(payload: Uint8Array): PutRequest {
+  const obj = parse(payload, 'PUT', badRequest);
+  const overwrite = field(obj, 'overwrite');
+  if (overwrite !== undefined && typeof overwrite !== 'boolean') throw badRequest('PUT.overwrite must be true or false');
+  return { name: text(obj, 'name', 'PUT', badRequest), size: count(obj, 'size', 'PUT', badRequest), overwrite: overwrite === true };
+}
+
+/** PUT_END: the count of bytes sent and the digest of all of them. */
+export function encodePutEnd(end: FileEnd): Buffer {
+  return encode(end);
+}
+
+export function decodePutEnd(payload: Uint8Array): FileEnd {
+  const obj = parse(payload, 'PUT_END', badRequest);
+  return { digest: text(obj, 'digest', 'PUT_END', badRequest), bytes: count(obj, 'bytes', 'PUT_END', badRequest) };
+}
+
+/** PUT_DONE: what the server stored. */
+export interface PutDone {
+  name: string;
+  size: number;
+  digest: string;
+}
+
+export function encodePutDone(done: PutDone): Buffer {
+  return encode(done);
+}
+
+export function decodePutDone(payload: Uint8Array): PutDone {
+  const obj = parse(payload, 'PUT_DONE', badReply);
+  return { name: text(obj, 'name', 'PUT_DONE', badReply), size: count(obj, 'size', 'PUT_DONE', badReply), digest: text(obj, 'digest', 'PUT_DONE', badReply) };
+}

@@ -1,0 +1,113 @@
+/**
+ * `tcpkit put`: upload files to a server that accepts them (verified, atomic on the server).
+ */
+import path from 'node:path';
+import type { Command } from 'commander';
+import { withClient } from '../../client/short.js';
+import { OptionError, RemoteError, TcpkitError } from '../../errors.js';
+import { validateName } from '../../services/files/names.js';
+import { upload, type UploadResult } from '../../services/files/put.js';
+import { DEFAULT_PORT } from '../../transport/address.js';
+import { clientOptions, errorLine, exitCodeFor, ExitCode, intArg, safeText, tlsOptions, type ClientFlags } from '../output.js';
+import { createProgress, human } from '../progress.js';
+
+interface PutFlags extends ClientFlags {
+  as?: string;
+  to?: string;
+  overwrite?: boolean;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+/** The name each FILE gets on the server: `--as`, or its base name, under `--to`. */
+function remoteNames(files: string[], flags: PutFlags): string[] {
+  if (flags.as !== undefined && files.length > 1) throw new OptionError('INVALID_OPTION', '--as names one file; with several, use --to DIR');
+  const names = files.map((file) => {
+    const base = flags.as ?? path.basename(file);
+    return flags.to === undefined ? base : `${flags.to.replace(/\/+$/, '')}/${base}`;
+  });
+  const seen = new Set<string>();
+  for (const name of names) {
+    // The server checks too; checking here gives the error before anything is sent.
+    validateName(name, { allowHidden: false });
+    if (seen.has(name)) throw new OptionError('INVALID_OPTION', `two files would be stored as ${name}`);
+    seen.add(name);
+  }
+  return names;
+}
+
+/** A person-readable reason for one failed file. */
+function fileError(file: string, error: unknown): unknown {
+  if (error instanceof RemoteError && error.wireCode === 'FILE_EXISTS') {
+    return new RemoteError('FILE_EXISTS', `${file}: ${error.message}`);
+  }
+  if (error instanceof TcpkitError) return new TcpkitError(error.wireCode, `${file}: ${error.message}`, { cause: error });
+  return error;
+}
+
+export function registerPut(program: Command): void {
+  tlsOptions(program.command('put'))
+    .summary('upload files to a server that accepts uploads')
+    .description(
+      `Upload each FILE to the server at HOST[:PORT] (port ${DEFAULT_PORT} by default), which must accept uploads ` +
+        '(`tcpkit serve --writable` or `--upload-dir`). A file is stored under its base name, or --as NAME, inside ' +
+        "the server's upload directory (under --to DIR, which must exist there). The server writes to a hidden " +
+        'temporary file and puts it under its name only once the size and the digest this side sends check out: a ' +
+        'refused, cut or corrupt upload leaves nothing behind. An existing file is replaced only with --overwrite, ' +
+        'and only if the server allows it (--allow-overwrite). Files go one after another over one kept connection.',
+    )
+    .argument('<address>', 'HOST[:PORT] of the server')
+    .argument('<file...>', 'local files to upload')
+    .option('--as <name>', 'name on the server, for a single FILE (e.g. reports/2026.pdf)')
+    .option('--to <dir>', 'directory on the server to store the files in (it must exist there)')
+    .option('--overwrite', 'replace a file of the same name on the server, if the server allows it')
+    .option('--token <token>', 'token for a server that requires one (default: $TCPKIT_TOKEN)')
+    .option('--json', 'print one JSON line per file: file, name, bytes, digest, seconds, MB/s')
+    .option('-q, --quiet', 'no progress bars and no summary lines')
+    .option('--timeout <ms>', 'give up when the server takes nothing for this long; 0 waits forever', intArg(0, 2_147_483_647), 30_000)
+    .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000)
+    .action(async (address: string, files: string[], flags: PutFlags) => {
+      const names = remoteNames(files, flags);
+      const progress = createProgress(process.stderr.isTTY === true && !flags.quiet && !flags.json);
+      let exitCode: number = ExitCode.OK;
+      const report = (file: string, result: UploadResult, seconds: number): void => {
+        const mbps = seconds > 0 ? result.size / 1e6 / seconds : 0;
+        if (flags.json) {
+          const line = { file, name: result.name, bytes: result.size, digest: result.digest, seconds: Number(seconds.toFixed(3)), mbps: Number(mbps.toFixed(1)) };
+          process.stdout.write(`${JSON.stringify(line)}\n`);
+        } else if (!flags.quiet) {
+          progress.say(`stored ${safeText(file)} -> ${safeText(result.name)} (${human(result.size)}, ${mbps.toFixed(1)} MB/s, ${result.digest} verified by the server)`);
+        }
+      };
+      try {
+        await withClient(
+          address,
+          async (client) => {
+            for (const [i, file] of files.entries()) {
+              const bar = progress.start(file);
+              const started = performance.now();
+              try {
+                const result = await upload(client, file, names[i], {
+                  overwrite: flags.overwrite === true,
+                  onProgress: (sent, size) => bar.update(sent, size),
+                });
+                bar.stop();
+                report(file, result, (performance.now() - started) / 1000);
+              } catch (error) {
+                bar.stop();
+                const failure = fileError(file, error);
+                // A broken connection fails every file after it: stop here.
+                if (client.state !== 'open') throw failure;
+                progress.say(errorLine(failure));
+                if (exitCode === ExitCode.OK) exitCode = exitCodeFor(failure);
+              }
+            }
+          },
+          clientOptions(flags),
+        );
+      } finally {
+        progress.stop();
+      }
+      process.exitCode = exitCode;
+    });
+}

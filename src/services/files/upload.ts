@@ -1,0 +1,239 @@
+/**
+ * The upload service, server side (docs/PROTOCOL.md §5.3), off unless a server adds it. A PUT
+ * names the file and its size; the server checks the name (every rule of downloads), the size
+ * cap and whether the name is free, creates a hidden temporary file beside the destination and
+ * says PUT_READY; the client streams PUT_DATA and ends with PUT_END and its digest. The file is
+ * moved under its name only once the byte count and the digest check out: an upload that is
+ * refused, cut, over size, corrupt or out of disk space leaves nothing under the final name and
+ * no temporary file behind.
+ */
+import { randomBytes } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
+import { link, lstat, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { OptionError, TcpkitError } from '../../errors.js';
+import type { Frame } from '../../protocol/frame.js';
+import { intOption, stripUndefined } from '../../util/options.js';
+import type { Exchange, Service } from '../service.js';
+import type { FileRoot, ParentDirectory } from './confined.js';
+import { createDigest } from './digest.js';
+import type { PeerInfo } from '../../transport/connection.js';
+import { decodePut, decodePutEnd, encodePutDone, UploadFrame, type PutDone, type PutRequest } from './wire.js';
+
+type Resolved = Required<Omit<UploadServiceOptions, 'onStored'>> & Pick<UploadServiceOptions, 'onStored'>;
+
+/** Options of {@link uploadService}. */
+export interface UploadServiceOptions {
+  /** Largest file accepted, in bytes: checked on the announced size and again as bytes arrive. @default 1073741824 (1 GiB) */
+  maxFileBytes?: number;
+  /** Let a client that asks for it replace an existing file. @default false */
+  allowOverwrite?: boolean;
+  /** Longest wait for the next frame of an upload in progress, in milliseconds. @default 30000 */
+  stallTimeoutMs?: number;
+  /** Called once a file is stored under its name (for logs). */
+  onStored?: (stored: PutDone, peer: PeerInfo) => void;
+}
+
+/** The defaults of {@link UploadServiceOptions}, in one place. */
+export const UPLOAD_DEFAULTS: Readonly<Required<Omit<UploadServiceOptions, 'onStored'>>> = Object.freeze({
+  maxFileBytes: 1024 ** 3,
+  allowOverwrite: false,
+  stallTimeoutMs: 30_000,
+});
+
+const READY = Buffer.from('{}');
+
+/** Errno codes that mean "no room": disk full, quota, inodes. */
+const NO_ROOM = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
+
+/**
+ * What the client is told when a filesystem call failed. Like downloads, the Node error is not
+ * kept as `cause`: its message holds the server's absolute path.
+ */
+function storageError(error: unknown, name: string): TcpkitError {
+  if (error instanceof TcpkitError) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && NO_ROOM.has(code)) return new TcpkitError('NO_SPACE', `no room on the server for ${name} (${code})`);
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return new TcpkitError('FORBIDDEN', `${name}: the server may not write there`);
+  if (code === 'EISDIR' || code === 'ENOTEMPTY') return new TcpkitError('FORBIDDEN', `${name}: is a directory`);
+  // A local code: the server logs it (handler-error), the client gets HANDLER_ERROR.
+  return new TcpkitError('LOCAL_FILE_ERROR', `cannot store ${name}: ${typeof code === 'string' ? code : String(error)}`);
+}
+
+/**
+ * A file being received: a hidden temporary file in the destination's directory, created
+ * through that directory's checked descriptor.
+ */
+class IncomingFile {
+  readonly #dir: ParentDirectory;
+  readonly #temp: string;
+  #handle: FileHandle | undefined;
+
+  private constructor(dir: ParentDirectory, temp: string, handle: FileHandle) {
+    this.#dir = dir;
+    this.#temp = temp;
+    this.#handle = handle;
+  }
+
+  /** Checks that the name is free (or may be replaced), then creates the temporary file. */
+  static async create(root: FileRoot, put: PutRequest, overwrite: boolean): Promise<IncomingFile> {
+    const dir = await root.openParent(put.name).catch((error: unknown) => {
+      if (!(error instanceof TcpkitError) || error.wireCode !== 'NOT_FOUND') throw error;
+      throw new TcpkitError('NOT_FOUND', `no such directory on the server for ${put.name}`);
+    });
+    try {
+      const existing = await lstat(`${dir.path}/${dir.base}`).catch(() => undefined);
+      if (existing !== undefined) {
+        if (existing.isDirectory()) throw new TcpkitError('FORBIDDEN', `${dir.name}: is a directory`);
+        if (!overwrite) {
+          const why = put.overwrite ? 'this server does not allow overwriting' : 'not replaced: overwriting was not asked for';
+          throw new TcpkitError('FILE_EXISTS', `${dir.name} exists on the server (${why})`);
+        }
+      }
+      // Hidden (never served or listed), and short whatever the name's length.
+      const temp = `${dir.path}/.tcpkit-upload-${randomBytes(8).toString('hex')}`;
+      const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
+      const handle = await open(temp, flags, 0o644);
+      return new IncomingFile(dir, temp, handle);
+    } catch (error) {
+      await dir.handle.close();
+      throw storageError(error, put.name);
+    }
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    for (let written = 0; written < chunk.length; ) {
+      const { bytesWritten } = await this.#handle!.write(chunk, written, chunk.length - written);
+      written += bytesWritten;
+    }
+  }
+
+  /**
+   * Puts the complete file under its name: flushed to disk first, then renamed (when replacing
+   * is allowed) or hard-linked, which fails if the name was taken meanwhile.
+   */
+  async commit(overwrite: boolean): Promise<void> {
+    const handle = this.#handle!;
+    this.#handle = undefined;
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    const final = `${this.#dir.path}/${this.#dir.base}`;
+    if (overwrite) {
+      await rename(this.#temp, final);
+    } else {
+      try {
+        await link(this.#temp, final);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+          throw new TcpkitError('FILE_EXISTS', `${this.#dir.name} appeared on the server during the upload`);
+        }
+        throw error;
+      }
+      await unlink(this.#temp);
+    }
+    // The directory entry itself, so a crash after PUT_DONE does not lose the file.
+    const dir = await open(this.#dir.path, fsc.O_RDONLY | fsc.O_DIRECTORY);
+    await dir.sync().finally(() => dir.close());
+  }
+
+  /** Closes everything; removes the temporary file unless it was committed. */
+  async close(): Promise<void> {
+    await this.#handle?.close().catch(() => {});
+    if (this.#handle !== undefined) await unlink(this.#temp).catch(() => {});
+    this.#handle = undefined;
+    await this.#dir.handle.close().catch(() => {});
+  }
+
+  /** Forgets the temporary file after a failed commit, removing it. */
+  async discard(): Promise<void> {
+    await unlink(this.#temp).catch(() => {});
+  }
+}
+
+/** The next continuation frame, or TIMEOUT when the client sends nothing for `ms`. */
+async function nextFrame(exchange: Exchange, ms: number, name: string): Promise<Frame> {
+  let timer: NodeJS.Timeout | undefined;
+  const stalled = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TcpkitError('TIMEOUT', `the upload of ${name} made no progress for ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([exchange.receive(), stalled]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function servePut(root: FileRoot, options: Resolved, request: Frame, exchange: Exchange): Promise<void> {
+  const put = decodePut(request.payload);
+  const cap = options.maxFileBytes;
+  if (put.size > cap) throw new TcpkitError('TOO_LARGE', `${put.name} is ${put.size} bytes; this server takes files of at most ${cap} bytes`);
+  const overwrite = put.overwrite && options.allowOverwrite;
+  const file = await IncomingFile.create(root, put, overwrite);
+  try {
+    await exchange.write(UploadFrame.PUT_READY, READY);
+    const digest = createDigest();
+    let received = 0;
+    for (;;) {
+      const frame = await nextFrame(exchange, options.stallTimeoutMs, put.name);
+      if (frame.type === UploadFrame.PUT_DATA) {
+        received += frame.payload.length;
+        // Counted as the bytes arrive: the announced size is a promise, not a proof.
+        if (received > cap) throw new TcpkitError('TOO_LARGE', `${put.name}: more than ${cap} bytes sent; this server takes no more`);
+        if (received > put.size) throw new TcpkitError('BAD_REQUEST', `${put.name}: more bytes sent than the ${put.size} announced`);
+        digest.update(frame.payload);
+        await file.write(frame.payload);
+        continue;
+      }
+      const end = decodePutEnd(frame.payload);
+      if (received !== put.size || end.bytes !== received) {
+        throw new TcpkitError('BAD_REQUEST', `${put.name}: the upload ended after ${received} of ${put.size} bytes`);
+      }
+      const value = digest.value();
+      if (end.digest !== value) throw new TcpkitError('DIGEST_MISMATCH', `${put.name}: the content received does not match the client's digest`);
+      try {
+        await file.commit(overwrite);
+      } catch (error) {
+        await file.discard();
+        throw error;
+      }
+      const stored = { name: put.name, size: received, digest: value };
+      exchange.reply(UploadFrame.PUT_DONE, encodePutDone(stored));
+      options.onStored?.(stored, exchange.peer);
+      return;
+    }
+  } catch (error) {
+    if (error instanceof TcpkitError && error.wireCode === 'ABORTED') {
+      throw new TcpkitError('CANCELLED', `the upload of ${put.name} was cancelled`);
+    }
+    throw storageError(error, put.name);
+  } finally {
+    await file.close();
+  }
+}
+
+function resolveUploadOptions(options: UploadServiceOptions): Resolved {
+  const resolved: Resolved = { ...UPLOAD_DEFAULTS, ...stripUndefined(options) };
+  intOption('maxFileBytes', resolved.maxFileBytes, 0, Number.MAX_SAFE_INTEGER);
+  intOption('stallTimeoutMs', resolved.stallTimeoutMs, 1, 86_400_000);
+  if (resolved.onStored !== undefined && typeof resolved.onStored !== 'function') throw new OptionError('INVALID_OPTION', 'onStored must be a function');
+  if (typeof resolved.allowOverwrite !== 'boolean') throw new OptionError('INVALID_OPTION', 'allowOverwrite must be true or false');
+  return resolved;
+}
+
+/**
+ * The upload service, writing into a {@link FileRoot} (the served directory, or one of its own).
+ * @example
+ * const incoming = await FileRoot.open('/srv/incoming');
+ * const server = createServer({ services: [uploadService(incoming, { maxFileBytes: 100 * 2 ** 20 })] });
+ */
+export function uploadService(root: FileRoot, options: UploadServiceOptions = {}): Service {
+  const resolved = resolveUploadOptions(options);
+  return {
+    name: 'upload',
+    requestTypes: [UploadFrame.PUT],
+    continuationTypes: [UploadFrame.PUT_DATA, UploadFrame.PUT_END],
+    handle: (request, exchange) => servePut(root, resolved, request, exchange),
+  };
+}
