@@ -107,9 +107,9 @@ class ServerExchange implements Exchange {
   /** The client ended its side: what is queued can still be taken, nothing more will come. */
   peerEnded(): void {
     if (this.#queue === undefined || this.#queue.length === 0) {
-      this.#end(new TcpkitError('CONNECTION_CLOSED', 'the client closed its side before finishing the request'));
+      this.#end(new TcpkitError('BAD_REQUEST', 'the client closed its side before finishing the request'));
     } else {
-      this.#ended ??= new TcpkitError('CONNECTION_CLOSED', 'the client closed its side before finishing the request');
+      this.#ended ??= new TcpkitError('BAD_REQUEST', 'the client closed its side before finishing the request');
     }
   }
 

@@ -4,6 +4,7 @@
  * a failure on either side (refusal, disk full, cut connection, a local read error) leaves
  * nothing under the name on the server.
  */
+import { constants as fsc } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Client, RequestChannel, RequestOptions } from '../../client/client.js';
@@ -52,7 +53,8 @@ async function* readChunks(handle: FileHandle, size: number, chunkBytes: number,
 export async function upload(client: Client, localPath: string, name = path.basename(localPath), options: UploadOptions = {}): Promise<UploadResult> {
   let handle: FileHandle;
   try {
-    handle = await open(localPath, 'r');
+    // Non-blocking: opening a FIFO must not wait for a writer before it is refused.
+    handle = await open(localPath, fsc.O_RDONLY | fsc.O_NONBLOCK);
   } catch (error) {
     throw localError(`cannot read ${localPath}`, error);
   }
@@ -81,7 +83,7 @@ export async function upload(client: Client, localPath: string, name = path.base
 export async function uploadStream(
   client: Client,
   name: string,
-  source: AsyncIterable<Uint8Array>,
+  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   size: number,
   options: UploadOptions = {},
 ): Promise<UploadResult> {
