@@ -152,7 +152,7 @@ export function validateName(input: Uint8Array | string, rules: NameRules = {}):
   checkCharacters(name);
   const components = checkComponents(name, resolved);
   if (!resolved.allowHidden && components.some((component) => component.startsWith('.'))) {
-    throw new TcpkitError('FORBIDDEN', 'hidden names (a component starting with ".") are not served');
+    throw new TcpkitError('FORBIDDEN', 'hidden names (a component starting with ".") are refused');
   }
   return name;
 }
