@@ -14,16 +14,17 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { connect } from '../../../src/client/client.js';
 import type { TcpkitError } from '../../../src/errors.js';
-import { FrameType } from '../../../src/protocol/constants.js';
-import type { Frame } from '../../../src/protocol/frame.js';
+import { FrameType, PREAMBLE } from '../../../src/protocol/constants.js';
+import { encodeErrorBody, encodeServerHello } from '../../../src/protocol/control.js';
+import { encodeFrame, FrameDecoder, type Frame } from '../../../src/protocol/frame.js';
 import type { Service } from '../../../src/services/service.js';
 import { FileRoot } from '../../../src/services/files/confined.js';
 import { createDigest } from '../../../src/services/files/digest.js';
 import { upload, uploadStream } from '../../../src/services/files/put.js';
 import { fileService } from '../../../src/services/files/service.js';
 import { uploadService, type UploadServiceOptions } from '../../../src/services/files/upload.js';
-import { encodePut, encodePutEnd, UploadFrame } from '../../../src/services/files/wire.js';
-import { RawPeer, testServers, waitUntil, within } from '../../helpers/net.js';
+import { decodePut, decodePutDone, decodePutEnd, encodePut, encodePutDone, encodePutEnd, UploadFrame } from '../../../src/services/files/wire.js';
+import { faultyServer, LOOPBACK, RawPeer, testServers, waitUntil, within } from '../../helpers/net.js';
 
 const run = promisify(execFile);
 const { serve } = testServers();
@@ -425,5 +426,113 @@ describe('upload: bounded memory on the server', () => {
     await peer.until(() => peer.frames.some((f) => f.type === 0x83), 'the reply', 20_000);
     assert.equal(peer.frames.find((f) => f.type === 0x83)!.payload.toString(), String(total * chunk.length));
     peer.socket.destroy();
+  });
+});
+
+/** A scripted server that completes the hello (announcing uploads), then lets `onFrame` answer. */
+async function scriptedServer(onFrame: (frame: Frame, reply: (type: number, id: number, payload?: Uint8Array) => void) => void): Promise<string> {
+  const server = await faultyServer((socket) => {
+    const decoder = new FrameDecoder({ maxFrameBytes: 1 << 20 });
+    const reply = (type: number, id: number, payload?: Uint8Array): void => {
+      socket.write(encodeFrame(type, id, payload));
+    };
+    socket.on('data', (chunk: Buffer) => {
+      for (const frame of decoder.push(chunk)) {
+        if (frame.type !== FrameType.HELLO) {
+          onFrame(frame, reply);
+          continue;
+        }
+        const hello = encodeServerHello({
+          version: 1,
+          services: ['message', 'upload'],
+          capabilities: [],
+          limits: { maxFrameBytes: 1 << 20, maxInFlight: 16, idleTimeoutMs: 0 },
+        });
+        socket.write(Buffer.concat([Buffer.from(PREAMBLE), encodeFrame(FrameType.HELLO, 0, hello)]));
+      }
+    });
+  });
+  undo.push(() => server.close());
+  return `${LOOPBACK}:${server.port}`;
+}
+
+describe('upload: the client against a hostile or failing server', () => {
+  it('refuses PUT_DONE before PUT_READY, and a PUT_DONE that reports other content', async () => {
+    const early = await scriptedServer((frame, reply) => {
+      if (frame.type === UploadFrame.PUT) reply(UploadFrame.PUT_DONE, frame.id, encodePutDone({ name: 'x', size: 3, digest: digestOf(Buffer.from('abc')) }));
+    });
+    const first = await connect(early);
+    await assert.rejects(uploadStream(first, 'x', [Buffer.from('abc')], 3), (e: TcpkitError) => e.code === 'TCPKIT_ERR_PROTOCOL_ERROR');
+    first.destroy();
+
+    const liar = await scriptedServer((frame, reply) => {
+      if (frame.type === UploadFrame.PUT) reply(UploadFrame.PUT_READY, frame.id, Buffer.from('{}'));
+      if (frame.type === UploadFrame.PUT_END) reply(UploadFrame.PUT_DONE, frame.id, encodePutDone({ name: 'x', size: 3, digest: digestOf(Buffer.from('abd')) }));
+    });
+    const second = await connect(liar);
+    await assert.rejects(uploadStream(second, 'x', [Buffer.from('abc')], 3), /storing something else/);
+    second.destroy();
+  });
+
+  it("reports the server's error and stops sending once the server fails the upload", async () => {
+    let afterError = 0;
+    let failed = false;
+    const address = await scriptedServer((frame, reply) => {
+      if (frame.type === UploadFrame.PUT) reply(UploadFrame.PUT_READY, frame.id, Buffer.from('{}'));
+      if (frame.type !== UploadFrame.PUT_DATA) return;
+      if (failed) {
+        afterError++;
+        return;
+      }
+      failed = true;
+      reply(FrameType.ERROR, frame.id, encodeErrorBody({ code: 'NO_SPACE', message: 'disk full' }));
+    });
+    const client = await connect(address);
+    let pulled = 0;
+    async function* content(): AsyncGenerator<Buffer> {
+      for (let i = 0; i < 64; i++) {
+        pulled++;
+        yield randomBytes(64 * 1024);
+        // The error has been received: whatever comes next must not be sent.
+        await waitUntil(() => client.inFlight === 0, 'the ERROR to arrive');
+      }
+    }
+    await assert.rejects(uploadStream(client, 'x.bin', content(), 64 * 64 * 1024), (e: TcpkitError) => {
+      assert.equal(e.code, 'TCPKIT_ERR_NO_SPACE');
+      assert.match(e.message, /disk full/);
+      return true;
+    });
+    assert.equal(pulled, 2, 'the source is not drained after the failure');
+    assert.equal(afterError, 0);
+    client.destroy();
+  });
+
+  it('times out, sending no content, when the server never says PUT_READY', async () => {
+    let data = 0;
+    const address = await scriptedServer((frame) => {
+      if (frame.type === UploadFrame.PUT_DATA) data++;
+    });
+    const client = await connect(address);
+    await assert.rejects(uploadStream(client, 'x.bin', [randomBytes(10)], 10, { timeoutMs: 300 }), (e: TcpkitError) => e.code === 'TCPKIT_ERR_REQUEST_TIMEOUT');
+    assert.equal(data, 0);
+    client.destroy();
+  });
+});
+
+describe('upload wire payloads (pure)', () => {
+  it('round-trips PUT, PUT_END and PUT_DONE', () => {
+    assert.deepEqual(decodePut(encodePut({ name: 'a/b.txt', size: 7, overwrite: true })), { name: 'a/b.txt', size: 7, overwrite: true });
+    assert.deepEqual(decodePut(Buffer.from('{"name":"x","size":0}')), { name: 'x', size: 0, overwrite: false });
+    assert.deepEqual(decodePutEnd(encodePutEnd({ bytes: 5, digest: 'xxh64:0123456789abcdef' })), { bytes: 5, digest: 'xxh64:0123456789abcdef' });
+    const done = { name: 'x', size: 1, digest: 'xxh64:0000000000000000' };
+    assert.deepEqual(decodePutDone(encodePutDone(done)), done);
+  });
+
+  it('refuses malformed requests with BAD_REQUEST and malformed replies with PROTOCOL_ERROR', () => {
+    for (const bad of ['', 'null', '[]', '{"name":"x"}', '{"name":"x","size":-1}', '{"name":"x","size":1.5}', '{"name":"x","size":9007199254740992}', '{"name":1,"size":1}', '{"name":"x","size":1,"overwrite":"yes"}', '{"__proto__":{"size":1},"name":"x"}']) {
+      assert.throws(() => decodePut(Buffer.from(bad)), (e: TcpkitError) => e.code === 'TCPKIT_ERR_BAD_REQUEST', bad);
+    }
+    assert.throws(() => decodePutEnd(Buffer.from('{"bytes":1}')), (e: TcpkitError) => e.code === 'TCPKIT_ERR_BAD_REQUEST');
+    assert.throws(() => decodePutDone(Buffer.from('{"name":"x","size":"1","digest":"d"}')), (e: TcpkitError) => e.code === 'TCPKIT_ERR_PROTOCOL_ERROR');
   });
 });
