@@ -372,3 +372,31 @@ describe('tcpkit serve: upload flags', () => {
     assert.match(help.stdout, /\n  put /);
   });
 });
+
+describe('tcpkit put: over TLS, with a token', () => {
+  it('stores a file over TLS (--pin) with the token, and a client without the token is refused', async () => {
+    const { top, served, local } = await scratch('tls');
+    const certs = path.join(top, 'certs');
+    await mkdir(certs, { mode: 0o700 });
+    const made = await runCli(['cert', '--out', certs]);
+    assert.equal(made.code, 0, made.stderr);
+    const pin = /sha256:\s+(\S+)/.exec(made.stdout)?.[1];
+    assert.ok(pin, made.stdout);
+    const files = await localFiles(local, { 'secret.bin': randomBytes(300_000) });
+    const env = { TCPKIT_TOKEN: 'upload-token-123' };
+    const tls = ['--tls-cert', path.join(certs, 'tcpkit-cert.pem'), '--tls-key', path.join(certs, 'tcpkit-key.pem')];
+    const server = await startCliServer([served, '--writable', ...tls, '--token', env.TCPKIT_TOKEN]);
+    servers.push(server);
+    const address = `${LOOPBACK}:${server.port}`;
+
+    const refused = await runCli(['put', address, 'secret.bin', '--pin', pin], { cwd: local });
+    // Refused in the hello, like any connection the server will not take: exit 3.
+    assert.equal(refused.code, 3, refused.stderr);
+    assert.match(refused.stderr, /requires a token/);
+    assert.deepEqual(await entries(served), []);
+
+    const stored = await runCli(['put', address, 'secret.bin', '--pin', pin], { cwd: local, env });
+    assert.equal(stored.code, 0, stored.stderr);
+    assert.ok((await readFile(path.join(served, 'secret.bin'))).equals(files.get('secret.bin')!));
+  });
+});

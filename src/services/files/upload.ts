@@ -131,11 +131,14 @@ class IncomingFile {
         }
         throw error;
       }
-      await unlink(this.#temp);
+      // The file is in place from here on: nothing after this may report the upload failed.
+      await unlink(this.#temp).catch(() => {});
     }
-    // The directory entry itself, so a crash after PUT_DONE does not lose the file.
-    const dir = await open(this.#dir.path, fsc.O_RDONLY | fsc.O_DIRECTORY);
-    await dir.sync().finally(() => dir.close());
+    // The directory entry itself, so a crash after PUT_DONE does not lose the file (best effort:
+    // the file is already under its name).
+    const dir = await open(this.#dir.path, fsc.O_RDONLY | fsc.O_DIRECTORY).catch(() => undefined);
+    await dir?.sync().catch(() => {});
+    await dir?.close();
   }
 
   /** Closes everything; removes the temporary file unless it was committed. */
