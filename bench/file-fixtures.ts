@@ -1,13 +1,15 @@
 /**
  * The files the file suite serves and checks: a large file of random bytes (read once so it sits
  * in the page cache), many small files, and byte-for-byte comparison of what a tool saved with
- * the source. All of it lives in one temporary folder that the suite removes at the end.
+ * the source (and the large file's XXH64 digest, which `tcpkit put` reports). All of it lives in
+ * one temporary folder that the suite removes at the end.
  */
 import { randomFill } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, rm, statfs, writeFile, type FileHandle } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { createDigest } from '../src/services/files/digest.js';
 
 /** Fills `buffer[offset, offset + length)` with random bytes (off the main thread). */
 function fill(buffer: Buffer, offset = 0, length = buffer.length - offset): Promise<void> {
@@ -62,15 +64,29 @@ export async function writeRandomFile(file: string, bytes: number): Promise<void
   }
 }
 
-/** Reads a file through once, so that its pages are in the page cache (like `cat FILE > /dev/null`). */
-export async function warmPageCache(file: string): Promise<void> {
+/**
+ * Reads a file through once, so that its pages are in the page cache (like `cat FILE > /dev/null`),
+ * handing each chunk read to `onChunk` (valid only during the call).
+ */
+export async function warmPageCache(file: string, onChunk?: (chunk: Buffer) => void): Promise<void> {
   const handle = await open(file, 'r');
   try {
     const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
-    while ((await handle.read(buffer, 0, buffer.length, null)).bytesRead > 0);
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0) break;
+      onChunk?.(buffer.subarray(0, bytesRead));
+    }
   } finally {
     await handle.close();
   }
+}
+
+/** A file's digest as tcpkit computes and reports it (`xxh64:` and 16 hex digits). */
+export async function fileDigest(file: string): Promise<string> {
+  const digest = createDigest();
+  await warmPageCache(file, (chunk) => digest.update(chunk));
+  return digest.value();
 }
 
 /** Writes `count` files of `bytes` random bytes under `served/dir`; returns their names relative to `served`. */

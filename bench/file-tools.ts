@@ -1,9 +1,11 @@
 /**
  * The programs the file suite runs, each as a server and its client on 127.0.0.1: tcpkit
  * (`tcpkit serve` + `tcpkit get`, or `get-null.js` for /dev/null; over plain TCP, or over TLS with
- * a certificate from `tcpkit cert`), socat, nc (netcat-openbsd) and nginx (sendfile) + curl. A
- * transfer starts the server (not timed), runs the client timed from spawn to exit, reads what
- * each side cost, and stops the server. What the client saved is checked by the suite afterwards.
+ * a certificate from `tcpkit cert`), socat, nc (netcat-openbsd) and nginx (sendfile) + curl; and
+ * the uploaders: `tcpkit put` to `tcpkit serve --upload-dir`, and socat (with or without a
+ * `sync` of the stored file). A transfer starts the server (not timed), runs the client timed from
+ * spawn to exit, reads what each side cost, and stops the server. What the client (or, for an
+ * upload, the server) saved is checked by the suite afterwards.
  */
 import { closeSync, openSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -33,6 +35,8 @@ export interface Transfer {
   inProcessSeconds?: number;
   /** Bytes (or files) the client says it received, when it says. */
   reported?: number;
+  /** The digest the client reports (`tcpkit put`: the one the server checked and stored). */
+  digest?: string;
 }
 
 /** A certificate and key for `tcpkit serve --tls-cert/--tls-key`, and the fingerprint clients pin. */
@@ -50,6 +54,8 @@ export interface ToolContext {
   readonly workspace: Workspace;
   /** The certificate of the TLS runs, made once per suite run ({@link makeCertificate}). */
   readonly tls?: TlsFiles;
+  /** Node flags for `tcpkit serve` (`BENCH_SERVER_NODE_ARGS`, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`). */
+  readonly serverNodeArgs?: readonly string[];
 }
 
 /** Options of a timed client or one-shot server run in `context`. */
@@ -80,6 +86,21 @@ export interface SmallFilesTool {
   fetch(context: ToolContext, names: readonly string[], outDir: string, timeoutMs: number): Promise<Transfer>;
 }
 
+/** A program that uploads one large file to a server that stores it on disk. */
+export interface UploadTool {
+  /** Row id part and short name. */
+  readonly id: 'tcpkit' | 'socat' | 'socat-sync';
+  readonly label: string;
+  readonly commands: readonly string[];
+  /** How it runs, for the report (`PORT`, `FILE`, `OUTDIR`, `NAME` stand for the real values). */
+  describe(): string;
+  /**
+   * Sends the local file `source` of `size` bytes to a fresh server, which stores it as `name` in
+   * `context.workspace.out` (which must not hold `name` yet). Resolves once the upload is stored.
+   */
+  push(context: ToolContext, source: string, name: string, size: number, timeoutMs: number): Promise<Transfer>;
+}
+
 /** The path of a command the suite found, or an error naming it. */
 export function command(context: ToolContext, name: string): string {
   const where = context.commands.get(name);
@@ -101,10 +122,14 @@ async function whileServing(daemon: Daemon, client: () => Promise<RunResult>, la
   return { result, server: { cpuSeconds: after.cpuSeconds - before.cpuSeconds, peakRssKiB: after.peakRssKiB } };
 }
 
-/** `tcpkit serve` on 127.0.0.1, port 0 (over TLS with `tls`); resolves once it says where it listens. */
-async function startTcpkit(served: string, tls?: TlsFiles): Promise<{ daemon: Daemon; address: string }> {
+/**
+ * `tcpkit serve` of the served folder on 127.0.0.1, port 0 (over TLS with `tls`, and given `more`
+ * flags), under the context's Node flags; resolves once it says where it listens.
+ */
+async function startTcpkit(context: ToolContext, tls?: TlsFiles, more: readonly string[] = []): Promise<{ daemon: Daemon; address: string }> {
   const tlsArgs = tls !== undefined ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : [];
-  const daemon = Daemon.start(process.execPath, [CLI, 'serve', served, '--host', '127.0.0.1', '--port', '0', '--quiet', ...tlsArgs], 'tcpkit serve');
+  const argv = [...(context.serverNodeArgs ?? []), CLI, 'serve', context.workspace.served, '--host', '127.0.0.1', '--port', '0', '--quiet', ...tlsArgs, ...more];
+  const daemon = Daemon.start(process.execPath, argv, 'tcpkit serve');
   try {
     const line = await daemon.firstLine();
     const match = /^listening on (\S+)$/.exec(line);
@@ -148,7 +173,7 @@ function tcpkitBigTool(tls: boolean): BigFileTool {
     async fetch(context, name, size, sink, timeoutMs) {
       if (tls && context.tls === undefined) throw new Error('no TLS certificate was made for this run');
       const files = tls ? context.tls : undefined;
-      const { daemon, address } = await startTcpkit(context.workspace.served, files);
+      const { daemon, address } = await startTcpkit(context, files);
       try {
         const pinArgs = files !== undefined ? ['--pin', files.fingerprint] : [];
         const args =
@@ -189,22 +214,31 @@ export async function makeCertificate(context: ToolContext): Promise<TlsFiles> {
   return { cert: field('certificate'), key: field('key'), fingerprint: field('sha256') };
 }
 
-/** One-shot server (socat, nc) and its client, both timed; the server's cost is its whole life. */
+/**
+ * One-shot server (socat, nc) and its client, both timed; the server's cost is its whole life.
+ * `served` is how the server ended (an upload is stored only once the server has exited).
+ */
 async function oneShot(
   server: TimedProcess,
   port: number,
   serverLabel: string,
   client: () => Promise<RunResult>,
   clientLabel: string,
-): Promise<{ result: RunResult; server: ProcessCost }> {
+): Promise<{ result: RunResult; server: ProcessCost; served: RunResult }> {
   try {
     await waitListening(port, serverLabel, () => server.alive);
     const result = check(await client(), clientLabel);
     const served = check(await server.done, serverLabel);
-    return { result, server: served.cost };
+    return { result, server: served.cost, served };
   } finally {
     server.kill();
   }
+}
+
+/** socat's address syntax gives ':' ',' and '!' a meaning; the workspace paths never hold them. */
+function forSocat(file: string): string {
+  if (/[:,!]/.test(file)) throw new Error(`socat cannot be given a path with ':' ',' or '!': ${file}`);
+  return file;
 }
 
 const socat: BigFileTool = {
@@ -215,10 +249,8 @@ const socat: BigFileTool = {
     `\`socat -b 1048576 -u FILE:FILE TCP-LISTEN:PORT,bind=127.0.0.1,reuseaddr\`; \`socat -b 1048576 -u TCP:127.0.0.1:PORT ${sink === 'disk' ? 'CREATE:OUT' : 'OPEN:/dev/null'}\``,
   async fetch(context, name, _size, sink, timeoutMs) {
     const socatPath = command(context, 'socat');
-    const file = path.join(context.workspace.served, name);
-    const target = sink.kind === 'disk' ? sink.path : '/dev/null';
-    // socat's address syntax gives ':' and ',' a meaning; the workspace paths never hold them.
-    if (/[:,!]/.test(file + target)) throw new Error(`socat cannot be given a path with ':' ',' or '!': ${file}`);
+    const file = forSocat(path.join(context.workspace.served, name));
+    const target = forSocat(sink.kind === 'disk' ? sink.path : '/dev/null');
     const port = await freePort();
     const server = new TimedProcess(
       socatPath,
@@ -300,13 +332,102 @@ const nginxCurl: BigFileTool = {
 /** Every large-file tool, socat (the baseline) first; tcpkit over TLS runs only in the TLS case. */
 export const BIG_FILE_TOOLS: readonly BigFileTool[] = [socat, tcpkitBigTool(false), tcpkitBigTool(true), nc, nginxCurl];
 
+/** The largest file `tcpkit serve` takes by default (`--max-upload-size`); the bench passes the file's size when larger. */
+const UPLOAD_CAP_DEFAULT = 1024 ** 3;
+
+/**
+ * `tcpkit put` to `tcpkit serve --upload-dir`: the server writes a hidden temporary file, checks
+ * the size and XXH64 digest, fsyncs the file and its directory and links it into place before its
+ * PUT_DONE, which the client waits for; the client's exit therefore ends the upload.
+ */
+const tcpkitUpload: UploadTool = {
+  id: 'tcpkit',
+  label: 'tcpkit put',
+  commands: [],
+  describe: () =>
+    '`tcpkit serve DIR --upload-dir OUTDIR --host 127.0.0.1 --port 0 --quiet` (`--max-upload-size` only above 1 GiB); ' +
+    '`tcpkit put 127.0.0.1:PORT FILE --as NAME --quiet --json` (the server checks size and XXH64, fsyncs the file and OUTDIR, ' +
+    'then links it into place; the client exits on its PUT_DONE)',
+  async push(context, source, name, size, timeoutMs) {
+    const { workspace } = context;
+    const cap = size > UPLOAD_CAP_DEFAULT ? ['--max-upload-size', String(size)] : [];
+    const { daemon, address } = await startTcpkit(context, undefined, ['--upload-dir', workspace.out, ...cap]);
+    try {
+      const label = 'tcpkit put';
+      const { result, server } = await whileServing(
+        daemon,
+        () => runTimed(process.execPath, [CLI, 'put', address, source, '--as', name, '--quiet', '--json'], timed(context, label, timeoutMs)),
+        label,
+      );
+      const [line] = jsonLines(result.stdout, label);
+      const bytes = Number(line?.bytes);
+      if (bytes !== size || line?.name !== name) {
+        throw new Error(`${label} reports storing ${String(line?.bytes)} bytes as ${String(line?.name)}, expected ${size} as ${name}`);
+      }
+      const seconds = Number(line?.seconds);
+      const transfer: Transfer = { seconds: result.seconds, client: result.cost, server, reported: bytes, digest: String(line?.digest) };
+      if (seconds > 0) transfer.inProcessSeconds = seconds;
+      return transfer;
+    } finally {
+      await daemon.stop();
+    }
+  },
+};
+
+/**
+ * socat pushing a file to a one-shot socat that writes it. No check and no fsync: the upload is
+ * over when both have exited (the server once it has written the last byte into the page cache).
+ * With `sync`, `sync FILE OUTDIR` (coreutils: fsync of each) runs as soon as they have, and the
+ * upload is over when it exits: the same durability as tcpkit's, without the check.
+ */
+function socatUpload(sync: boolean): UploadTool {
+  return {
+    id: sync ? 'socat-sync' : 'socat',
+    label: sync ? 'socat -b 1048576 + sync' : 'socat -b 1048576',
+    commands: sync ? ['socat', 'sync'] : ['socat'],
+    describe: () =>
+      '`socat -b 1048576 -u TCP-LISTEN:PORT,bind=127.0.0.1,reuseaddr CREATE:OUTDIR/NAME`; `socat -b 1048576 -u FILE:FILE TCP:127.0.0.1:PORT`' +
+      (sync
+        ? "; then `sync OUTDIR/NAME OUTDIR` (fsync of the file and its folder); timed from the client's spawn to the exit of `sync`"
+        : "; timed from the client's spawn to the later exit of client and server (no check, no fsync)"),
+    async push(context, source, name, _size, timeoutMs) {
+      const socatCommand = command(context, 'socat');
+      const stored = forSocat(path.join(context.workspace.out, name));
+      const port = await freePort();
+      const server = new TimedProcess(
+        socatCommand,
+        ['-b', '1048576', '-u', `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr`, `CREATE:${stored}`],
+        timed(context, 'socat server', timeoutMs),
+      );
+      const { result, served } = await oneShot(
+        server,
+        port,
+        'socat server',
+        () => runTimed(socatCommand, ['-b', '1048576', '-u', `FILE:${forSocat(source)}`, `TCP:127.0.0.1:${port}`], timed(context, 'socat client', timeoutMs)),
+        'socat client',
+      );
+      let ended = result.ended > served.ended ? result.ended : served.ended;
+      let cost = served.cost;
+      if (sync) {
+        const synced = check(await runTimed(command(context, 'sync'), ['--', stored, context.workspace.out], timed(context, 'sync', timeoutMs)), 'sync');
+        ended = synced.ended;
+        cost = { cpuSeconds: cost.cpuSeconds + synced.cost.cpuSeconds, peakRssKiB: Math.max(cost.peakRssKiB, synced.cost.peakRssKiB) };
+      }
+      return { seconds: Number(ended - result.started) / 1e9, client: result.cost, server: cost };
+    },
+  };
+}
+
+/** The uploaders: socat (the baseline) first, then socat + sync and tcpkit. */
+export const UPLOAD_TOOLS: readonly UploadTool[] = [socatUpload(false), socatUpload(true), tcpkitUpload];
+
 const tcpkitSmall: SmallFilesTool = {
   id: 'tcpkit',
   label: 'tcpkit get',
   commands: [],
   describe: () => '`tcpkit serve DIR`; one `tcpkit get 127.0.0.1:PORT NAME... -o OUTDIR --force --quiet --json` with every name (one kept connection, pipelined)',
   async fetch(context, names, outDir, timeoutMs) {
-    const { daemon, address } = await startTcpkit(context.workspace.served);
+    const { daemon, address } = await startTcpkit(context);
     try {
       const { result, server } = await whileServing(
         daemon,

@@ -3,10 +3,12 @@
  * and to /dev/null by tcpkit beside socat -b 1048576, nc and nginx (sendfile) + curl, and 10,000
  * files of 4 KiB over one kept connection by tcpkit beside curl + nginx over one keep-alive
  * connection; the 1 GiB file also by tcpkit over TLS beside tcpkit over plain TCP (disk and
- * /dev/null); with BENCH_BIG=1 also a 4 GiB file to disk (tcpkit and socat). Every client is
- * timed as a whole process, from spawn to exit; medians of BENCH_RUNS runs, ratios against
- * socat (large files), curl + nginx (small files) or plain TCP (TLS). Targets: 1 GiB to disk
- * ≥ 1.0× socat; 10,000 small files ≥ 5× curl + nginx; server and client peak RSS under 100 MiB.
+ * /dev/null), and uploaded to the server's disk by `tcpkit put` beside socat (with and without a
+ * `sync` of the stored file); with BENCH_BIG=1 also a 4 GiB file to disk (tcpkit and socat).
+ * Every client is timed as a whole process, from spawn to exit (an upload by socat, until its
+ * server has exited too); medians of BENCH_RUNS runs, ratios against socat (large files), curl +
+ * nginx (small files) or plain TCP (TLS). Targets: 1 GiB to disk ≥ 1.0× socat; 10,000 small files
+ * ≥ 5× curl + nginx; server and client peak RSS under 100 MiB.
  */
 import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
@@ -17,6 +19,7 @@ import {
   compareFiles,
   compareSmallFiles,
   emptyDir,
+  fileDigest,
   freeBytes,
   makeWorkspace,
   openFileLimit,
@@ -29,10 +32,12 @@ import {
   cliStartupSeconds,
   makeCertificate,
   SMALL_FILES_TOOLS,
+  UPLOAD_TOOLS,
   type BigFileTool,
   type Sink,
   type ToolContext,
   type Transfer,
+  type UploadTool,
 } from './file-tools.js';
 import { ensureCommands } from './peer-install.js';
 import { killAll } from './processes.js';
@@ -189,30 +194,44 @@ function bigTools(toolIds: readonly string[]): BigFileTool[] {
   return BIG_FILE_TOOLS.filter((tool) => toolIds.includes(tool.id));
 }
 
+/** How long one transfer of `bytes` may take before it is killed (at least a minute, 20 MB/s). */
+function transferTimeoutMs(bytes: number): number {
+  return Math.max(60_000, (bytes / 20e6) * 1000);
+}
+
+/**
+ * Runs `body` with the output folder empty before and after: every run starts with nothing saved
+ * (an upload's destination absent), and what it saved is removed at once (a deleted file's dirty
+ * pages are dropped, never written back during a later run).
+ */
+async function inEmptyOut<T>(setup: Setup, body: () => Promise<T>): Promise<T> {
+  const { out } = setup.context.workspace;
+  await emptyDir(out);
+  try {
+    return await body();
+  } finally {
+    await emptyDir(out);
+  }
+}
+
 /** One large-file tool as a contender: `file` downloaded to its sink, checked, the copy removed. */
 function bigContender(setup: Setup, file: Pick<BigCase, 'name' | 'bytes' | 'sink'>, tool: BigFileTool): Contender {
   const { workspace } = setup.context;
   const source = path.join(workspace.served, file.name);
   const output = path.join(workspace.out, `${file.name}.copy`);
-  const timeoutMs = Math.max(60_000, (file.bytes / 20e6) * 1000);
   return {
     id: tool.id,
     missing: missingFor(setup, tool.commands),
-    async run() {
-      await emptyDir(workspace.out);
-      const sink: Sink = file.sink === 'disk' ? { kind: 'disk', path: output } : { kind: 'null' };
-      try {
-        const transfer = await tool.fetch(setup.context, file.name, file.bytes, sink, timeoutMs);
+    run: () =>
+      inEmptyOut(setup, async () => {
+        const sink: Sink = file.sink === 'disk' ? { kind: 'disk', path: output } : { kind: 'null' };
+        const transfer = await tool.fetch(setup.context, file.name, file.bytes, sink, transferTimeoutMs(file.bytes));
         if (sink.kind === 'disk') {
           const differs = await compareFiles(source, output);
           if (differs !== undefined) throw new Error(`${tool.label}: ${differs}`);
         }
         return toSample(transfer, file.bytes / 1e6);
-      } finally {
-        // Removed at once: a deleted file's dirty pages are dropped, never written back later.
-        await emptyDir(workspace.out);
-      }
-    },
+      }),
   };
 }
 
@@ -282,6 +301,94 @@ async function runTlsCase(
   };
 }
 
+/**
+ * One uploader as a contender: `file` (under the served folder) sent to a fresh server that
+ * stores it under its name in the (empty) output folder; the stored file is compared with the
+ * source (size, then bytes), the digest tcpkit reports with `digest`, and the file removed.
+ */
+function uploadContender(setup: Setup, file: Pick<BigCase, 'name' | 'bytes'>, tool: UploadTool, digest: string): Contender {
+  const { workspace } = setup.context;
+  const source = path.join(workspace.served, file.name);
+  const stored = path.join(workspace.out, file.name);
+  return {
+    id: tool.id,
+    missing: missingFor(setup, tool.commands),
+    run: () =>
+      inEmptyOut(setup, async () => {
+        const transfer = await tool.push(setup.context, source, file.name, file.bytes, transferTimeoutMs(file.bytes));
+        if (transfer.digest !== undefined && transfer.digest !== digest) {
+          throw new Error(`${tool.label} reports ${transfer.digest}, the source's digest is ${digest}`);
+        }
+        const differs = await compareFiles(source, stored);
+        if (differs !== undefined) throw new Error(`${tool.label}: stored ${differs}`);
+        return toSample(transfer, file.bytes / 1e6);
+      }),
+  };
+}
+
+/**
+ * The 1 GiB file uploaded to the server's disk by `tcpkit put` (into `tcpkit serve
+ * --upload-dir`), beside socat (the baseline: no check, no fsync) and, when selected, socat
+ * followed by `sync FILE DIR` (the same durability as tcpkit's). Two tables: every uploader
+ * against plain socat, and tcpkit against socat + sync.
+ */
+async function runUploadCase(
+  context: SuiteContext,
+  setup: Setup,
+  file: Pick<BigCase, 'name' | 'bytes'>,
+  toolIds: readonly string[],
+): Promise<{ tables: ResultTable[]; sides: Map<string, Side> }> {
+  const tools = UPLOAD_TOOLS.filter((tool) => toolIds.includes(tool.id));
+  const digest = await fileDigest(path.join(setup.context.workspace.served, file.name));
+  for (const tool of tools) setup.notes.push(`${tool.label}, upload: ${tool.describe()}`);
+  setup.notes.push(
+    'Upload: each run starts with the destination absent (the output folder emptied; tcpkit never overwrites by default) and ends by deleting it; ' +
+      `it counts once the stored file has the source's size and bytes, and tcpkit's reported digest is the source's (${digest}). ` +
+      "tcpkit put is timed to its exit, which waits for the server's PUT_DONE (sent after the size + XXH64 check and the fsync of the file and its folder); " +
+      'socat checks nothing and never fsyncs, so its upload ends when client and server have both exited, the file still in the page cache: ' +
+      'socat + sync is the like-for-like baseline',
+  );
+  const sides = await measureCase(context, 'upload', 'MB/s', tools.map((tool) => uploadContender(setup, file, tool, digest)));
+  const label = (id: string, text: string): string => (sides.get(id)?.skipped !== undefined ? `${text} (skipped)` : text);
+  const socat = sides.get('socat')!.result();
+  const tcpkit = sides.get('tcpkit');
+  const synced = sides.get('socat-sync');
+  const rows: ResultRow[] = [];
+  const versusSync: ResultRow[] = [];
+  const whole = 'tcpkit put (whole process: Node start-up, connect, transfer, server check + fsync)';
+  const ownTime = 'tcpkit put, in-process (file open to PUT_DONE: stored, verified, fsynced)';
+  if (tcpkit !== undefined) {
+    rows.push(compareRow('files/upload-tcpkit', label('tcpkit', whole), 'MB/s', tcpkit.result(), socat));
+    if (tcpkit.samples.length > 0) rows.push(compareRow('files/upload-tcpkit-inproc', ownTime, 'MB/s', inProcess(tcpkit, file.bytes), socat));
+  }
+  if (synced !== undefined) {
+    rows.push(compareRow('files/upload-socat-sync', label('socat-sync', 'socat -b 1048576 + `sync FILE DIR` (fsync, no check)'), 'MB/s', synced.result(), socat));
+  }
+  if (tcpkit !== undefined && synced !== undefined) {
+    // The same samples against the other baseline; failures are reported once, in the first table.
+    const quiet = (measured: Measured): Measured => {
+      delete measured.error;
+      return measured;
+    };
+    versusSync.push(compareRow('files/upload-tcpkit-vs-sync', label('tcpkit', whole), 'MB/s', quiet(tcpkit.result()), quiet(synced.result())));
+    if (tcpkit.samples.length > 0) {
+      versusSync.push(compareRow('files/upload-tcpkit-inproc-vs-sync', ownTime, 'MB/s', inProcess(tcpkit, file.bytes), quiet(synced.result())));
+    }
+  }
+  const tables: ResultTable[] = [
+    { title: "1 GiB file, page-cached, uploaded to the server's disk", subjectName: 'tool', baselineName: 'socat -b 1048576 (no fsync)', rows },
+  ];
+  if (versusSync.length > 0) {
+    tables.push({
+      title: '1 GiB upload, tcpkit beside socat + sync (both end with the file and its folder fsynced; only tcpkit checks size and digest)',
+      subjectName: 'tcpkit put',
+      baselineName: 'socat + sync',
+      rows: versusSync,
+    });
+  }
+  return { tables, sides };
+}
+
 async function runSmallCase(
   context: SuiteContext,
   setup: Setup,
@@ -293,17 +400,13 @@ async function runSmallCase(
   const contenders: Contender[] = tools.map((tool) => ({
     id: tool.id,
     missing: missingFor(setup, tool.commands),
-    async run() {
-      await emptyDir(workspace.out);
-      try {
+    run: () =>
+      inEmptyOut(setup, async () => {
         const transfer = await tool.fetch(setup.context, names, workspace.out, 120_000);
         const differs = await compareSmallFiles(workspace.served, names, workspace.out);
         if (differs !== undefined) throw new Error(`${tool.label}: ${differs}`);
         return toSample(transfer, names.length);
-      } finally {
-        await emptyDir(workspace.out);
-      }
-    },
+      }),
   }));
   for (const tool of tools) setup.notes.push(`${tool.label}, small: ${tool.describe()}`);
   const sides = await measureCase(context, 'small', 'files/s', contenders);
@@ -361,6 +464,7 @@ async function run(context: SuiteContext): Promise<SuiteResult> {
   const disk = wants(context, 'disk', ['tcpkit', 'nc', 'nginx']);
   const toNull = wants(context, 'null', ['tcpkit', 'nc', 'nginx']);
   const tlsSinks = (['disk', 'null'] as const).filter((sink) => context.selected(`files/tls-${sink}`));
+  const upload = wants(context, 'upload', ['tcpkit', 'socat-sync']);
   const small = wants(context, 'small', ['tcpkit']);
   const big = bigWanted ? wants(context, 'big', ['tcpkit']) : [];
   const notes: string[] = [];
@@ -369,7 +473,7 @@ async function run(context: SuiteContext): Promise<SuiteResult> {
     'Every server on 127.0.0.1 on a free port, started before and stopped after each run (not timed); each client timed as a whole process, from spawn to exit, its CPU time and peak RSS taken by GNU time',
     "tcpkit's whole-process figure therefore includes Node's start-up and loading the CLI, and connect + hello; the in-process row is tcpkit's own figure from the same runs",
     'Each tool runs once unmeasured first, then BENCH_RUNS times in rotating order; the table shows medians. MB = 10^6 bytes',
-    'Checked after every run: outputs on disk compared byte for byte with the source; /dev/null rows: exit status, plus the byte count tcpkit (after verifying its XXH64 digest) and curl report; small files: all compared, and curl made exactly 1 connection',
+    'Checked after every run: outputs on disk (and uploads stored by the server) compared byte for byte with the source; /dev/null rows: exit status, plus the byte count tcpkit (after verifying its XXH64 digest) and curl report; small files: all compared, and curl made exactly 1 connection',
     "CPU srv/drv: server / client process, % of one core over the client's run; server µs/op: server CPU µs per MB (per file in the small-files table); `server-bound`/`driver-bound`: that side used ≥ 90% of a core",
   ];
   const workspace = await makeWorkspace();
@@ -381,7 +485,10 @@ async function run(context: SuiteContext): Promise<SuiteResult> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    const found = await ensureCommands(['socat', 'nc', 'nginx', 'curl', 'time', ...(tlsSinks.length > 0 ? ['openssl'] : [])], context.progress);
+    const found = await ensureCommands(
+      ['socat', 'nc', 'nginx', 'curl', 'time', ...(tlsSinks.length > 0 ? ['openssl'] : []), ...(upload.includes('socat-sync') ? ['sync'] : [])],
+      context.progress,
+    );
     const commands = new Map<string, string>();
     const missing = new Map<string, string>();
     for (const [name, where] of found) {
@@ -395,7 +502,7 @@ async function run(context: SuiteContext): Promise<SuiteResult> {
     }
     for (const [name, why] of missing) if (name !== 'time') notes.push(`Skipped ${name}: ${why}`);
     if (!commands.has('time')) notes.push('GNU time missing: CPU time and peak RSS of clients read from /proc every 10 ms instead (the last few ms are missed)');
-    const plain: ToolContext = { commands, workspace };
+    const plain: ToolContext = { commands, workspace, serverNodeArgs: context.settings.serverNodeArgs };
     // One certificate per bench run; without openssl the TLS side is skipped, and says why.
     const tls = tlsSinks.length > 0 && commands.has('openssl') ? await makeCertificate(plain) : undefined;
     const setup: Setup = { context: tls !== undefined ? { ...plain, tls } : plain, missing, notes };
@@ -411,7 +518,7 @@ async function run(context: SuiteContext): Promise<SuiteResult> {
       notes.push(`Skipped ${what}: needs ${((2 * bytes + 512 * MiB) / GiB).toFixed(1)} GiB free in ${os.tmpdir()}, has ${(free / GiB).toFixed(1)} GiB`);
       return false;
     };
-    const bigFile = disk.length + toNull.length + tlsSinks.length > 0 && room(GiB, 'the 1 GiB rows');
+    const bigFile = disk.length + toNull.length + tlsSinks.length + upload.length > 0 && room(GiB, 'the 1 GiB rows');
     if (big.length > 0 && !room(4 * GiB, 'the 4 GiB row')) big.length = 0;
 
     const rss: string[] = [];
@@ -433,6 +540,11 @@ async function run(context: SuiteContext): Promise<SuiteResult> {
         const { table, rss: tlsRss } = await runTlsCase(context, setup, { name: 'big.bin', bytes: GiB }, tlsSinks);
         tables.push(table);
         rss.push(...tlsRss);
+      }
+      if (upload.length > 0) {
+        const { tables: uploadTables, sides } = await runUploadCase(context, setup, { name: 'big.bin', bytes: GiB }, ['socat', ...upload]);
+        tables.push(...uploadTables);
+        rss.push(...rssNotes("1 GiB uploaded to the server's disk", sides));
       }
       await rm(path.join(workspace.served, 'big.bin'), { force: true });
     }

@@ -1,8 +1,8 @@
 /**
- * The programs the file suite compares tcpkit with (socat, nc, nginx, curl), GNU time, and
- * openssl (for `tcpkit cert`, when the TLS rows run): found on the PATH (or in sbin), installed
- * with apt-get when missing, or reported missing with the reason, so that the suite can skip that
- * peer and say why.
+ * The programs the file suite compares tcpkit with (socat, nc, nginx, curl), GNU time, openssl
+ * (for `tcpkit cert`, when the TLS rows run) and coreutils' sync (the upload row): found on the
+ * PATH (or in sbin), installed with apt-get when missing, or reported missing with the reason, so
+ * that the suite can skip that peer and say why.
  */
 import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
@@ -18,6 +18,8 @@ const PACKAGES: Readonly<Record<string, readonly string[]>> = Object.freeze({
   time: ['time'],
   // `tcpkit cert` runs it, for the TLS rows' certificate.
   openssl: ['openssl'],
+  // `sync FILE DIR` (fsync of each), for the upload row's socat + sync.
+  sync: ['coreutils'],
 });
 
 /** How long apt-get may take, each call. */

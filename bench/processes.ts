@@ -153,6 +153,9 @@ export interface RunResult {
   signal: NodeJS.Signals | null;
   /** From spawn to exit, in seconds. */
   seconds: number;
+  /** `process.hrtime.bigint()` just before the spawn and at the exit: to time several processes as one. */
+  started: bigint;
+  ended: bigint;
   cost: ProcessCost;
   stdout: string;
   /** The end of its standard error. */
@@ -228,10 +231,11 @@ export class TimedProcess {
       child.once('close', (code, signalName) => {
         clearTimeout(timer);
         clearInterval(poller);
-        const seconds = Number((ended || process.hrtime.bigint()) - started) / 1e9;
+        ended ||= process.hrtime.bigint();
+        const seconds = Number(ended - started) / 1e9;
         void this.#cost(report, polled).then((cost) => {
           if (timedOut) stderr += `\n(killed after ${options.timeoutMs} ms)`;
-          resolve({ code, signal: signalName, seconds, cost, stdout, stderr });
+          resolve({ code, signal: signalName, seconds, started, ended, cost, stdout, stderr });
         }, reject);
       });
     });
