@@ -9,10 +9,7 @@ import { decodeErrorBody, decodeServerHello, encodeErrorBody, type ServerHello }
 import type { Frame } from '../protocol/frame.js';
 import { Connection, type CloseReason } from '../transport/connection.js';
 import { withRetries } from './retry.js';
-import { BufferPool } from '../util/buffer-pool.js';
-
-/** Size of the payloads worth pooling: the download service's DATA frames (1 MiB). */
-const DATA_PAYLOAD_BYTES = 1024 * 1024;
+import { BufferPool, BULK_BUFFER_BYTES } from '../util/buffer-pool.js';
 import { abortError, CLIENT_OPENING, clientOpening, openSocket, type LargeReads } from './socket.js';
 import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions, type Target } from './options.js';
 
@@ -63,8 +60,10 @@ export interface RequestChannel {
    * Sends one continuation frame of the request; resolves when the connection can take more
    * (backpressure). Sending counts as progress for the request timeout. Rejects once the request
    * is over (answered, failed, timed out or aborted): the request's own promise says why.
+   * `onSent` runs once the connection no longer needs `payload` (it may then be reused); it does
+   * not run when the send is refused.
    */
-  send(type: number, payload: Uint8Array): Promise<void>;
+  send(type: number, payload: Uint8Array, onSent?: () => void): Promise<void>;
 }
 
 /** State of a client: open, closing (no new requests), closed. */
@@ -100,7 +99,7 @@ export class Client {
   #sweepTimer: NodeJS.Timeout | undefined;
   #sweepEvery = Infinity;
   /** DATA payloads of downloads are assembled in these and given back once written. */
-  readonly #payloads = new BufferPool(DATA_PAYLOAD_BYTES, 4);
+  readonly #payloads = new BufferPool(BULK_BUFFER_BYTES, 4);
   #lastReceived = Date.now();
   /** When the heartbeat PING went out, 0 when none is outstanding. */
   #pingSentAt = 0;
@@ -322,16 +321,16 @@ export class Client {
       }
       this.#pending.set(id, pending);
       this.#sendRequest(type, id, payload);
-      consumer.opened?.({ send: (frameType, framePayload) => this.#sendContinuation(pending, frameType, framePayload) });
+      consumer.opened?.({ send: (frameType, framePayload, onSent) => this.#sendContinuation(pending, frameType, framePayload, onSent) });
     });
   }
 
-  async #sendContinuation(pending: Pending, type: number, payload: Uint8Array): Promise<void> {
+  async #sendContinuation(pending: Pending, type: number, payload: Uint8Array, onSent: (() => void) | undefined): Promise<void> {
     const over = (): Error => new TcpkitError('CANCELLED', 'the request is over: nothing more can be sent for it');
     if (pending.abandoned || this.#pending.get(pending.id) !== pending) throw over();
     const limit = this.#server!.limits.maxFrameBytes;
     if (payload.length > limit) throw new TcpkitError('FRAME_TOO_LARGE', `frame of ${payload.length} bytes exceeds the server's limit of ${limit} bytes`);
-    if (!this.#conn.sendFrame(type, pending.id, payload)) await this.#conn.drained();
+    if (!this.#conn.sendFrame(type, pending.id, payload, onSent)) await this.#conn.drained();
     if (pending.abandoned) throw over();
     if (pending.deadline !== 0) pending.deadline = Date.now() + pending.timeoutMs;
   }

@@ -17,6 +17,8 @@ export interface ExchangeHost {
   hold(bytes: number): void;
   /** A queued continuation frame of `bytes` was taken or dropped. */
   release(bytes: number): void;
+  /** Takes back a payload buffer nothing references any more. */
+  recycle(payload: Uint8Array): void;
 }
 
 /** The per-request object handed to a service; also the handler's context. */
@@ -108,6 +110,10 @@ export class ServerExchange implements Exchange {
   discard(): void {
     if (this.#queue === undefined) return;
     for (const frame of this.#queue.splice(0)) this.#session.release(frame.payload.length);
+  }
+
+  recycle(payload: Uint8Array): void {
+    this.#session.recycle(payload);
   }
 
   reply(type: number, payload?: Uint8Array): void {

@@ -21,6 +21,7 @@ import { refuse } from './refusal.js';
 import { TokenCheck } from './auth.js';
 import { normalizeIp } from '../transport/address.js';
 import { VERSION } from '../version.js';
+import { BufferPool, BULK_BUFFER_BYTES } from '../util/buffer-pool.js';
 
 /** Events of a {@link Server}, each with what a log line needs. */
 export interface ServerEventMap {
@@ -102,6 +103,7 @@ export class Server extends EventEmitter<ServerEventMap> {
       services: this.#services,
       continuations: this.#continuations,
       controlTypes: new Set([FrameType.PING, FrameType.PONG, FrameType.CANCEL, ...this.#continuations]),
+      payloads: new BufferPool(BULK_BUFFER_BYTES, 16),
       serviceNames: this.#serviceNames,
       hello: (version) => this.#hello(version),
       protocolError: (peer, error) => this.emit('protocol-error', peer, error),

@@ -21,6 +21,7 @@ import { ServerExchange } from './exchange.js';
 import { RAW_QUIET_MS, RawRequestReader, type RawVerdict } from './raw-request.js';
 import { Connection, type CloseReason, type ConnectionHandlers, type PeerInfo } from '../transport/connection.js';
 import type { Expiry, WatchdogTimeouts } from '../transport/watchdog.js';
+import type { BufferPool } from '../util/buffer-pool.js';
 import type { TokenCheck } from './auth.js';
 import type { ResolvedServerOptions } from './options.js';
 
@@ -37,6 +38,8 @@ export interface SessionHost {
   readonly continuations: ReadonlySet<number>;
   /** Frames handled even while requests are held back: PING, PONG, CANCEL and the continuations. */
   readonly controlTypes: ReadonlySet<number>;
+  /** 1 MiB payload buffers (an upload's content) shared by every connection, reused once handed back. */
+  readonly payloads: BufferPool;
   readonly serviceNames: readonly string[];
   /** Preamble plus HELLO frame for a negotiated version (the same for every connection). */
   hello(version: number): Buffer;
@@ -97,6 +100,7 @@ export class ServerSession implements ConnectionHandlers {
     this.#conn = new Connection(socket, this, {
       maxFrameBytes: HELLO_MAX_FRAME_BYTES,
       controlTypes: host.controlTypes,
+      payloadPool: host.payloads,
       timeouts: host.timeouts,
       ...(host.raw && { sniff: isFramed }),
     });
@@ -174,6 +178,11 @@ export class ServerSession implements ConnectionHandlers {
       this.#holding = true;
       this.#conn.pause();
     }
+  }
+
+  /** @internal A handler is done with a payload buffer: it may be reused. */
+  recycle(payload: Uint8Array): void {
+    if (Buffer.isBuffer(payload)) this.#host.payloads.give(payload);
   }
 
   /** @internal A handler took (or dropped) a held continuation frame of `bytes`. */

@@ -29,6 +29,12 @@ export interface Exchange {
    * wait here unread, so a handler that takes them one at a time bounds the memory they hold.
    */
   receive(): Promise<Frame>;
+  /**
+   * Hands back the payload of a continuation frame the handler is completely done with (written
+   * to disk, hashed), so a later frame reuses its memory instead of a fresh allocation. Optional:
+   * a payload not handed back is simply garbage-collected.
+   */
+  recycle(payload: Uint8Array): void;
 }
 
 /** A family of requests the server answers. */

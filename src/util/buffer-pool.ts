@@ -3,6 +3,9 @@
  * allocating (and faulting in) a fresh one per chunk: on our VMs, memory freed and touched anew
  * costs more than the copy itself.
  */
+/** The size of bulk payload buffers: DATA and PUT_DATA frames (1 MiB). */
+export const BULK_BUFFER_BYTES = 1024 * 1024;
+
 export class BufferPool {
   readonly size: number;
   readonly #max: number;

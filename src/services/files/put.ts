@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { Client, RequestChannel, RequestOptions } from '../../client/client.js';
 import { ProtocolError, TcpkitError } from '../../errors.js';
 import { frameTypeName } from '../../protocol/constants.js';
+import { BufferPool, BULK_BUFFER_BYTES } from '../../util/buffer-pool.js';
 import { createDigest } from './digest.js';
 import { validateName } from './names.js';
 import { DATA_CHUNK_BYTES, decodePutDone, encodePut, encodePutEnd, UploadFrame, type PutDone } from './wire.js';
@@ -30,18 +31,39 @@ function localError(what: string, error?: unknown): TcpkitError {
   return new TcpkitError('LOCAL_FILE_ERROR', typeof code === 'string' ? `${what}: ${code}` : what);
 }
 
-/** Reads `size` bytes of a file, in fresh buffers (the connection sends them without copying). */
+/**
+ * Chunk buffers of every upload of the process: the connection sends a chunk without copying
+ * it, and gives it back here once the socket is done with it.
+ */
+const chunks = new BufferPool(BULK_BUFFER_BYTES, 8);
+
+/** Reads `length` bytes at `position` into a buffer the connection may send without copying. */
+async function readAt(handle: FileHandle, position: number, length: number, label: string): Promise<Buffer> {
+  const buffer = length === chunks.size ? chunks.take() : Buffer.allocUnsafe(length);
+  for (let filled = 0; filled < length; ) {
+    const { bytesRead } = await handle.read(buffer, filled, length - filled, position + filled);
+    if (bytesRead === 0) throw localError(`${label} shrank while it was being sent`);
+    filled += bytesRead;
+  }
+  return buffer;
+}
+
+/** Reads `size` bytes of a file chunk by chunk, the next chunk coming off the disk while this one is sent. */
 async function* readChunks(handle: FileHandle, size: number, chunkBytes: number, label: string): AsyncGenerator<Buffer> {
-  for (let position = 0; position < size; ) {
-    const buffer = Buffer.allocUnsafe(Math.min(chunkBytes, size - position));
-    let filled = 0;
-    while (filled < buffer.length) {
-      const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, position + filled);
-      if (bytesRead === 0) throw localError(`${label} shrank while it was being sent`);
-      filled += bytesRead;
+  const readFrom = (position: number): Promise<Buffer> | undefined =>
+    position < size ? readAt(handle, position, Math.min(chunkBytes, size - position), label) : undefined;
+  let position = 0;
+  let next = readFrom(0);
+  try {
+    while (next !== undefined) {
+      const chunk = await next;
+      position += chunk.length;
+      next = readFrom(position);
+      yield chunk;
     }
-    position += filled;
-    yield buffer;
+  } finally {
+    // Stopped early (the upload failed): let the read ahead finish before the file is closed.
+    await next?.catch(() => {});
   }
 }
 
@@ -68,7 +90,7 @@ export async function upload(client: Client, localPath: string, name = path.base
       const after = await handle.stat();
       if (after.size !== before.size || after.mtimeMs !== before.mtimeMs) throw localError(`${localPath} changed while it was being sent`);
     };
-    return await uploadStream(client, name, content(), before.size, options);
+    return await sendContent(client, name, content(), before.size, options, (chunk) => chunks.give(chunk));
   } finally {
     await handle.close();
   }
@@ -80,12 +102,24 @@ export async function upload(client: Client, localPath: string, name = path.base
  * Chunks larger than the server's frame limit are split; chunks are sent without copying, so
  * the source must not reuse a buffer it yielded.
  */
-export async function uploadStream(
+export function uploadStream(
   client: Client,
   name: string,
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   size: number,
   options: UploadOptions = {},
+): Promise<UploadResult> {
+  return sendContent(client, name, source, size, options, undefined);
+}
+
+/** {@link uploadStream}, handing each whole chunk to `recycle` once the connection is done with it. */
+async function sendContent(
+  client: Client,
+  name: string,
+  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  size: number,
+  options: UploadOptions,
+  recycle: ((chunk: Buffer) => void) | undefined,
 ): Promise<UploadResult> {
   validateName(name);
   if (!Number.isSafeInteger(size) || size < 0) throw new TcpkitError('INVALID_OPTION', 'size must be a non-negative integer');
@@ -141,11 +175,12 @@ export async function uploadStream(
     let sent = 0;
     for await (const chunk of source) {
       for (let offset = 0; offset < chunk.length; offset += limit) {
-        const piece = chunk.subarray(offset, offset + limit);
+        const piece = chunk.length <= limit ? chunk : chunk.subarray(offset, offset + limit);
         sent += piece.length;
         if (sent > size) throw localError(`the content of ${name} is longer than the ${size} bytes announced`);
         digest.update(piece);
-        await channel!.send(UploadFrame.PUT_DATA, piece);
+        const whole = recycle !== undefined && piece === chunk && Buffer.isBuffer(chunk);
+        await channel!.send(UploadFrame.PUT_DATA, piece, whole ? () => recycle(chunk) : undefined);
         options.onProgress?.(sent, size);
       }
     }

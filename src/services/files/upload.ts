@@ -17,7 +17,7 @@ import type { Exchange, Service } from '../service.js';
 import type { FileRoot, ParentDirectory } from './confined.js';
 import { createDigest } from './digest.js';
 import type { PeerInfo } from '../../transport/connection.js';
-import { decodePut, decodePutEnd, encodePutDone, UploadFrame, type PutDone, type PutRequest } from './wire.js';
+import { decodePut, decodePutEnd, encodePutDone, UploadFrame, type FileEnd, type PutDone, type PutRequest } from './wire.js';
 
 type Resolved = Required<Omit<UploadServiceOptions, 'onStored'>> & Pick<UploadServiceOptions, 'onStored'>;
 
@@ -168,6 +168,40 @@ async function nextFrame(exchange: Exchange, ms: number, name: string): Promise<
   }
 }
 
+/**
+ * Takes the content frames up to PUT_END, hashing them and writing them to `file`, with one
+ * write to disk in flight while the next frame is taken. Returns the byte count and digest of
+ * what arrived, and what the client says it sent.
+ */
+async function receiveContent(exchange: Exchange, file: IncomingFile, put: PutRequest, options: Resolved): Promise<{ received: number; digest: string; end: FileEnd }> {
+  const cap = options.maxFileBytes;
+  const digest = createDigest();
+  let received = 0;
+  let writing: Promise<void> = Promise.resolve();
+  try {
+    for (;;) {
+      const frame = await nextFrame(exchange, options.stallTimeoutMs, put.name);
+      if (frame.type === UploadFrame.PUT_END) {
+        await writing;
+        return { received, digest: digest.value(), end: decodePutEnd(frame.payload) };
+      }
+      received += frame.payload.length;
+      // Counted as the bytes arrive: the announced size is a promise, not a proof.
+      if (received > cap) throw new TcpkitError('TOO_LARGE', `${put.name}: more than ${cap} bytes sent; this server takes no more`);
+      if (received > put.size) throw new TcpkitError('BAD_REQUEST', `${put.name}: more bytes sent than the ${put.size} announced`);
+      const { payload } = frame;
+      digest.update(payload);
+      await writing;
+      writing = file.write(payload).then(() => exchange.recycle(payload));
+      // Its failure is seen at the next await of it; this only keeps it from being "unhandled".
+      writing.catch(() => {});
+    }
+  } finally {
+    // Never leave a write running on a file about to be closed and removed.
+    await writing.catch(() => {});
+  }
+}
+
 async function servePut(root: FileRoot, options: Resolved, request: Frame, exchange: Exchange): Promise<void> {
   const put = decodePut(request.payload);
   const cap = options.maxFileBytes;
@@ -176,36 +210,20 @@ async function servePut(root: FileRoot, options: Resolved, request: Frame, excha
   const file = await IncomingFile.create(root, put, overwrite);
   try {
     await exchange.write(UploadFrame.PUT_READY, READY);
-    const digest = createDigest();
-    let received = 0;
-    for (;;) {
-      const frame = await nextFrame(exchange, options.stallTimeoutMs, put.name);
-      if (frame.type === UploadFrame.PUT_DATA) {
-        received += frame.payload.length;
-        // Counted as the bytes arrive: the announced size is a promise, not a proof.
-        if (received > cap) throw new TcpkitError('TOO_LARGE', `${put.name}: more than ${cap} bytes sent; this server takes no more`);
-        if (received > put.size) throw new TcpkitError('BAD_REQUEST', `${put.name}: more bytes sent than the ${put.size} announced`);
-        digest.update(frame.payload);
-        await file.write(frame.payload);
-        continue;
-      }
-      const end = decodePutEnd(frame.payload);
-      if (received !== put.size || end.bytes !== received) {
-        throw new TcpkitError('BAD_REQUEST', `${put.name}: the upload ended after ${received} of ${put.size} bytes`);
-      }
-      const value = digest.value();
-      if (end.digest !== value) throw new TcpkitError('DIGEST_MISMATCH', `${put.name}: the content received does not match the client's digest`);
-      try {
-        await file.commit(overwrite);
-      } catch (error) {
-        await file.discard();
-        throw error;
-      }
-      const stored = { name: put.name, size: received, digest: value };
-      exchange.reply(UploadFrame.PUT_DONE, encodePutDone(stored));
-      options.onStored?.(stored, exchange.peer);
-      return;
+    const { received, digest, end } = await receiveContent(exchange, file, put, options);
+    if (received !== put.size || end.bytes !== received) {
+      throw new TcpkitError('BAD_REQUEST', `${put.name}: the upload ended after ${received} of ${put.size} bytes`);
     }
+    if (end.digest !== digest) throw new TcpkitError('DIGEST_MISMATCH', `${put.name}: the content received does not match the client's digest`);
+    try {
+      await file.commit(overwrite);
+    } catch (error) {
+      await file.discard();
+      throw error;
+    }
+    const stored = { name: put.name, size: received, digest };
+    exchange.reply(UploadFrame.PUT_DONE, encodePutDone(stored));
+    options.onStored?.(stored, exchange.peer);
   } catch (error) {
     if (error instanceof TcpkitError && error.wireCode === 'ABORTED') {
       throw new TcpkitError('CANCELLED', `the upload of ${put.name} was cancelled`);
