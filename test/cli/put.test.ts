@@ -119,6 +119,17 @@ describe('tcpkit put: storing files', () => {
     assert.equal(connections(server), 1, 'the files went over one kept connection');
   });
 
+  it('--short stores each file over its own connection', async () => {
+    const { served, local } = await scratch('short');
+    const files = await localFiles(local, { 'a.txt': 'first\n', 'b.bin': randomBytes(200_000) });
+    const server = await cliServer([served, '--writable']);
+    const result = await runCli(['put', server.address, 'a.txt', 'b.bin', '--short'], { cwd: local, timeoutMs: TRANSFER_MS });
+    assert.equal(result.code, 0, result.stderr);
+    for (const [name, data] of files) assert.ok((await readFile(path.join(served, name))).equals(data), name);
+    await waitUntil(() => (server.stderr().match(/ disconnected/g) ?? []).length === 2, 'both connections to close');
+    assert.equal(connections(server), 2, 'one connection per file');
+  });
+
   it('--json prints one JSON line per file: name, bytes and the digest the server verified; --to puts them in a directory', async () => {
     const { served, local } = await scratch('json');
     await mkdir(path.join(served, 'inbox'), { mode: 0o700 });

@@ -3,6 +3,7 @@
  */
 import path from 'node:path';
 import type { Command } from 'commander';
+import type { Client } from '../../client/client.js';
 import { withClient } from '../../client/short.js';
 import { OptionError, RemoteError, TcpkitError } from '../../errors.js';
 import { validateName } from '../../services/files/names.js';
@@ -15,6 +16,7 @@ interface PutFlags extends ClientFlags {
   as?: string;
   to?: string;
   overwrite?: boolean;
+  short?: boolean;
   json?: boolean;
   quiet?: boolean;
 }
@@ -54,13 +56,15 @@ export function registerPut(program: Command): void {
         "the server's upload directory (under --to DIR, which must exist there). The server writes to a hidden " +
         'temporary file and puts it under its name only once the size and the digest this side sends check out: a ' +
         'refused, cut or corrupt upload leaves nothing behind. An existing file is replaced only with --overwrite, ' +
-        'and only if the server allows it (--allow-overwrite). Files go one after another over one kept connection.',
+        'and only if the server allows it (--allow-overwrite). Files go one after another over one kept connection; ' +
+        '--short uses one connection per file.',
     )
     .argument('<address>', 'HOST[:PORT] of the server')
     .argument('<file...>', 'local files to upload')
     .option('--as <name>', 'name on the server, for a single FILE (e.g. reports/2026.pdf)')
     .option('--to <dir>', 'directory on the server to store the files in (it must exist there)')
     .option('--overwrite', 'replace a file of the same name on the server, if the server allows it')
+    .option('--short', 'one connection per file (short connections)')
     .option('--token <token>', 'token for a server that requires one (default: $TCPKIT_TOKEN)')
     .option('--json', 'print one JSON line per file: file, name, bytes, digest, seconds, MB/s')
     .option('-q, --quiet', 'no progress bars and no summary lines')
@@ -79,32 +83,31 @@ export function registerPut(program: Command): void {
           progress.say(`stored ${safeText(file)} -> ${safeText(result.name)} (${human(result.size)}, ${mbps.toFixed(1)} MB/s, ${result.digest} verified by the server)`);
         }
       };
+      const options = clientOptions(flags);
+      const putAll = async (client: Client | undefined): Promise<void> => {
+        for (const [i, file] of files.entries()) {
+          const bar = progress.start(file);
+          const started = performance.now();
+          const uploadOptions = { overwrite: flags.overwrite === true, onProgress: (sent: number, size: number) => bar.update(sent, size) };
+          try {
+            const result = client
+              ? await upload(client, file, names[i], uploadOptions)
+              : await withClient(address, (short) => upload(short, file, names[i], uploadOptions), options);
+            bar.stop();
+            report(file, result, (performance.now() - started) / 1000);
+          } catch (error) {
+            bar.stop();
+            const failure = fileError(file, error);
+            // A broken kept connection fails every file after it: stop here.
+            if (client !== undefined && client.state !== 'open') throw failure;
+            progress.say(errorLine(failure));
+            if (exitCode === ExitCode.OK) exitCode = exitCodeFor(failure);
+          }
+        }
+      };
       try {
-        await withClient(
-          address,
-          async (client) => {
-            for (const [i, file] of files.entries()) {
-              const bar = progress.start(file);
-              const started = performance.now();
-              try {
-                const result = await upload(client, file, names[i], {
-                  overwrite: flags.overwrite === true,
-                  onProgress: (sent, size) => bar.update(sent, size),
-                });
-                bar.stop();
-                report(file, result, (performance.now() - started) / 1000);
-              } catch (error) {
-                bar.stop();
-                const failure = fileError(file, error);
-                // A broken connection fails every file after it: stop here.
-                if (client.state !== 'open') throw failure;
-                progress.say(errorLine(failure));
-                if (exitCode === ExitCode.OK) exitCode = exitCodeFor(failure);
-              }
-            }
-          },
-          clientOptions(flags),
-        );
+        if (flags.short) await putAll(undefined);
+        else await withClient(address, putAll, options);
       } finally {
         progress.stop();
       }
