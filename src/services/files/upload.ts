@@ -109,33 +109,31 @@ class IncomingFile {
 
   /**
    * Puts the complete file under its name: flushed to disk first, then renamed (when replacing
-   * is allowed) or hard-linked, which fails if the name was taken meanwhile.
+   * is allowed) or hard-linked, which fails if the name was taken meanwhile. On failure the
+   * temporary file is removed and nothing is under the name.
    */
   async commit(overwrite: boolean): Promise<void> {
     const handle = this.#handle!;
     this.#handle = undefined;
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
     const final = `${this.#dir.path}/${this.#dir.base}`;
-    if (overwrite) {
-      await rename(this.#temp, final);
-    } else {
+    try {
       try {
-        await link(this.#temp, final);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
-          throw new TcpkitError('FILE_EXISTS', `${this.#dir.name} appeared on the server during the upload`);
-        }
-        throw error;
+        await handle.sync();
+      } finally {
+        await handle.close();
       }
-      // The file is in place from here on: nothing after this may report the upload failed.
+      if (overwrite) await rename(this.#temp, final);
+      else await link(this.#temp, final);
+    } catch (error) {
       await unlink(this.#temp).catch(() => {});
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+        throw new TcpkitError('FILE_EXISTS', `${this.#dir.name} appeared on the server during the upload`);
+      }
+      throw error;
     }
-    // The directory entry itself, so a crash after PUT_DONE does not lose the file (best effort:
-    // the file is already under its name).
+    // The file is in place from here on: nothing after this may report the upload failed.
+    if (!overwrite) await unlink(this.#temp).catch(() => {});
+    // The directory entry itself, so a crash after PUT_DONE does not lose the file (best effort).
     const dir = await open(this.#dir.path, fsc.O_RDONLY | fsc.O_DIRECTORY).catch(() => undefined);
     await dir?.sync().catch(() => {});
     await dir?.close();
@@ -143,15 +141,12 @@ class IncomingFile {
 
   /** Closes everything; removes the temporary file unless it was committed. */
   async close(): Promise<void> {
-    await this.#handle?.close().catch(() => {});
-    if (this.#handle !== undefined) await unlink(this.#temp).catch(() => {});
-    this.#handle = undefined;
+    if (this.#handle !== undefined) {
+      await this.#handle.close().catch(() => {});
+      await unlink(this.#temp).catch(() => {});
+      this.#handle = undefined;
+    }
     await this.#dir.handle.close().catch(() => {});
-  }
-
-  /** Forgets the temporary file after a failed commit, removing it. */
-  async discard(): Promise<void> {
-    await unlink(this.#temp).catch(() => {});
   }
 }
 
@@ -215,12 +210,7 @@ async function servePut(root: FileRoot, options: Resolved, request: Frame, excha
       throw new TcpkitError('BAD_REQUEST', `${put.name}: the upload ended after ${received} of ${put.size} bytes`);
     }
     if (end.digest !== digest) throw new TcpkitError('DIGEST_MISMATCH', `${put.name}: the content received does not match the client's digest`);
-    try {
-      await file.commit(overwrite);
-    } catch (error) {
-      await file.discard();
-      throw error;
-    }
+    await file.commit(overwrite);
     const stored = { name: put.name, size: received, digest };
     exchange.reply(UploadFrame.PUT_DONE, encodePutDone(stored));
     options.onStored?.(stored, exchange.peer);

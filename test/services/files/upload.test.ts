@@ -183,6 +183,21 @@ describe('upload: overwriting only when both sides agree', () => {
     await noTempFiles(lenient.dir);
   });
 
+  it('never replaces a file that appeared under the name during the upload', async () => {
+    const { dir, port } = await uploadServer();
+    const peer = await RawPeer.open(port);
+    const content = Buffer.from('uploaded content');
+    peer.send(UploadFrame.PUT, 1, encodePut({ name: 'race.txt', size: content.length, overwrite: false }));
+    await ready(peer, 1);
+    await writeFile(path.join(dir, 'race.txt'), 'written meanwhile');
+    peer.send(UploadFrame.PUT_DATA, 1, content);
+    peer.send(UploadFrame.PUT_END, 1, encodePutEnd({ bytes: content.length, digest: digestOf(content) }));
+    assert.equal((await errorFrame(peer, 1)).code, 'FILE_EXISTS');
+    peer.socket.destroy();
+    assert.equal(await readFile(path.join(dir, 'race.txt'), 'utf8'), 'written meanwhile');
+    await noTempFiles(dir);
+  });
+
   it('replaces a symlink at the name with the file itself, never writing through it', async () => {
     const { dir, address } = await uploadServer({ allowOverwrite: true });
     const outside = path.join(base, `outside-${++counter}.txt`);
