@@ -24,7 +24,7 @@ import { upload, uploadStream } from '../../../src/services/files/put.js';
 import { fileService } from '../../../src/services/files/service.js';
 import { uploadService, type UploadServiceOptions } from '../../../src/services/files/upload.js';
 import { decodePut, decodePutDone, decodePutEnd, encodePut, encodePutDone, encodePutEnd, UploadFrame } from '../../../src/services/files/wire.js';
-import { faultyServer, LOOPBACK, RawPeer, testServers, waitUntil, within } from '../../helpers/net.js';
+import { faultyServer, LOOPBACK, RawPeer, testServers, waitUntil } from '../../helpers/net.js';
 
 const run = promisify(execFile);
 const { serve } = testServers();
@@ -63,17 +63,7 @@ async function entries(dir: string): Promise<string[]> {
 
 /** The upload's temporary file is gone (removed asynchronously after a failure). */
 function noTempFiles(dir: string): Promise<void> {
-  return within(
-    (async () => {
-      let left = await entries(dir);
-      while (left.some((name) => name.startsWith('.tcpkit-upload-'))) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        left = await entries(dir);
-      }
-    })(),
-    5000,
-    'temporary files to be removed',
-  );
+  return waitUntil(() => !readdirSync(dir).some((name) => name.startsWith('.tcpkit-upload-')), 'temporary files to be removed');
 }
 
 /** Bytes in the directory's upload temporary files. */
