@@ -4,7 +4,7 @@
  */
 
 /** Why a connection was refused. */
-export type RefusalReason = 'per-ip' | 'total' | 'denied';
+export type RefusalReason = 'per-ip' | 'total' | 'pre-auth' | 'denied';
 
 /** Caps of {@link Admission}; 0 means no cap. */
 export interface AdmissionLimits {

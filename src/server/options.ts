@@ -38,6 +38,12 @@ export interface ServerOptions {
   /** Connections held at once per client address (IPv4-mapped IPv6 counts as IPv4). 0: no cap. @default 64 */
   maxConnectionsPerIp?: number;
   /**
+   * Connections held at once that have not completed their hello yet (TLS handshake, token,
+   * raw request included): a flood of connections that never speak is refused early, while
+   * clients already in are served. 0: no cap. @default 64
+   */
+  maxPreAuth?: number;
+  /**
    * Serve over TLS (Node's `tls`, TLS 1.2 minimum): every connection must then complete a TLS
    * handshake (within the handshake deadline) before anything else; plaintext and raw clients
    * are refused. PEM text or buffers. @default undefined (plain TCP)
@@ -88,6 +94,7 @@ export const SERVER_DEFAULTS = Object.freeze({
   maxInFlight: 16,
   maxConnections: 1024,
   maxConnectionsPerIp: 64,
+  maxPreAuth: 64,
   handshakeTimeoutMs: 10_000,
   requestTimeoutMs: 10_000,
   idleTimeoutMs: 60_000,
@@ -108,6 +115,7 @@ export interface ResolvedServerOptions {
   maxInFlight: number;
   maxConnections: number;
   maxConnectionsPerIp: number;
+  maxPreAuth: number;
   access: AccessList;
   tls: tls.SecureContext | undefined;
   token: string | undefined;
@@ -159,6 +167,7 @@ export function resolveServerOptions(options: ServerOptions = {}): ResolvedServe
     maxInFlight: intOption('maxInFlight', o.maxInFlight, 1, 4096),
     maxConnections: intOption('maxConnections', o.maxConnections, 0, 10_000_000),
     maxConnectionsPerIp: intOption('maxConnectionsPerIp', o.maxConnectionsPerIp, 0, 10_000_000),
+    maxPreAuth: intOption('maxPreAuth', o.maxPreAuth, 0, 10_000_000),
     access: new AccessList(o.allow ?? [], o.deny ?? []),
     tls: secureContext(o.tls),
     token: checkToken(o.token),

@@ -16,7 +16,7 @@ import type { CloseReason, PeerInfo } from '../transport/connection.js';
 import type { Expiry } from '../transport/watchdog.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options.js';
 import { ServerSession, type SessionHost } from './session.js';
-import { Admission, type RefusalReason } from './admission.js';
+import { Admission, type AdmissionVerdict, type RefusalReason } from './admission.js';
 import { refuse } from './refusal.js';
 import { TokenCheck } from './auth.js';
 import { normalizeIp } from '../transport/address.js';
@@ -59,6 +59,8 @@ export interface ServerStats {
   connections: number;
   /** Connections open now, per client address (tracked when a per-address cap or list is in force). */
   connectionsPerIp: Record<string, number>;
+  /** Connections open now that have not completed their hello (TLS handshake and token included). */
+  preAuth: number;
   /** Connections refused since start, by reason. */
   refused: Record<RefusalReason, number>;
   /** Connections accepted since start. */
@@ -80,7 +82,9 @@ export class Server extends EventEmitter<ServerEventMap> {
   #closing: Promise<void> | undefined;
   #accepted = 0;
   readonly #admission: Admission;
-  readonly #refused: Record<RefusalReason, number> = { 'per-ip': 0, total: 0, denied: 0 };
+  readonly #refused: Record<RefusalReason, number> = { 'per-ip': 0, total: 0, 'pre-auth': 0, denied: 0 };
+  /** Sessions that have not completed their hello. */
+  #preAuth = 0;
   #finished = { requests: 0, bytesIn: 0, bytesOut: 0 };
   #allClosed: (() => void) | undefined;
 
@@ -115,6 +119,9 @@ export class Server extends EventEmitter<ServerEventMap> {
       rawError: (peer, error, cut) => this.emit('raw-error', peer, error, cut),
       timedOut: (peer, why) => this.emit('timeout', peer, why),
       peerEnded: (peer) => this.emit('peer-end', peer),
+      preAuthEnded: () => {
+        this.#preAuth--;
+      },
       closed: (session, reason, error) => this.#onSessionClosed(session, reason, error),
     };
     // allowHalfOpen: a client that half-closes after its request must still get every reply
@@ -199,6 +206,7 @@ export class Server extends EventEmitter<ServerEventMap> {
     return {
       connections: this.#sessions.size,
       connectionsPerIp: this.#admission.perIp(),
+      preAuth: this.#preAuth,
       refused: { ...this.#refused },
       accepted: this.#accepted,
       ...totals,
@@ -259,18 +267,22 @@ export class Server extends EventEmitter<ServerEventMap> {
       this.#emitRefused(ip, socket.remotePort ?? 0, 'denied');
       return;
     }
-    const verdict = this.#admission.admit(ip);
+    const { maxConnections, maxPreAuth } = this.#options;
+    const verdict: AdmissionVerdict =
+      maxPreAuth > 0 && this.#preAuth >= maxPreAuth ? { admitted: false, reason: 'pre-auth' } : this.#admission.admit(ip);
     if (!verdict.admitted) {
       this.#refused[verdict.reason]++;
-      const { maxConnections } = this.#options;
       const message =
         verdict.reason === 'total'
           ? `the server holds its maximum of ${maxConnections} connections`
-          : `the server allows ${maxConnectionsPerIp} connections per client address`;
+          : verdict.reason === 'pre-auth'
+            ? `the server holds its maximum of ${maxPreAuth} connections still in their hello; try again shortly`
+            : `the server allows ${maxConnectionsPerIp} connections per client address`;
       refuse(socket, 'TOO_MANY_CONNECTIONS', message, this.#options.handshakeTimeoutMs);
       this.#emitRefused(ip || normalizeIp(socket.remoteAddress ?? 'unknown'), socket.remotePort ?? 0, verdict.reason);
       return;
     }
+    this.#preAuth++;
     // TLS: the handshake runs under the session's handshake deadline and counts against the caps.
     const stream = this.#options.tls ? new tls.TLSSocket(socket, { isServer: true, secureContext: this.#options.tls }) : socket;
     const session = new ServerSession(stream, this.#host, ip);

@@ -56,6 +56,8 @@ export interface SessionHost {
   /** A phase deadline passed and the connection is being closed. */
   timedOut(peer: PeerInfo, why: Expiry): void;
   peerEnded(peer: PeerInfo): void;
+  /** The connection completed its hello (or raw request): it no longer counts as pre-auth. Once per session at most. */
+  preAuthEnded(): void;
   closed(session: ServerSession, reason: CloseReason, error: Error | undefined): void;
 }
 
@@ -89,6 +91,8 @@ export class ServerSession implements ConnectionHandlers {
   #held = 0;
   /** Reading is stopped because {@link HOLD_BYTES} are held. */
   #holding = false;
+  /** Not yet past its hello (TLS handshake included): counted against the pre-auth cap. */
+  #preAuth = true;
 
   /** The address this connection was admitted under (its slot in the caps), '' when not tracked. */
   readonly admittedIp: string;
@@ -265,7 +269,7 @@ export class ServerSession implements ConnectionHandlers {
     if (!verdict.done || this.#state !== 'hello') return;
     clearTimeout(this.#quietTimer);
     this.#state = 'open';
-    this.#conn.handshakeDone();
+    this.#handshakeDone();
     this.#conn.pause();
     if ('tooLong' in verdict) {
       this.#host.rawError(this.peer, new TcpkitError('BAD_REQUEST', 'raw request too long'), false);
@@ -389,10 +393,22 @@ export class ServerSession implements ConnectionHandlers {
       auth.succeeded(ip);
     }
     this.#state = 'open';
-    this.#conn.handshakeDone();
+    this.#handshakeDone();
     this.#conn.setMaxFrameBytes(this.#host.options.maxFrameBytes);
     this.#preambleSent = true;
     this.#conn.write(this.#host.hello(version));
+  }
+
+  /** Past the hello: the handshake deadline stops, and the pre-auth slot is given back. */
+  #handshakeDone(): void {
+    this.#conn.handshakeDone();
+    this.#leavePreAuth();
+  }
+
+  #leavePreAuth(): void {
+    if (!this.#preAuth) return;
+    this.#preAuth = false;
+    this.#host.preAuthEnded();
   }
 
   #onRequest(frame: Frame): void {
@@ -554,6 +570,7 @@ export class ServerSession implements ConnectionHandlers {
 
   #onClose(reason: CloseReason, error: Error | undefined): void {
     this.#state = 'closed';
+    this.#leavePreAuth();
     clearTimeout(this.#lingerTimer);
     clearTimeout(this.#quietTimer);
     clearTimeout(this.#authTimer);

@@ -97,6 +97,29 @@ describe('connection caps (real sockets, many client addresses)', () => {
     await first.close();
   });
 
+  it('refuses new connections while too many are still in their hello; those past it do not count', async () => {
+    const { server, port } = await serve({ maxPreAuth: 2 });
+    // Two connections that never say hello hold both pre-auth slots.
+    const silent = [await RawPeer.connect(port), await RawPeer.connect(port)];
+    await waitUntil(() => server.stats().preAuth === 2, 'two connections in their hello');
+    await assert.rejects(connect(`${LOOPBACK}:${port}`), (error: TcpkitError) => {
+      assert.equal(error.code, 'TCPKIT_ERR_TOO_MANY_CONNECTIONS');
+      assert.match(error.message, /maximum of 2 connections still in their hello/);
+      return true;
+    });
+    assert.equal(server.stats().refused['pre-auth'], 1);
+    // One finishes its hello: its pre-auth slot is free, and it stays connected.
+    silent[0]!.socket.write(clientOpening());
+    await silent[0]!.waitFrames(1);
+    await waitUntil(() => server.stats().preAuth === 1, 'one connection past its hello');
+    const clients = [await connect(`${LOOPBACK}:${port}`), await connect(`${LOOPBACK}:${port}`)];
+    assert.equal((await clients[1]!.send('in')).toString(), 'in', 'clients past their hello never count against the cap');
+    silent[1]!.socket.destroy();
+    await waitUntil(() => server.stats().preAuth === 0, 'the silent connection gone');
+    for (const client of clients) await client.close();
+    silent[0]!.socket.destroy();
+  });
+
   it('counts return exactly to zero after clean closes, resets and hello timeouts', async () => {
     const { server, port } = await serve({ maxConnectionsPerIp: 100, handshakeTimeoutMs: 200 });
     const peers: RawPeer[] = [];
@@ -116,6 +139,7 @@ describe('connection caps (real sockets, many client addresses)', () => {
     });
     await waitUntil(() => server.connections === 0, 'all connections gone');
     assert.deepEqual(server.stats().connectionsPerIp, {});
+    assert.equal(server.stats().preAuth, 0);
     // And the freed slots are usable again.
     const again = await connect(`${LOOPBACK}:${port}`);
     await again.close();

@@ -28,6 +28,7 @@ interface ServeFlags {
   rawMessages?: boolean;
   maxConns: number;
   maxConnsPerIp: number;
+  maxPreAuth: number;
   allow: string[];
   deny: string[];
   token?: string;
@@ -101,6 +102,7 @@ export function registerServe(program: Command): void {
     .option('--reply <text>', 'answer every message with this text instead of echoing it')
     .option('--max-conns <n>', 'connections held at once; more are refused with TOO_MANY_CONNECTIONS (0: no cap)', intArg(0, 10_000_000), 1024)
     .option('--max-conns-per-ip <n>', 'connections held at once per client address (0: no cap)', intArg(0, 10_000_000), 64)
+    .option('--max-pre-auth <n>', 'connections held at once that have not finished their hello (TLS, token); more are refused (0: no cap)', intArg(0, 10_000_000), 64)
     .option('--tls-cert <file>', 'serve over TLS with this certificate (PEM); every client must then use TLS (see `tcpkit cert`)')
     .option('--tls-key <file>', 'the private key of --tls-cert (PEM)')
     .option('--token <token>', 'require this token from every client (default: $TCPKIT_TOKEN; the environment keeps it out of `ps`); raw clients are then refused')
@@ -153,6 +155,7 @@ export function registerServe(program: Command): void {
         requestTimeoutMs: flags.requestTimeout,
         sendTimeoutMs: flags.sendTimeout,
         maxConnectionsPerIp: flags.maxConnsPerIp,
+        maxPreAuth: flags.maxPreAuth,
         ...(token !== undefined && { token }),
         ...(tls && { tls }),
         allow: flags.allow,
@@ -175,12 +178,13 @@ export function registerServe(program: Command): void {
       } as const;
       server.on('auth-failed', (peer) => log(`${peer.label} authentication failed`));
       server.on('timeout', (peer, why) => log(`${peer.label} timed out: ${TIMEOUTS[why]}`));
+      const CAPS = {
+        total: `--max-conns ${flags.maxConns}`,
+        'per-ip': `--max-conns-per-ip ${flags.maxConnsPerIp}`,
+        'pre-auth': `--max-pre-auth ${flags.maxPreAuth}: connections still in their hello`,
+      } as const;
       server.on('refused', (peer, reason) =>
-        log(
-          reason === 'denied'
-            ? `${peer.label} refused: address not allowed (--allow/--deny)`
-            : `${peer.label} refused: too many connections (${reason === 'total' ? `--max-conns ${flags.maxConns}` : `--max-conns-per-ip ${flags.maxConnsPerIp}`})`,
-        ),
+        log(reason === 'denied' ? `${peer.label} refused: address not allowed (--allow/--deny)` : `${peer.label} refused: too many connections (${CAPS[reason]})`),
       );
       server.on('raw-error', (peer, error, cut) => {
         const why = safeText(error instanceof Error ? error.message : String(error));
