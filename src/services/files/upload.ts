@@ -42,6 +42,9 @@ export const UPLOAD_DEFAULTS: Readonly<Required<Omit<UploadServiceOptions, 'onSt
 
 const READY = Buffer.from('{}');
 
+/** An upload is flushed to disk every this many bytes, not only at the end. */
+const SYNC_EVERY_BYTES = 128 * 1024 * 1024;
+
 /** Errno codes that mean "no room": disk full, quota, inodes. */
 const NO_ROOM = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
 
@@ -67,6 +70,8 @@ class IncomingFile {
   readonly #dir: ParentDirectory;
   readonly #temp: string;
   #handle: FileHandle | undefined;
+  /** Bytes written since the last flush to disk. */
+  #unsynced = 0;
 
   private constructor(dir: ParentDirectory, temp: string, handle: FileHandle) {
     this.#dir = dir;
@@ -101,9 +106,17 @@ class IncomingFile {
   }
 
   async write(chunk: Uint8Array): Promise<void> {
+    const handle = this.#handle!;
     for (let written = 0; written < chunk.length; ) {
-      const { bytesWritten } = await this.#handle!.write(chunk, written, chunk.length - written);
+      const { bytesWritten } = await handle.write(chunk, written, chunk.length - written);
       written += bytesWritten;
+    }
+    // Flushed as it goes, so the final flush before PUT_DONE stays short even for a huge file on
+    // a slow disk (the client waits for it, under its request timeout).
+    this.#unsynced += chunk.length;
+    if (this.#unsynced >= SYNC_EVERY_BYTES) {
+      this.#unsynced = 0;
+      await handle.datasync();
     }
   }
 
