@@ -28,7 +28,7 @@ export {
   type DownloadResult,
   type FileStream,
 } from './services/files/client.js';
-export { uploadService, UPLOAD_DEFAULTS, type UploadServiceOptions } from './services/files/upload.js';
+export { sweepUploads, uploadService, UPLOAD_DEFAULTS, type SweepResult, type UploadServiceOptions } from './services/files/upload.js';
 export { upload, uploadStream, type UploadOptions, type UploadResult } from './services/files/put.js';
 export type { EntryInfo, FileHead, Listing, PutDone } from './services/files/wire.js';
 export { validateName } from './services/files/names.js';

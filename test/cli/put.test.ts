@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect } from '../../src/client/client.js';
+import type { TcpkitError } from '../../src/errors.js';
 import { createDigest } from '../../src/services/files/digest.js';
 import { uploadStream } from '../../src/services/files/put.js';
 import { runCli, startCliServer, type RunningCli } from '../helpers/cli.js';
@@ -318,6 +319,39 @@ describe('tcpkit put: refusals', () => {
     assert.deepEqual(await leftovers(served), []);
     assert.deepEqual(await entries(served), [], 'nothing under the name');
     assert.doesNotMatch(server.stderr(), /uploaded cut\.bin/);
+  });
+});
+
+describe('tcpkit serve killed mid-upload', () => {
+  it('the client fails, nothing is under the name, and a restart on the same port removes the leftover', async () => {
+    const { served, local } = await scratch('kill');
+    const server = await cliServer([served, '--writable']);
+    const tempExists = (): boolean => readdirSync(served).some((name) => name.startsWith(TEMP_PREFIX));
+    // A client that sends a little, then waits: the server is killed with the upload open.
+    const client = await connect(server.address);
+    const hold = gate();
+    const source = async function* (): AsyncGenerator<Buffer> {
+      yield randomBytes(64 * 1024);
+      await hold.promise;
+    };
+    const uploading = uploadStream(client, 'killed.bin', source(), 4 * 1024 * 1024);
+    uploading.catch(() => {}); // awaited below
+    await waitUntil(tempExists, 'the server to create its temporary file', 15_000);
+    server.child.kill('SIGKILL');
+    await server.exit();
+    await assert.rejects(within(uploading, 15_000, 'the upload to fail'), (e: TcpkitError) => /CONNECTION_(FAILED|CLOSED)/.test(e.code));
+    hold.open();
+    assert.ok(!readdirSync(served).includes('killed.bin'), 'nothing under the name');
+    assert.ok(tempExists(), 'a killed server leaves its temporary file');
+
+    const restarted = await cliServer([served, '--writable', '--port', String(server.port)]);
+    assert.equal(restarted.port, server.port, 'a restart on the same port works at once');
+    await restarted.waitStderr(/removed 1 unfinished upload\(s\) left by an earlier run/);
+    assert.equal(tempExists(), false);
+    const files = await localFiles(local, { 'killed.bin': randomBytes(100_000) });
+    const again = await runCli(['put', restarted.address, 'killed.bin'], { cwd: local, timeoutMs: TRANSFER_MS });
+    assert.equal(again.code, 0, again.stderr);
+    assert.ok((await readFile(path.join(served, 'killed.bin'))).equals(files.get('killed.bin')!));
   });
 });
 

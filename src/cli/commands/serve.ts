@@ -10,7 +10,7 @@ import { fileService } from '../../services/files/service.js';
 import { rawFileHandler } from '../../services/files/raw.js';
 import { rawMessageHandler, type MessageHandler } from '../../services/message.js';
 import type { RawHandler, Service } from '../../services/service.js';
-import { uploadService } from '../../services/files/upload.js';
+import { sweepUploads, uploadService } from '../../services/files/upload.js';
 import { createServer } from '../../server/server.js';
 import { DEFAULT_PORT, formatAddress } from '../../transport/address.js';
 import type { CloseReason } from '../../transport/connection.js';
@@ -55,6 +55,10 @@ async function uploadsFrom(flags: ServeFlags, root: FileRoot, log: (line: string
   }
   const where = flags.uploadDir ?? root.realPath;
   const target = flags.uploadDir === undefined ? root : await FileRoot.open(flags.uploadDir);
+  // Uploads cut short by a crash or a kill left their temporary files: nothing else will remove them.
+  const swept = await sweepUploads(target);
+  if (swept.removed > 0) log(`removed ${swept.removed} unfinished upload(s) left by an earlier run`);
+  if (swept.truncated) log('the upload directory is large: only part of it was checked for unfinished uploads');
   const service = uploadService(target, {
     ...(flags.maxUploadSize !== undefined && { maxFileBytes: flags.maxUploadSize }),
     allowOverwrite: flags.allowOverwrite === true,

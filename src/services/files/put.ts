@@ -68,6 +68,37 @@ async function* readChunks(handle: FileHandle, size: number, chunkBytes: number,
 }
 
 /**
+ * The chunks of `source`, until `request` settles first: a source that is slow to produce (a
+ * pipe, a network stream) must not keep the caller waiting once the upload has failed. The
+ * source is then told to stop, without waiting for it.
+ */
+async function* until(
+  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  request: Promise<void>,
+  failure: () => Error | undefined,
+): AsyncGenerator<Uint8Array> {
+  const iterator: AsyncIterator<Uint8Array> | Iterator<Uint8Array> =
+    Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]();
+  const ended = request.then(() => undefined);
+  let done = false;
+  try {
+    for (;;) {
+      const pending = Promise.resolve(iterator.next());
+      pending.catch(() => {}); // a source failing after we stopped listening is nobody's concern
+      const next = await Promise.race([pending, ended]);
+      if (next === undefined) throw failure() ?? new ProtocolError('PROTOCOL_ERROR', 'the server answered the upload before it was complete');
+      if (next.done === true) {
+        done = true;
+        return;
+      }
+      yield next.value;
+    }
+  } finally {
+    if (!done) void Promise.resolve(iterator.return?.()).catch(() => {});
+  }
+}
+
+/**
  * Sends the local file at `localPath` as `name` on the server (a `/`-separated path inside the
  * server's upload directory, whose directories must exist there).
  * @example const stored = await upload(client, './report.pdf', 'reports/2026.pdf');
@@ -173,7 +204,7 @@ async function sendContent(
   let value = '';
   try {
     let sent = 0;
-    for await (const chunk of source) {
+    for await (const chunk of until(source, request, () => failure)) {
       for (let offset = 0; offset < chunk.length; offset += limit) {
         const piece = chunk.length <= limit ? chunk : chunk.subarray(offset, offset + limit);
         sent += piece.length;

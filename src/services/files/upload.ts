@@ -9,7 +9,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
-import { link, lstat, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { link, lstat, open, opendir, rename, unlink, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
 import { OptionError, TcpkitError } from '../../errors.js';
 import type { Frame } from '../../protocol/frame.js';
 import { intOption, stripUndefined } from '../../util/options.js';
@@ -41,6 +42,10 @@ export const UPLOAD_DEFAULTS: Readonly<Required<Omit<UploadServiceOptions, 'onSt
 });
 
 const READY = Buffer.from('{}');
+
+/** Temporary files are named this, then 16 hex digits. */
+const TEMP_PREFIX = '.tcpkit-upload-';
+const TEMP_NAME = /^\.tcpkit-upload-[0-9a-f]{16}$/;
 
 /** An upload is flushed to disk every this many bytes, not only at the end. */
 const SYNC_EVERY_BYTES = 128 * 1024 * 1024;
@@ -95,7 +100,7 @@ class IncomingFile {
         }
       }
       // Hidden (never served or listed), and short whatever the name's length.
-      const temp = `${dir.path}/.tcpkit-upload-${randomBytes(8).toString('hex')}`;
+      const temp = `${dir.path}/${TEMP_PREFIX}${randomBytes(8).toString('hex')}`;
       const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
       const handle = await open(temp, flags, 0o644);
       return new IncomingFile(dir, temp, handle);
@@ -235,6 +240,40 @@ async function servePut(root: FileRoot, options: Resolved, request: Frame, excha
   } finally {
     await file.close();
   }
+}
+
+/** What {@link sweepUploads} did. */
+export interface SweepResult {
+  /** Temporary files removed. */
+  removed: number;
+  /** True when the walk stopped at `maxEntries` before seeing the whole tree. */
+  truncated: boolean;
+}
+
+/**
+ * Removes the temporary files of uploads a previous run left behind (it was killed, or the
+ * machine lost power, mid-upload): call it before the server starts, on the directory uploads
+ * go to. Only regular files named like tcpkit's temporary files are removed; symbolic links
+ * are not followed. At most `maxEntries` entries are examined.
+ */
+export async function sweepUploads(root: FileRoot, maxEntries = 100_000): Promise<SweepResult> {
+  let seen = 0;
+  let removed = 0;
+  const dir = await opendir(root.realPath, { recursive: true });
+  try {
+    for await (const entry of dir) {
+      if (++seen > maxEntries) return { removed, truncated: true };
+      if (!entry.isFile() || !TEMP_NAME.test(entry.name)) continue;
+      const found = await unlink(path.join(entry.parentPath ?? entry.path, entry.name)).then(
+        () => true,
+        () => false,
+      );
+      if (found) removed++;
+    }
+  } finally {
+    await dir.close().catch(() => {});
+  }
+  return { removed, truncated: false };
 }
 
 function resolveUploadOptions(options: UploadServiceOptions): Resolved {

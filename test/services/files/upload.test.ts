@@ -507,7 +507,7 @@ describe('upload: the client against a hostile or failing server', () => {
       assert.match(e.message, /disk full/);
       return true;
     });
-    assert.equal(pulled, 2, 'the source is not drained after the failure');
+    assert.ok(pulled <= 2, `the source is not drained after the failure (${pulled} chunks pulled)`);
     assert.equal(afterError, 0);
     client.destroy();
   });
