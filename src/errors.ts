@@ -33,6 +33,7 @@ export const ERROR_CODES = Object.freeze({
   NORMAL: { scope: 'wire', summary: 'orderly goodbye, no error' },
   TOO_LARGE: { scope: 'wire', summary: "the upload is over the server's size cap" },
   NO_SPACE: { scope: 'wire', summary: 'the server has no room left to store the upload (disk full)' },
+  BUSY: { scope: 'wire', summary: 'the server is serving its maximum of such requests at once; try again shortly' },
   FILE_EXISTS: { scope: 'wire', summary: 'the destination exists and overwriting was not asked for, or is not allowed' },
   DIGEST_MISMATCH: { scope: 'wire', summary: 'the received content does not match the digest its sender announced' },
   CONNECTION_REFUSED: { scope: 'local', summary: 'no server listening at the address' },

@@ -3,7 +3,7 @@
  */
 import { TcpkitError } from '../errors.js';
 
-/** Failures of the network, not of the request: another connection may succeed. */
+/** Failures of the network or of a busy server, not of the request: trying again may succeed. */
 export function isRetryable(error: unknown): boolean {
   if (!(error instanceof TcpkitError)) return false;
   switch (error.wireCode) {
@@ -15,6 +15,7 @@ export function isRetryable(error: unknown): boolean {
     case 'SHUTTING_DOWN':
     case 'TOO_MANY_CONNECTIONS':
     case 'IDLE_TIMEOUT':
+    case 'BUSY':
       return true;
     default:
       return false;

@@ -386,7 +386,11 @@ describe('tcpkit serve: upload flags', () => {
 
     const capAlone = await serve('--max-upload-size', '1G');
     assert.equal(capAlone.code, 2, capAlone.stderr);
-    assert.match(capAlone.stderr, /--max-upload-size .*need --writable or --upload-dir/);
+    assert.match(capAlone.stderr, /--max-upload-size.*need --writable or --upload-dir/);
+
+    const uploadsAlone = await serve('--max-uploads', '3');
+    assert.equal(uploadsAlone.code, 2, uploadsAlone.stderr);
+    assert.match(uploadsAlone.stderr, /--max-uploads.*need --writable or --upload-dir/);
 
     const overwriteAlone = await serve('--allow-overwrite');
     assert.equal(overwriteAlone.code, 2, overwriteAlone.stderr);
@@ -395,7 +399,7 @@ describe('tcpkit serve: upload flags', () => {
     const bogus = await serve('--writable', '--max-upload-size', '12XB');
     assert.equal(bogus.code, 2, bogus.stderr);
     assert.match(bogus.stderr, /--max-upload-size.*12XB/);
-    for (const result of [both, capAlone, overwriteAlone, bogus]) assert.equal(result.stdout, '', 'never listening');
+    for (const result of [both, capAlone, uploadsAlone, overwriteAlone, bogus]) assert.equal(result.stdout, '', 'never listening');
   });
 
   it('--max-upload-size 1G parses as 1 GiB (not 1 byte), and --help lists the upload flags', async () => {
@@ -408,11 +412,11 @@ describe('tcpkit serve: upload flags', () => {
 
     const serveHelp = await runCli(['serve', '--help']);
     assert.equal(serveHelp.code, 0);
-    for (const flag of ['--writable', '--upload-dir <dir>', '--max-upload-size <size>', '--allow-overwrite']) assert.ok(serveHelp.stdout.includes(flag), flag);
+    for (const flag of ['--writable', '--upload-dir <dir>', '--max-upload-size <size>', '--max-uploads <n>', '--allow-overwrite']) assert.ok(serveHelp.stdout.includes(flag), flag);
     const putHelp = await runCli(['put', '--help']);
     assert.equal(putHelp.code, 0);
     assert.match(putHelp.stdout, /Usage: tcpkit put/);
-    for (const flag of ['--as <name>', '--to <dir>', '--overwrite', '--json']) assert.ok(putHelp.stdout.includes(flag), flag);
+    for (const flag of ['--as <name>', '--to <dir>', '--overwrite', '--short', '--retries <n>', '--json']) assert.ok(putHelp.stdout.includes(flag), flag);
     const help = await runCli(['--help']);
     assert.match(help.stdout, /\n  put /);
   });

@@ -4,7 +4,6 @@
 import { stat as localStat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { connect, type Client } from '../../client/client.js';
 import type { ClientOptions } from '../../client/options.js';
 import { withRetries } from '../../client/retry.js';
 import { withClient } from '../../client/short.js';
@@ -14,6 +13,7 @@ import { validateName } from '../../services/files/names.js';
 import { rawDownload } from '../../services/files/raw.js';
 import { DEFAULT_PORT } from '../../transport/address.js';
 import { errorLine, exitCodeFor, ExitCode, intArg, safeText, tlsOptions, clientOptions, type ClientFlags } from '../output.js';
+import { sharedConnection } from '../connections.js';
 import { createProgress, human } from '../progress.js';
 
 /** Downloads in flight at once over one connection (more than a server serves at once). */
@@ -55,19 +55,6 @@ async function destinations(names: string[], output: string | undefined): Promis
     seen.add(key);
   }
   return targets;
-}
-
-/** One kept connection shared by every download, re-opened after it breaks (for --retries). */
-function sharedConnection(address: string, options: ClientOptions): () => Promise<Client> {
-  let current: Promise<Client> | undefined;
-  return async () => {
-    if (current) {
-      const client = await current.catch(() => undefined);
-      if (client && client.state === 'open') return client;
-    }
-    current = connect(address, options);
-    return current;
-  };
 }
 
 /** A person-readable reason for one failed file. */
@@ -130,7 +117,7 @@ export function registerGet(program: Command): void {
         return;
       }
       const say = progress.say;
-      const getClient = sharedConnection(address, options);
+      const shared = sharedConnection(address, options);
       let exitCode: number = ExitCode.OK;
       const report = (result: DownloadResult): void => {
         const mbps = result.seconds > 0 ? result.transferred / 1e6 / result.seconds : 0;
@@ -160,7 +147,7 @@ export function registerGet(program: Command): void {
             async () => {
               const downloadOptions = { force: flags.force === true, resume: flags.resume, onProgress };
               if (flags.short) return withClient(address, (client) => download(client, name, target, downloadOptions), options);
-              return download(await getClient(), name, target, downloadOptions);
+              return download(await shared.get(), name, target, downloadOptions);
             },
             (error, attempt, delay) => {
               if (!flags.quiet) say(`${errorLine(error)}; retry ${attempt}/${flags.retries} in ${delay} ms`);
@@ -188,21 +175,10 @@ export function registerGet(program: Command): void {
         await Promise.all(Array.from({ length: Math.min(CONCURRENT_FILES, names.length) }, worker));
       } finally {
         progress.stop();
-        const client = await getClientIfOpen(getClient, flags.short === true);
-        await client?.close();
+        await shared.close();
       }
       process.exitCode = exitCode;
     });
-}
-
-async function getClientIfOpen(getClient: () => Promise<Client>, short: boolean): Promise<Client | undefined> {
-  if (short) return undefined;
-  try {
-    const client = await getClient();
-    return client;
-  } catch {
-    return undefined;
-  }
 }
 
 interface LsFlags extends ClientFlags {

@@ -3,13 +3,14 @@
  */
 import path from 'node:path';
 import type { Command } from 'commander';
-import type { Client } from '../../client/client.js';
+import { withRetries } from '../../client/retry.js';
 import { withClient } from '../../client/short.js';
 import { OptionError, RemoteError, TcpkitError } from '../../errors.js';
 import { validateName } from '../../services/files/names.js';
 import { upload, type UploadResult } from '../../services/files/put.js';
 import { DEFAULT_PORT } from '../../transport/address.js';
 import { clientOptions, errorLine, exitCodeFor, ExitCode, intArg, safeText, tlsOptions, type ClientFlags } from '../output.js';
+import { sharedConnection } from '../connections.js';
 import { createProgress, human } from '../progress.js';
 
 interface PutFlags extends ClientFlags {
@@ -17,6 +18,7 @@ interface PutFlags extends ClientFlags {
   to?: string;
   overwrite?: boolean;
   short?: boolean;
+  retries: number;
   json?: boolean;
   quiet?: boolean;
 }
@@ -57,7 +59,7 @@ export function registerPut(program: Command): void {
         'temporary file and puts it under its name only once the size and the digest this side sends check out: a ' +
         'refused, cut or corrupt upload leaves nothing behind. An existing file is replaced only with --overwrite, ' +
         'and only if the server allows it (--allow-overwrite). Files go one after another over one kept connection; ' +
-        '--short uses one connection per file.',
+        '--short uses one connection per file. A file whose upload failed is sent whole again by --retries (uploads do not resume).',
     )
     .argument('<address>', 'HOST[:PORT] of the server')
     .argument('<file...>', 'local files to upload')
@@ -65,6 +67,7 @@ export function registerPut(program: Command): void {
     .option('--to <dir>', 'directory on the server to store the files in (it must exist there)')
     .option('--overwrite', 'replace a file of the same name on the server, if the server allows it')
     .option('--short', 'one connection per file (short connections)')
+    .option('--retries <n>', 'after a dropped connection or a BUSY server, reconnect and send the file again up to N times (with backoff)', intArg(0, 1000), 0)
     .option('--token <token>', 'token for a server that requires one (default: $TCPKIT_TOKEN)')
     .option('--json', 'print one JSON line per file: file, name, bytes, digest, seconds, MB/s')
     .option('-q, --quiet', 'no progress bars and no summary lines')
@@ -84,32 +87,35 @@ export function registerPut(program: Command): void {
         }
       };
       const options = clientOptions(flags);
-      const putAll = async (client: Client | undefined): Promise<void> => {
+      const shared = sharedConnection(address, options);
+      try {
         for (const [i, file] of files.entries()) {
           const bar = progress.start(file);
           const started = performance.now();
           const uploadOptions = { overwrite: flags.overwrite === true, onProgress: (sent: number, size: number) => bar.update(sent, size) };
           try {
-            const result = client
-              ? await upload(client, file, names[i], uploadOptions)
-              : await withClient(address, (short) => upload(short, file, names[i], uploadOptions), options);
+            const result = await withRetries(
+              flags.retries,
+              async () => {
+                if (flags.short) return withClient(address, (client) => upload(client, file, names[i], uploadOptions), options);
+                return upload(await shared.get(), file, names[i], uploadOptions);
+              },
+              (error, attempt, delay) => {
+                if (!flags.quiet) progress.say(`${errorLine(fileError(file, error))}; retry ${attempt}/${flags.retries} in ${delay} ms`);
+              },
+            );
             bar.stop();
             report(file, result, (performance.now() - started) / 1000);
           } catch (error) {
             bar.stop();
             const failure = fileError(file, error);
-            // A broken kept connection fails every file after it: stop here.
-            if (client !== undefined && client.state !== 'open') throw failure;
             progress.say(errorLine(failure));
             if (exitCode === ExitCode.OK) exitCode = exitCodeFor(failure);
           }
         }
-      };
-      try {
-        if (flags.short) await putAll(undefined);
-        else await withClient(address, putAll, options);
       } finally {
         progress.stop();
+        await shared.close();
       }
       process.exitCode = exitCode;
     });

@@ -41,6 +41,7 @@ interface ServeFlags {
   writable?: boolean;
   uploadDir?: string;
   maxUploadSize?: number;
+  maxUploads?: number;
   allowOverwrite?: boolean;
 }
 
@@ -48,8 +49,8 @@ interface ServeFlags {
 async function uploadsFrom(flags: ServeFlags, root: FileRoot, log: (line: string) => void): Promise<{ service: Service; where: string } | undefined> {
   if (flags.writable && flags.uploadDir !== undefined) throw new OptionError('INVALID_OPTION', '--writable and --upload-dir: choose one');
   if (!flags.writable && flags.uploadDir === undefined) {
-    if (flags.maxUploadSize !== undefined || flags.allowOverwrite) {
-      throw new OptionError('INVALID_OPTION', '--max-upload-size and --allow-overwrite need --writable or --upload-dir');
+    if (flags.maxUploadSize !== undefined || flags.maxUploads !== undefined || flags.allowOverwrite) {
+      throw new OptionError('INVALID_OPTION', '--max-upload-size, --max-uploads and --allow-overwrite need --writable or --upload-dir');
     }
     return undefined;
   }
@@ -61,6 +62,7 @@ async function uploadsFrom(flags: ServeFlags, root: FileRoot, log: (line: string
   if (swept.truncated) log('the upload directory is large: only part of it was checked for unfinished uploads');
   const service = uploadService(target, {
     ...(flags.maxUploadSize !== undefined && { maxFileBytes: flags.maxUploadSize }),
+    ...(flags.maxUploads !== undefined && { maxConcurrent: flags.maxUploads }),
     allowOverwrite: flags.allowOverwrite === true,
     onStored: (stored, peer) => log(`${peer.label} uploaded ${safeText(stored.name)} (${stored.size} bytes, ${stored.digest})`),
   });
@@ -120,6 +122,7 @@ export function registerServe(program: Command): void {
     .option('--writable', 'accept uploads (`tcpkit put`) into DIR; off by default')
     .option('--upload-dir <dir>', 'accept uploads into this directory instead (it need not be served)')
     .option('--max-upload-size <size>', 'largest file accepted per upload, e.g. 500MB, 2GB (default 1GB); counted as bytes arrive', sizeArg)
+    .option('--max-uploads <n>', 'uploads received at once, over all clients; more are answered BUSY (default 64)', intArg(1, 1_000_000))
     .option('--allow-overwrite', 'let a client that asks (put --overwrite) replace an existing file')
     .option('--raw-messages', 'raw clients (no framing, e.g. the tutorial\'s tcp_client.py or netcat) send a message and get the reply, instead of a file name and the file')
     .option('--no-raw', 'refuse raw clients (close without a byte); only tcpkit clients are served')

@@ -30,6 +30,11 @@ export interface UploadServiceOptions {
   allowOverwrite?: boolean;
   /** Longest wait for the next frame of an upload in progress, in milliseconds. @default 30000 */
   stallTimeoutMs?: number;
+  /**
+   * Uploads received at once, over all connections (each holds two file descriptors); more are
+   * answered BUSY before any content is sent. @default 64
+   */
+  maxConcurrent?: number;
   /** Called once a file is stored under its name (for logs). */
   onStored?: (stored: PutDone, peer: PeerInfo) => void;
 }
@@ -39,6 +44,7 @@ export const UPLOAD_DEFAULTS: Readonly<Required<Omit<UploadServiceOptions, 'onSt
   maxFileBytes: 1024 ** 3,
   allowOverwrite: false,
   stallTimeoutMs: 30_000,
+  maxConcurrent: 64,
 });
 
 const READY = Buffer.from('{}');
@@ -280,6 +286,7 @@ function resolveUploadOptions(options: UploadServiceOptions): Resolved {
   const resolved: Resolved = { ...UPLOAD_DEFAULTS, ...stripUndefined(options) };
   intOption('maxFileBytes', resolved.maxFileBytes, 0, Number.MAX_SAFE_INTEGER);
   intOption('stallTimeoutMs', resolved.stallTimeoutMs, 1, 86_400_000);
+  intOption('maxConcurrent', resolved.maxConcurrent, 1, 1_000_000);
   if (resolved.onStored !== undefined && typeof resolved.onStored !== 'function') throw new OptionError('INVALID_OPTION', 'onStored must be a function');
   if (typeof resolved.allowOverwrite !== 'boolean') throw new OptionError('INVALID_OPTION', 'allowOverwrite must be true or false');
   return resolved;
@@ -293,10 +300,21 @@ function resolveUploadOptions(options: UploadServiceOptions): Resolved {
  */
 export function uploadService(root: FileRoot, options: UploadServiceOptions = {}): Service {
   const resolved = resolveUploadOptions(options);
+  let active = 0;
   return {
     name: 'upload',
     requestTypes: [UploadFrame.PUT],
     continuationTypes: [UploadFrame.PUT_DATA, UploadFrame.PUT_END],
-    handle: (request, exchange) => servePut(root, resolved, request, exchange),
+    async handle(request, exchange) {
+      if (active >= resolved.maxConcurrent) {
+        throw new TcpkitError('BUSY', `the server is receiving its maximum of ${resolved.maxConcurrent} uploads at once; try again shortly`);
+      }
+      active++;
+      try {
+        await servePut(root, resolved, request, exchange);
+      } finally {
+        active--;
+      }
+    },
   };
 }

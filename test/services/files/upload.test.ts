@@ -13,6 +13,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { connect } from '../../../src/client/client.js';
+import { isRetryable } from '../../../src/client/retry.js';
 import type { TcpkitError } from '../../../src/errors.js';
 import { FrameType, PREAMBLE } from '../../../src/protocol/constants.js';
 import { encodeErrorBody, encodeServerHello } from '../../../src/protocol/control.js';
@@ -142,6 +143,28 @@ describe('upload: files stored byte-equal', () => {
     });
     await client.close();
     assert.deepEqual(await entries(dir), []);
+  });
+});
+
+describe('upload: a cap on uploads at once', () => {
+  it('answers BUSY over maxConcurrent, before any content, and takes uploads again once one ends', async () => {
+    const { dir, port, address } = await uploadServer({ maxConcurrent: 1 });
+    const peer = await RawPeer.open(port);
+    peer.send(UploadFrame.PUT, 1, encodePut({ name: 'first.bin', size: 3, overwrite: false }));
+    await ready(peer, 1);
+    const client = await connect(address);
+    await assert.rejects(uploadStream(client, 'second.bin', [Buffer.from('abc')], 3), (e: TcpkitError) => {
+      assert.equal(e.code, 'TCPKIT_ERR_BUSY');
+      assert.ok(isRetryable(e), 'BUSY is worth another try');
+      return true;
+    });
+    peer.send(UploadFrame.PUT_DATA, 1, Buffer.from('abc'));
+    peer.send(UploadFrame.PUT_END, 1, encodePutEnd({ bytes: 3, digest: digestOf(Buffer.from('abc')) }));
+    await peer.until(() => peer.frames.some((f) => f.type === UploadFrame.PUT_DONE), 'PUT_DONE');
+    await uploadStream(client, 'second.bin', [Buffer.from('def')], 3);
+    await client.close();
+    peer.socket.destroy();
+    assert.deepEqual(await entries(dir), ['first.bin', 'second.bin']);
   });
 });
 
