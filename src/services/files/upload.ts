@@ -221,12 +221,13 @@ async function receiveContent(exchange: Exchange, file: IncomingFile, put: PutRe
   }
 }
 
-async function servePut(root: FileRoot, options: Resolved, request: Frame, exchange: Exchange): Promise<void> {
+async function servePut(root: FileRoot, options: Resolved, request: Frame, exchange: Exchange, release: () => void): Promise<void> {
   const put = decodePut(request.payload);
   const cap = options.maxFileBytes;
   if (put.size > cap) throw new TcpkitError('TOO_LARGE', `${put.name} is ${put.size} bytes; this server takes files of at most ${cap} bytes`);
   const overwrite = put.overwrite && options.allowOverwrite;
   const file = await IncomingFile.create(root, put, overwrite);
+  let stored: PutDone;
   try {
     await exchange.write(UploadFrame.PUT_READY, READY);
     const { received, digest, end } = await receiveContent(exchange, file, put, options);
@@ -235,9 +236,7 @@ async function servePut(root: FileRoot, options: Resolved, request: Frame, excha
     }
     if (end.digest !== digest) throw new TcpkitError('DIGEST_MISMATCH', `${put.name}: the content received does not match the client's digest`);
     await file.commit(overwrite);
-    const stored = { name: put.name, size: received, digest };
-    exchange.reply(UploadFrame.PUT_DONE, encodePutDone(stored));
-    options.onStored?.(stored, exchange.peer);
+    stored = { name: put.name, size: received, digest };
   } catch (error) {
     if (error instanceof TcpkitError && error.wireCode === 'ABORTED') {
       throw new TcpkitError('CANCELLED', `the upload of ${put.name} was cancelled`);
@@ -246,6 +245,10 @@ async function servePut(root: FileRoot, options: Resolved, request: Frame, excha
   } finally {
     await file.close();
   }
+  // Answered once everything is released: a client told "done" may start its next upload at once.
+  release();
+  exchange.reply(UploadFrame.PUT_DONE, encodePutDone(stored));
+  options.onStored?.(stored, exchange.peer);
 }
 
 /** What {@link sweepUploads} did. */
@@ -310,10 +313,15 @@ export function uploadService(root: FileRoot, options: UploadServiceOptions = {}
         throw new TcpkitError('BUSY', `the server is receiving its maximum of ${resolved.maxConcurrent} uploads at once; try again shortly`);
       }
       active++;
+      let held = true;
+      const release = (): void => {
+        if (held) active--;
+        held = false;
+      };
       try {
-        await servePut(root, resolved, request, exchange);
+        await servePut(root, resolved, request, exchange, release);
       } finally {
-        active--;
+        release();
       }
     },
   };
