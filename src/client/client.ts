@@ -165,18 +165,7 @@ export class Client {
         const socket = await withRetries(RECONNECT_RETRIES, () => openSocket(this.#options, Date.now() + this.#options.connectTimeoutMs, reads));
         const deadline = Date.now() + this.#options.connectTimeoutMs;
         this.#attach(socket, reads);
-        let timer: NodeJS.Timeout | undefined;
-        const timedOut = new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new TimeoutError('CONNECT_TIMEOUT', `${this.remote} sent no hello within ${this.#options.connectTimeoutMs} ms`)),
-            Math.max(0, deadline - Date.now()),
-          );
-        });
-        try {
-          await Promise.race([this.#ready, timedOut]);
-        } finally {
-          clearTimeout(timer);
-        }
+        await helloBy(this.#ready, deadline, `${this.remote} sent no hello within ${this.#options.connectTimeoutMs} ms`);
         for (const [pending] of this.#resend.splice(0)) {
           pending.id = this.#allocateId();
           this.#pending.set(pending.id, pending);
@@ -697,6 +686,19 @@ export class Client {
   }
 }
 
+/** Waits for the server's hello until `deadline` (ms since the epoch); then CONNECT_TIMEOUT with `message`. */
+async function helloBy(ready: Promise<void>, deadline: number, message: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError('CONNECT_TIMEOUT', message)), Math.max(0, deadline - Date.now()));
+  });
+  try {
+    await Promise.race([ready, timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
  * Connects to a tcpkit server and completes the hello exchange.
  * @example
@@ -712,20 +714,11 @@ export async function connect(target: Target, options?: ClientOptions): Promise<
   const reads: LargeReads | undefined = resolved.tls ? undefined : { target: undefined };
   const socket = await openSocket(resolved, deadline, reads);
   const client = new Client(socket, resolved, reads);
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new TimeoutError('CONNECT_TIMEOUT', `${resolved.label} accepted the connection but sent no hello within ${resolved.connectTimeoutMs} ms`)),
-      Math.max(0, deadline - Date.now()),
-    );
-  });
   try {
-    await Promise.race([client.ready, timedOut]);
+    await helloBy(client.ready, deadline, `${resolved.label} accepted the connection but sent no hello within ${resolved.connectTimeoutMs} ms`);
   } catch (error) {
     client.destroy(error as Error);
     throw error;
-  } finally {
-    clearTimeout(timer);
   }
   return client;
 }
