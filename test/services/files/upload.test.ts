@@ -13,6 +13,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { connect } from '../../../src/client/client.js';
+import type { Server } from '../../../src/server/server.js';
 import { isRetryable } from '../../../src/client/retry.js';
 import type { TcpkitError } from '../../../src/errors.js';
 import { FrameType, PREAMBLE } from '../../../src/protocol/constants.js';
@@ -25,7 +26,7 @@ import { upload, uploadStream } from '../../../src/services/files/put.js';
 import { fileService } from '../../../src/services/files/service.js';
 import { uploadService, type UploadServiceOptions } from '../../../src/services/files/upload.js';
 import { decodePut, decodePutDone, decodePutEnd, encodePut, encodePutDone, encodePutEnd, UploadFrame } from '../../../src/services/files/wire.js';
-import { faultyServer, LOOPBACK, RawPeer, testServers, waitUntil } from '../../helpers/net.js';
+import { faultyServer, LOOPBACK, RawPeer, testServers, waitUntil, within } from '../../helpers/net.js';
 
 const run = promisify(execFile);
 const { serve } = testServers();
@@ -43,12 +44,12 @@ after(async () => {
 
 let counter = 0;
 /** A fresh upload directory with a server accepting uploads into it. */
-async function uploadServer(options: UploadServiceOptions = {}, dir?: string): Promise<{ dir: string; port: number; address: string }> {
+async function uploadServer(options: UploadServiceOptions = {}, dir?: string): Promise<{ dir: string; port: number; address: string; server: Server }> {
   dir ??= path.join(base, `incoming-${++counter}`);
   await mkdir(dir, { recursive: true });
   const root = await FileRoot.open(dir);
-  const { port, address } = await serve({ services: [fileService(root), uploadService(root, options)] });
-  return { dir, port, address };
+  const { port, address, server } = await serve({ services: [fileService(root), uploadService(root, options)] });
+  return { dir, port, address, server };
 }
 
 function digestOf(data: Uint8Array): string {
@@ -143,6 +144,25 @@ describe('upload: files stored byte-equal', () => {
     });
     await client.close();
     assert.deepEqual(await entries(dir), []);
+  });
+});
+
+describe('upload: graceful shutdown', () => {
+  it('lets an upload in flight finish while the server stops taking new requests', async () => {
+    const { dir, port, server } = await uploadServer();
+    const peer = await RawPeer.open(port);
+    peer.send(UploadFrame.PUT, 1, encodePut({ name: 'finishing.bin', size: 6, overwrite: false }));
+    await ready(peer, 1);
+    const closing = server.close();
+    peer.send(UploadFrame.PUT, 2, encodePut({ name: 'late.bin', size: 1, overwrite: false }));
+    assert.equal((await errorFrame(peer, 2)).code, 'SHUTTING_DOWN');
+    peer.send(UploadFrame.PUT_DATA, 1, Buffer.from('abc'));
+    peer.send(UploadFrame.PUT_DATA, 1, Buffer.from('def'));
+    peer.send(UploadFrame.PUT_END, 1, encodePutEnd({ bytes: 6, digest: digestOf(Buffer.from('abcdef')) }));
+    await peer.until(() => peer.frames.some((f) => f.type === UploadFrame.PUT_DONE && f.id === 1), 'PUT_DONE');
+    await within(closing, 5000, 'the server to close once the upload is done');
+    assert.equal(await readFile(path.join(dir, 'finishing.bin'), 'utf8'), 'abcdef');
+    assert.deepEqual(await entries(dir), ['finishing.bin']);
   });
 });
 
