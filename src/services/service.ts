@@ -34,7 +34,7 @@ export interface Exchange {
    * to disk, hashed), so a later frame reuses its memory instead of a fresh allocation. Optional:
    * a payload not handed back is simply garbage-collected.
    */
-  recycle(payload: Uint8Array): void;
+  recycle?(payload: Uint8Array): void;
 }
 
 /** A family of requests the server answers. */

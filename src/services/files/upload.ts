@@ -211,7 +211,7 @@ async function receiveContent(exchange: Exchange, file: IncomingFile, put: PutRe
       const { payload } = frame;
       digest.update(payload);
       await writing;
-      writing = file.write(payload).then(() => exchange.recycle(payload));
+      writing = file.write(payload).then(() => exchange.recycle?.(payload));
       // Its failure is seen at the next await of it; this only keeps it from being "unhandled".
       writing.catch(() => {});
     }
