@@ -58,8 +58,8 @@ async function startTcpkit(): Promise<Running> {
 }
 
 /**
- * tcpkit holding idle connections: the governance caps are off (maxConnections and
- * maxConnectionsPerIp 0) and the handshake and idle deadlines are an hour, so every connection
+ * tcpkit holding idle connections: the governance caps are off (maxConnections,
+ * maxConnectionsPerIp and maxPreAuth 0) and the handshake and idle deadlines are an hour, so every connection
  * the idle suite opens is admitted and kept for the whole measurement.
  */
 async function startTcpkitIdle(): Promise<Running> {
@@ -69,6 +69,7 @@ async function startTcpkitIdle(): Promise<Running> {
     backlog: IDLE_BACKLOG,
     maxConnections: 0,
     maxConnectionsPerIp: 0,
+    maxPreAuth: 0,
     idleTimeoutMs: 3_600_000,
     handshakeTimeoutMs: 3_600_000,
   });

@@ -87,10 +87,8 @@ export class ServerSession implements ConnectionHandlers {
   #quietTimer: NodeJS.Timeout | undefined;
   /** The raw request being served, if any (raw connections carry exactly one). */
   #rawActive: AbortController | undefined;
-  /** Bytes of continuation frames waiting for their handlers. */
+  /** Bytes of continuation frames waiting for their handlers; reading stops at {@link HOLD_BYTES}. */
   #held = 0;
-  /** Reading is stopped because {@link HOLD_BYTES} are held. */
-  #holding = false;
   /** Not yet past its hello (TLS handshake included): counted against the pre-auth cap. */
   #preAuth = true;
 
@@ -177,11 +175,9 @@ export class ServerSession implements ConnectionHandlers {
 
   /** @internal A continuation frame of `bytes` waits for its handler. */
   hold(bytes: number): void {
+    const before = this.#held;
     this.#held += bytes;
-    if (!this.#holding && this.#held >= HOLD_BYTES) {
-      this.#holding = true;
-      this.#conn.pause();
-    }
+    if (before < HOLD_BYTES && this.#held >= HOLD_BYTES) this.#conn.pause();
   }
 
   /** @internal A handler is done with a payload buffer: it may be reused. */
@@ -191,11 +187,14 @@ export class ServerSession implements ConnectionHandlers {
 
   /** @internal A handler took (or dropped) a held continuation frame of `bytes`. */
   release(bytes: number): void {
+    const before = this.#held;
     this.#held -= bytes;
-    if (this.#holding && this.#held < HOLD_BYTES) {
-      this.#holding = false;
-      this.#maybeResume();
-    }
+    if (before >= HOLD_BYTES && this.#held < HOLD_BYTES) this.#maybeResume();
+  }
+
+  /** Reading is stopped because {@link HOLD_BYTES} of continuation frames wait. */
+  get #holding(): boolean {
+    return this.#held >= HOLD_BYTES;
   }
 
   #sendError(id: number, code: ErrorCodeName, message: string, details?: Record<string, unknown>): void {

@@ -121,7 +121,7 @@ export class Connection implements WatchdogOwner {
     this.#decoder = new FrameDecoder({
       maxFrameBytes: options.maxFrameBytes,
       reusedInput: options.externalReads === true,
-      ...(pool && { allocate: (bytes: number) => (bytes === pool.size ? pool.take() : Buffer.allocUnsafe(bytes)) }),
+      ...(pool && { allocate: pool.allocate }),
     });
     this.#sniff = options.sniff;
     this.#controlTypes = options.controlTypes;

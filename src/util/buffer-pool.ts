@@ -16,6 +16,12 @@ export class BufferPool {
     this.#max = max;
   }
 
+  /**
+   * A buffer of `bytes` bytes, contents undefined: from the pool when it is the pool's size.
+   * One function per pool, shared by every connection that allocates from it.
+   */
+  readonly allocate = (bytes: number): Buffer => (bytes === this.size ? this.take() : Buffer.allocUnsafe(bytes));
+
   /** A buffer of `size` bytes, contents undefined. */
   take(): Buffer {
     return this.#free.pop() ?? Buffer.allocUnsafeSlow(this.size);
