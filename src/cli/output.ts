@@ -91,6 +91,11 @@ export function exitCodeFor(error: unknown): number {
   }
 }
 
+/** The error of one file among several, its message prefixed with the file (the code kept). */
+export function fileError(file: string, error: unknown): unknown {
+  return error instanceof TcpkitError ? new TcpkitError(error.wireCode, `${file}: ${error.message}`, { cause: error }) : error;
+}
+
 /** One line for stderr: `tcpkit: <reason>`. */
 export function errorLine(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
@@ -111,13 +116,19 @@ export interface TlsFlags {
   insecure?: boolean;
 }
 
-/** Adds --tls, --ca, --pin and --insecure to a client command. */
-export function tlsOptions(command: Command): Command {
+/**
+ * Adds the options every client command shares: --tls, --ca, --pin, --insecure, --token,
+ * --timeout (explained by `timeoutHelp`) and --connect-timeout. They fill {@link ClientFlags}.
+ */
+export function clientCommand(command: Command, timeoutHelp: string): Command {
   return command
     .option('--tls', 'connect over TLS (1.2 minimum); the certificate must be trusted by the system, --ca or --pin')
     .option('--ca <file>', 'trust this CA (or self-signed) certificate, PEM; implies --tls')
     .option('--pin <sha256>', "accept only the server certificate with this SHA-256 fingerprint (as `tcpkit cert` prints it); implies --tls")
-    .option('--insecure', 'TLS without checking the certificate: for testing only; implies --tls');
+    .option('--insecure', 'TLS without checking the certificate: for testing only; implies --tls')
+    .option('--token <token>', 'token for a server that requires one (default: $TCPKIT_TOKEN)')
+    .option('--timeout <ms>', `${timeoutHelp}; 0 waits forever`, intArg(0, 2_147_483_647), 30_000)
+    .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000);
 }
 
 /** The client's TLS settings from the flags, or undefined for plain TCP. */

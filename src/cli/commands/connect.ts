@@ -8,10 +8,10 @@ import type { Command } from 'commander';
 import { connect } from '../../client/client.js';
 import { OptionError } from '../../errors.js';
 import { DEFAULT_PORT, formatAddress, parseAddress } from '../../transport/address.js';
-import { intArg, safeText, tlsOptions, clientOptions, type ClientFlags } from '../output.js';
+import { safeText, clientCommand, clientOptions, type ClientFlags } from '../output.js';
 
 export function registerConnect(program: Command): void {
-  tlsOptions(program.command('connect'))
+  clientCommand(program.command('connect'), 'how long to wait for each reply')
     .summary('interactive: send each line typed, print each reply')
     .description(
       'Open one kept connection to HOST[:PORT] and send every line read from standard input as one ' +
@@ -20,9 +20,6 @@ export function registerConnect(program: Command): void {
         'input too; prompts go to stderr, replies to stdout.',
     )
     .argument('[address]', 'HOST[:PORT] of the server')
-    .option('--timeout <ms>', 'how long to wait for each reply; 0 waits forever', intArg(0, 2_147_483_647), 30_000)
-    .option('--token <token>', 'token for a server that requires one (default: $TCPKIT_TOKEN)')
-    .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000)
     .action(async (address: string | undefined, flags: ClientFlags) => {
       const interactive = process.stdin.isTTY === true;
       const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: interactive });

@@ -7,12 +7,12 @@ import type { Command } from 'commander';
 import type { ClientOptions } from '../../client/options.js';
 import { withRetries } from '../../client/retry.js';
 import { withClient } from '../../client/short.js';
-import { OptionError, RemoteError, TcpkitError } from '../../errors.js';
+import { OptionError, RemoteError } from '../../errors.js';
 import { download, list, type DownloadResult } from '../../services/files/client.js';
 import { validateName } from '../../services/files/names.js';
 import { rawDownload } from '../../services/files/raw.js';
 import { DEFAULT_PORT } from '../../transport/address.js';
-import { errorLine, exitCodeFor, ExitCode, intArg, safeText, tlsOptions, clientOptions, type ClientFlags } from '../output.js';
+import { errorLine, exitCodeFor, ExitCode, fileError, intArg, safeText, clientCommand, clientOptions, type ClientFlags } from '../output.js';
 import { sharedConnection } from '../connections.js';
 import { createProgress, human } from '../progress.js';
 
@@ -57,17 +57,16 @@ async function destinations(names: string[], output: string | undefined): Promis
   return targets;
 }
 
-/** A person-readable reason for one failed file. */
-function fileError(name: string, error: unknown): unknown {
+/** A person-readable reason for one failed download. */
+function downloadError(name: string, error: unknown): unknown {
   if (error instanceof RemoteError && error.wireCode === 'NOT_FOUND') {
     return new RemoteError('NOT_FOUND', `no such file on server: ${name}`);
   }
-  if (error instanceof TcpkitError) return new TcpkitError(error.wireCode, `${name}: ${error.message}`, { cause: error });
-  return error;
+  return fileError(name, error);
 }
 
 export function registerGet(program: Command): void {
-  tlsOptions(program.command('get'))
+  clientCommand(program.command('get'), 'give up when no data arrives for this long')
     .summary('download files (verified, atomic, resumable)')
     .description(
       `Download each NAME from the server at HOST[:PORT] (port ${DEFAULT_PORT} by default). A file is saved under its ` +
@@ -83,14 +82,11 @@ export function registerGet(program: Command): void {
     .option('-o, --output <path>', 'destination file (one NAME) or directory (several)')
     .option('-f, --force', 'replace existing files')
     .option('--short', 'one connection per file (short connections)')
-    .option('--token <token>', 'token for a server that requires one (default: $TCPKIT_TOKEN)')
     .option('--raw', "talk to a server that speaks no framing (e.g. the tutorial's download_server.py): send the bare name, save everything until the server closes; no integrity check, no resume")
     .option('--retries <n>', 'after a dropped connection, reconnect and resume up to N times (with backoff)', intArg(0, 1000), 0)
     .option('--no-resume', 'ignore partial files from earlier runs and start over')
     .option('--json', 'print one JSON line per file: name, bytes, digest, seconds, MB/s, saved path')
     .option('-q, --quiet', 'no progress bars and no summary lines')
-    .option('--timeout <ms>', 'give up when no data arrives for this long; 0 waits forever', intArg(0, 2_147_483_647), 30_000)
-    .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000)
     .action(async (address: string, names: string[], flags: GetFlags) => {
       for (const name of names) validateName(name);
       const targets = await destinations(names, flags.output);
@@ -109,7 +105,7 @@ export function registerGet(program: Command): void {
             }
           } catch (error) {
             failures++;
-            process.stderr.write(`${errorLine(error instanceof TcpkitError ? new TcpkitError(error.wireCode, `${name}: ${error.message}`) : error)}\n`);
+            process.stderr.write(`${errorLine(fileError(name, error))}\n`);
             if (process.exitCode === undefined) process.exitCode = exitCodeFor(error);
           }
         }
@@ -157,7 +153,7 @@ export function registerGet(program: Command): void {
           report(result);
         } catch (error) {
           bar.stop();
-          const failure = fileError(name, error);
+          const failure = downloadError(name, error);
           say(errorLine(failure));
           if (exitCode === ExitCode.OK) exitCode = exitCodeFor(failure);
         }
@@ -186,15 +182,12 @@ interface LsFlags extends ClientFlags {
 }
 
 export function registerLs(program: Command): void {
-  tlsOptions(program.command('ls'))
+  clientCommand(program.command('ls'), 'how long to wait for the reply')
     .summary('list a directory on the server')
     .description('List DIR (the served root by default) on the server at HOST[:PORT]: type, size, modification time, name.')
     .argument('<address>', 'HOST[:PORT] of the server')
     .argument('[dir]', 'directory on the server', '')
     .option('--json', 'print one JSON line per entry: name, type, size, mtimeMs')
-    .option('--token <token>', 'token for a server that requires one (default: $TCPKIT_TOKEN)')
-    .option('--timeout <ms>', 'how long to wait for the reply; 0 waits forever', intArg(0, 2_147_483_647), 30_000)
-    .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000)
     .action(async (address: string, dir: string, flags: LsFlags) => {
       const listing = await withClient(address, (client) => list(client, dir), clientOptions(flags));
       for (const entry of listing.entries) {

@@ -5,11 +5,11 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { withRetries } from '../../client/retry.js';
 import { withClient } from '../../client/short.js';
-import { OptionError, RemoteError, TcpkitError } from '../../errors.js';
+import { OptionError } from '../../errors.js';
 import { validateName } from '../../services/files/names.js';
 import { upload, type UploadResult } from '../../services/files/put.js';
 import { DEFAULT_PORT } from '../../transport/address.js';
-import { clientOptions, errorLine, exitCodeFor, ExitCode, intArg, safeText, tlsOptions, type ClientFlags } from '../output.js';
+import { clientCommand, clientOptions, errorLine, exitCodeFor, ExitCode, fileError, intArg, safeText, type ClientFlags } from '../output.js';
 import { sharedConnection } from '../connections.js';
 import { createProgress, human } from '../progress.js';
 
@@ -40,17 +40,8 @@ function remoteNames(files: string[], flags: PutFlags): string[] {
   return names;
 }
 
-/** A person-readable reason for one failed file. */
-function fileError(file: string, error: unknown): unknown {
-  if (error instanceof RemoteError && error.wireCode === 'FILE_EXISTS') {
-    return new RemoteError('FILE_EXISTS', `${file}: ${error.message}`);
-  }
-  if (error instanceof TcpkitError) return new TcpkitError(error.wireCode, `${file}: ${error.message}`, { cause: error });
-  return error;
-}
-
 export function registerPut(program: Command): void {
-  tlsOptions(program.command('put'))
+  clientCommand(program.command('put'), 'give up when the server takes nothing for this long')
     .summary('upload files to a server that accepts uploads')
     .description(
       `Upload each FILE to the server at HOST[:PORT] (port ${DEFAULT_PORT} by default), which must accept uploads ` +
@@ -68,11 +59,8 @@ export function registerPut(program: Command): void {
     .option('--overwrite', 'replace a file of the same name on the server, if the server allows it')
     .option('--short', 'one connection per file (short connections)')
     .option('--retries <n>', 'after a dropped connection or a BUSY server, reconnect and send the file again up to N times (with backoff)', intArg(0, 1000), 0)
-    .option('--token <token>', 'token for a server that requires one (default: $TCPKIT_TOKEN)')
     .option('--json', 'print one JSON line per file: file, name, bytes, digest, seconds, MB/s')
     .option('-q, --quiet', 'no progress bars and no summary lines')
-    .option('--timeout <ms>', 'give up when the server takes nothing for this long; 0 waits forever', intArg(0, 2_147_483_647), 30_000)
-    .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000)
     .action(async (address: string, files: string[], flags: PutFlags) => {
       const names = remoteNames(files, flags);
       const progress = createProgress(process.stderr.isTTY === true && !flags.quiet && !flags.json);

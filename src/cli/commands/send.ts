@@ -7,7 +7,7 @@ import type { ClientOptions } from '../../client/options.js';
 import { sendOnce } from '../../client/short.js';
 import { rawSend } from '../../client/raw.js';
 import { DEFAULT_PORT } from '../../transport/address.js';
-import { intArg, safeText, tlsOptions, clientOptions, type ClientFlags } from '../output.js';
+import { safeText, clientCommand, clientOptions, type ClientFlags } from '../output.js';
 
 interface SendFlags extends ClientFlags {
   short?: boolean;
@@ -15,7 +15,7 @@ interface SendFlags extends ClientFlags {
 }
 
 export function registerSend(program: Command): void {
-  tlsOptions(program.command('send'))
+  clientCommand(program.command('send'), 'how long to wait for each reply')
     .summary('send messages and print the replies')
     .description(
       `Send each MESSAGE to the server at HOST[:PORT] (port ${DEFAULT_PORT} by default) and print each reply\n` +
@@ -26,10 +26,7 @@ export function registerSend(program: Command): void {
     .argument('<address>', 'HOST[:PORT] of the server')
     .argument('<message...>', 'messages to send, one per argument')
     .option('--short', 'one connection per message (short connections)')
-    .option('--token <token>', 'token for a server that requires one (default: $TCPKIT_TOKEN)')
     .option('--raw', "talk to a server that speaks no framing (e.g. the tutorial's tcp_server.py): each message on its own connection, the reply is everything the server sends until it closes")
-    .option('--timeout <ms>', 'how long to wait for each reply; 0 waits forever', intArg(0, 2_147_483_647), 30_000)
-    .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000)
     .action(async (address: string, messages: string[], flags: SendFlags) => {
       const options: ClientOptions = clientOptions(flags);
       const print = (reply: Buffer): void => {
