@@ -3,12 +3,12 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { FrameType, PREAMBLE } from '../../src/protocol/constants.js';
-import { encodeErrorBody, encodeServerHello } from '../../src/protocol/control.js';
-import { encodeFrame, FrameDecoder } from '../../src/protocol/frame.js';
+import { FrameType } from '../../src/protocol/constants.js';
+import { encodeErrorBody } from '../../src/protocol/control.js';
+import { encodeFrame } from '../../src/protocol/frame.js';
 import { encodeListing, FileFrame } from '../../src/services/files/wire.js';
 import { runCli } from '../helpers/cli.js';
-import { faultyServer, LOOPBACK } from '../helpers/net.js';
+import { scriptedServer } from '../helpers/net.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
 after(async () => {
@@ -18,27 +18,12 @@ after(async () => {
 const ESC = '\u001b';
 
 /** A server that completes the hello, then answers every request with `answer`. */
-async function hostile(answer: (id: number, type: number) => Buffer) {
-  const server = await faultyServer((socket) => {
-    const decoder = new FrameDecoder({ maxFrameBytes: 1 << 20 });
-    socket.on('data', (chunk: Buffer) => {
-      for (const frame of decoder.push(chunk)) {
-        if (frame.type === FrameType.HELLO) {
-          const hello = encodeServerHello({
-            version: 1,
-            services: ['message', 'file'],
-            capabilities: [],
-            limits: { maxFrameBytes: 1 << 20, maxInFlight: 16, idleTimeoutMs: 0 },
-          });
-          socket.write(Buffer.concat([Buffer.from(PREAMBLE), encodeFrame(FrameType.HELLO, 0, hello)]));
-        } else if (frame.id !== 0) {
-          socket.write(answer(frame.id, frame.type));
-        }
-      }
-    });
+async function hostile(answer: (id: number, type: number) => Buffer): Promise<string> {
+  const server = await scriptedServer(['message', 'file'], (frame, socket) => {
+    if (frame.id !== 0) socket.write(answer(frame.id, frame.type));
   });
   cleanups.push(() => server.close());
-  return `${LOOPBACK}:${server.port}`;
+  return server.address;
 }
 
 describe('a hostile server cannot drive the terminal or choose where files go', () => {

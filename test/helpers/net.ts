@@ -8,7 +8,7 @@ import { createServer, type Server } from '../../src/server/server.js';
 import type { ServerOptions } from '../../src/server/options.js';
 import { encodeFrame, FrameDecoder, type Frame } from '../../src/protocol/frame.js';
 import { FrameType, PREAMBLE } from '../../src/protocol/constants.js';
-import { encodeClientHello } from '../../src/protocol/control.js';
+import { encodeClientHello, encodeServerHello } from '../../src/protocol/control.js';
 
 export const LOOPBACK = '127.0.0.1';
 
@@ -180,6 +180,31 @@ export async function faultyServer(script: (socket: net.Socket) => void): Promis
         server.close(() => resolve());
       }),
   };
+}
+
+/**
+ * A scripted tcpkit server on port 0: it completes the hello (announcing `services`), then
+ * hands every other frame to `onFrame` with the socket to answer on, however it likes.
+ */
+export async function scriptedServer(
+  services: string[],
+  onFrame: (frame: Frame, socket: net.Socket) => void,
+): Promise<{ address: string; close(): Promise<void> }> {
+  const server = await faultyServer((socket) => {
+    const decoder = new FrameDecoder({ maxFrameBytes: 1 << 20 });
+    socket.on('data', (chunk: Buffer) => {
+      for (const frame of decoder.push(chunk)) {
+        if (frame.type !== FrameType.HELLO) {
+          onFrame(frame, socket);
+          continue;
+        }
+        const limits = { maxFrameBytes: 1 << 20, maxInFlight: 16, idleTimeoutMs: 0 };
+        const hello = encodeServerHello({ version: 1, services, capabilities: [], limits });
+        socket.write(Buffer.concat([Buffer.from(PREAMBLE), encodeFrame(FrameType.HELLO, 0, hello)]));
+      }
+    });
+  });
+  return { address: `${LOOPBACK}:${server.port}`, close: () => server.close() };
 }
 
 /** Writes `data` one byte per timer tick: a trickling peer. */

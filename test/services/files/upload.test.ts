@@ -16,17 +16,17 @@ import { connect } from '../../../src/client/client.js';
 import type { Server } from '../../../src/server/server.js';
 import { isRetryable } from '../../../src/client/retry.js';
 import type { TcpkitError } from '../../../src/errors.js';
-import { FrameType, PREAMBLE } from '../../../src/protocol/constants.js';
-import { encodeErrorBody, encodeServerHello } from '../../../src/protocol/control.js';
-import { encodeFrame, FrameDecoder, type Frame } from '../../../src/protocol/frame.js';
+import { FrameType } from '../../../src/protocol/constants.js';
+import { encodeErrorBody } from '../../../src/protocol/control.js';
+import { encodeFrame, type Frame } from '../../../src/protocol/frame.js';
 import type { Service } from '../../../src/services/service.js';
 import { FileRoot } from '../../../src/services/files/confined.js';
 import { createDigest } from '../../../src/services/files/digest.js';
 import { upload, uploadStream } from '../../../src/services/files/put.js';
 import { fileService } from '../../../src/services/files/service.js';
 import { uploadService, type UploadServiceOptions } from '../../../src/services/files/upload.js';
-import { decodePut, decodePutDone, decodePutEnd, encodePut, encodePutDone, encodePutEnd, UploadFrame } from '../../../src/services/files/wire.js';
-import { faultyServer, LOOPBACK, RawPeer, testServers, waitUntil, within } from '../../helpers/net.js';
+import { decodePut, decodePutDone, decodePutEnd, encodePut, encodePutDone, encodePutEnd, UploadFrame, type PutRequest } from '../../../src/services/files/wire.js';
+import { RawPeer, scriptedServer, testServers, waitUntil, within } from '../../helpers/net.js';
 
 const run = promisify(execFile);
 const { serve } = testServers();
@@ -80,6 +80,18 @@ async function errorFrame(peer: RawPeer, id: number): Promise<{ code: string; me
   const frame = peer.frames.find((f) => f.id === id && f.type === FrameType.ERROR);
   assert.ok(frame, `an ERROR frame for request ${id}`);
   return JSON.parse(frame.payload.toString()) as { code: string; message: string };
+}
+
+/** Starts upload `id` on a raw peer: sends the PUT and waits for PUT_READY. */
+async function put(peer: RawPeer, id: number, request: PutRequest): Promise<void> {
+  peer.send(UploadFrame.PUT, id, encodePut(request));
+  await ready(peer, id);
+}
+
+/** The upload directory holds nothing: no file under any name, and no temporary file (removed asynchronously). */
+async function leftNothing(dir: string): Promise<void> {
+  await noTempFiles(dir);
+  assert.deepEqual(await entries(dir), []);
 }
 
 async function ready(peer: RawPeer, id: number): Promise<void> {
@@ -151,8 +163,7 @@ describe('upload: graceful shutdown', () => {
   it('lets an upload in flight finish while the server stops taking new requests', async () => {
     const { dir, port, server } = await uploadServer();
     const peer = await RawPeer.open(port);
-    peer.send(UploadFrame.PUT, 1, encodePut({ name: 'finishing.bin', size: 6, overwrite: false }));
-    await ready(peer, 1);
+    await put(peer, 1, { name: 'finishing.bin', size: 6, overwrite: false });
     const closing = server.close();
     peer.send(UploadFrame.PUT, 2, encodePut({ name: 'late.bin', size: 1, overwrite: false }));
     assert.equal((await errorFrame(peer, 2)).code, 'SHUTTING_DOWN');
@@ -170,8 +181,7 @@ describe('upload: a cap on uploads at once', () => {
   it('answers BUSY over maxConcurrent, before any content, and takes uploads again once one ends', async () => {
     const { dir, port, address } = await uploadServer({ maxConcurrent: 1 });
     const peer = await RawPeer.open(port);
-    peer.send(UploadFrame.PUT, 1, encodePut({ name: 'first.bin', size: 3, overwrite: false }));
-    await ready(peer, 1);
+    await put(peer, 1, { name: 'first.bin', size: 3, overwrite: false });
     const client = await connect(address);
     await assert.rejects(uploadStream(client, 'second.bin', [Buffer.from('abc')], 3), (e: TcpkitError) => {
       assert.equal(e.code, 'TCPKIT_ERR_BUSY');
@@ -220,8 +230,7 @@ describe('upload: overwriting only when both sides agree', () => {
     const { dir, port } = await uploadServer();
     const peer = await RawPeer.open(port);
     const content = Buffer.from('uploaded content');
-    peer.send(UploadFrame.PUT, 1, encodePut({ name: 'race.txt', size: content.length, overwrite: false }));
-    await ready(peer, 1);
+    await put(peer, 1, { name: 'race.txt', size: content.length, overwrite: false });
     await writeFile(path.join(dir, 'race.txt'), 'written meanwhile');
     peer.send(UploadFrame.PUT_DATA, 1, content);
     peer.send(UploadFrame.PUT_END, 1, encodePutEnd({ bytes: content.length, digest: digestOf(content) }));
@@ -295,8 +304,7 @@ describe('upload: a hostile or broken client leaves nothing behind', () => {
     const cap = 256 * 1024;
     const { dir, port } = await uploadServer({ maxFileBytes: cap });
     const peer = await RawPeer.open(port);
-    peer.send(UploadFrame.PUT, 1, encodePut({ name: 'big.bin', size: cap, overwrite: false }));
-    await ready(peer, 1);
+    await put(peer, 1, { name: 'big.bin', size: cap, overwrite: false });
     peer.send(UploadFrame.PUT_DATA, 1, randomBytes(cap));
     peer.send(UploadFrame.PUT_DATA, 1, randomBytes(1));
     assert.equal((await errorFrame(peer, 1)).code, 'TOO_LARGE');
@@ -306,42 +314,36 @@ describe('upload: a hostile or broken client leaves nothing behind', () => {
     peer.send(FrameType.PING, 2, Buffer.from('alive'));
     await peer.until(() => peer.frames.some((f) => f.type === FrameType.PONG && f.id === 2), 'PONG');
     peer.socket.destroy();
-    await noTempFiles(dir);
-    assert.deepEqual(await entries(dir), []);
+    await leftNothing(dir);
   });
 
   it('stops a client that sends more than it announced, below the cap', async () => {
     const { dir, port } = await uploadServer();
     const peer = await RawPeer.open(port);
-    peer.send(UploadFrame.PUT, 1, encodePut({ name: 'liar.bin', size: 10, overwrite: false }));
-    await ready(peer, 1);
+    await put(peer, 1, { name: 'liar.bin', size: 10, overwrite: false });
     peer.send(UploadFrame.PUT_DATA, 1, randomBytes(11));
     assert.equal((await errorFrame(peer, 1)).code, 'BAD_REQUEST');
     peer.socket.destroy();
-    await noTempFiles(dir);
-    assert.deepEqual(await entries(dir), []);
+    await leftNothing(dir);
   });
 
   it('refuses an upload that ends short, and one whose digest does not match', async () => {
     const { dir, port } = await uploadServer();
     const peer = await RawPeer.open(port);
     const content = randomBytes(5000);
-    peer.send(UploadFrame.PUT, 1, encodePut({ name: 'short.bin', size: 5000, overwrite: false }));
-    await ready(peer, 1);
+    await put(peer, 1, { name: 'short.bin', size: 5000, overwrite: false });
     peer.send(UploadFrame.PUT_DATA, 1, content.subarray(0, 4000));
     peer.send(UploadFrame.PUT_END, 1, encodePutEnd({ bytes: 4000, digest: digestOf(content.subarray(0, 4000)) }));
     assert.equal((await errorFrame(peer, 1)).code, 'BAD_REQUEST');
 
-    peer.send(UploadFrame.PUT, 2, encodePut({ name: 'corrupt.bin', size: 5000, overwrite: false }));
-    await ready(peer, 2);
+    await put(peer, 2, { name: 'corrupt.bin', size: 5000, overwrite: false });
     const flipped = Buffer.from(content);
     flipped[1234]! ^= 0x01;
     peer.send(UploadFrame.PUT_DATA, 2, flipped);
     peer.send(UploadFrame.PUT_END, 2, encodePutEnd({ bytes: 5000, digest: digestOf(content) }));
     assert.equal((await errorFrame(peer, 2)).code, 'DIGEST_MISMATCH');
     peer.socket.destroy();
-    await noTempFiles(dir);
-    assert.deepEqual(await entries(dir), []);
+    await leftNothing(dir);
   });
 
   it('removes the partial upload when the client cancels, or its connection drops', async () => {
@@ -363,14 +365,12 @@ describe('upload: a hostile or broken client leaves nothing behind', () => {
     await client.close();
 
     const peer = await RawPeer.open(port);
-    peer.send(UploadFrame.PUT, 1, encodePut({ name: 'dropped.bin', size: 1_000_000, overwrite: false }));
-    await ready(peer, 1);
+    await put(peer, 1, { name: 'dropped.bin', size: 1_000_000, overwrite: false });
     peer.send(UploadFrame.PUT_DATA, 1, randomBytes(300_000));
     // Dropped only once the server has written some of it.
     await waitUntil(() => tempBytes(dir) > 0, 'the server to write part of the upload');
     peer.socket.destroy();
-    await noTempFiles(dir);
-    assert.deepEqual(await entries(dir), []);
+    await leftNothing(dir);
   });
 
   it('a source that yields fewer or more bytes than announced stores nothing', async () => {
@@ -379,35 +379,30 @@ describe('upload: a hostile or broken client leaves nothing behind', () => {
     await assert.rejects(uploadStream(client, 'short.bin', [randomBytes(10)], 20), (e: TcpkitError) => e.code === 'TCPKIT_ERR_LOCAL_FILE_ERROR');
     await assert.rejects(uploadStream(client, 'long.bin', [randomBytes(30)], 20), (e: TcpkitError) => e.code === 'TCPKIT_ERR_LOCAL_FILE_ERROR');
     await client.close();
-    await noTempFiles(dir);
-    assert.deepEqual(await entries(dir), []);
+    await leftNothing(dir);
   });
 
   it('times out an upload that stops sending, and removes it', async () => {
     const { dir, port } = await uploadServer({ stallTimeoutMs: 200 });
     const peer = await RawPeer.open(port);
-    peer.send(UploadFrame.PUT, 1, encodePut({ name: 'stalled.bin', size: 100, overwrite: false }));
-    await ready(peer, 1);
+    await put(peer, 1, { name: 'stalled.bin', size: 100, overwrite: false });
     peer.send(UploadFrame.PUT_DATA, 1, randomBytes(50));
     assert.equal((await errorFrame(peer, 1)).code, 'TIMEOUT');
     peer.socket.destroy();
-    await noTempFiles(dir);
-    assert.deepEqual(await entries(dir), []);
+    await leftNothing(dir);
   });
 
   it('fails an upload whose client half-closes before PUT_END at once', async () => {
     const { dir, port } = await uploadServer();
     const peer = await RawPeer.open(port);
-    peer.send(UploadFrame.PUT, 1, encodePut({ name: 'half.bin', size: 100, overwrite: false }));
-    await ready(peer, 1);
+    await put(peer, 1, { name: 'half.bin', size: 100, overwrite: false });
     peer.send(UploadFrame.PUT_DATA, 1, randomBytes(50));
     peer.socket.end();
     // The stall timeout is 30 s: an answer within 5 s shows the EOF was noticed.
     const error = await errorFrame(peer, 1);
     assert.equal(error.code, 'BAD_REQUEST');
     assert.match(error.message, /closed its side/);
-    await noTempFiles(dir);
-    assert.deepEqual(await entries(dir), []);
+    await leftNothing(dir);
   });
 });
 
@@ -480,43 +475,25 @@ describe('upload: bounded memory on the server', () => {
   });
 });
 
-/** A scripted server that completes the hello (announcing uploads), then lets `onFrame` answer. */
-async function scriptedServer(onFrame: (frame: Frame, reply: (type: number, id: number, payload?: Uint8Array) => void) => void): Promise<string> {
-  const server = await faultyServer((socket) => {
-    const decoder = new FrameDecoder({ maxFrameBytes: 1 << 20 });
-    const reply = (type: number, id: number, payload?: Uint8Array): void => {
-      socket.write(encodeFrame(type, id, payload));
-    };
-    socket.on('data', (chunk: Buffer) => {
-      for (const frame of decoder.push(chunk)) {
-        if (frame.type !== FrameType.HELLO) {
-          onFrame(frame, reply);
-          continue;
-        }
-        const hello = encodeServerHello({
-          version: 1,
-          services: ['message', 'upload'],
-          capabilities: [],
-          limits: { maxFrameBytes: 1 << 20, maxInFlight: 16, idleTimeoutMs: 0 },
-        });
-        socket.write(Buffer.concat([Buffer.from(PREAMBLE), encodeFrame(FrameType.HELLO, 0, hello)]));
-      }
-    });
-  });
+/** A scripted server announcing uploads; `onFrame` answers with `reply`. */
+async function uploadPeer(onFrame: (frame: Frame, reply: (type: number, id: number, payload?: Uint8Array) => void) => void): Promise<string> {
+  const server = await scriptedServer(['message', 'upload'], (frame, socket) =>
+    onFrame(frame, (type, id, payload) => socket.write(encodeFrame(type, id, payload))),
+  );
   undo.push(() => server.close());
-  return `${LOOPBACK}:${server.port}`;
+  return server.address;
 }
 
 describe('upload: the client against a hostile or failing server', () => {
   it('refuses PUT_DONE before PUT_READY, and a PUT_DONE that reports other content', async () => {
-    const early = await scriptedServer((frame, reply) => {
+    const early = await uploadPeer((frame, reply) => {
       if (frame.type === UploadFrame.PUT) reply(UploadFrame.PUT_DONE, frame.id, encodePutDone({ name: 'x', size: 3, digest: digestOf(Buffer.from('abc')) }));
     });
     const first = await connect(early);
     await assert.rejects(uploadStream(first, 'x', [Buffer.from('abc')], 3), (e: TcpkitError) => e.code === 'TCPKIT_ERR_PROTOCOL_ERROR');
     first.destroy();
 
-    const liar = await scriptedServer((frame, reply) => {
+    const liar = await uploadPeer((frame, reply) => {
       if (frame.type === UploadFrame.PUT) reply(UploadFrame.PUT_READY, frame.id, Buffer.from('{}'));
       if (frame.type === UploadFrame.PUT_END) reply(UploadFrame.PUT_DONE, frame.id, encodePutDone({ name: 'x', size: 3, digest: digestOf(Buffer.from('abd')) }));
     });
@@ -528,7 +505,7 @@ describe('upload: the client against a hostile or failing server', () => {
   it("reports the server's error and stops sending once the server fails the upload", async () => {
     let afterError = 0;
     let failed = false;
-    const address = await scriptedServer((frame, reply) => {
+    const address = await uploadPeer((frame, reply) => {
       if (frame.type === UploadFrame.PUT) reply(UploadFrame.PUT_READY, frame.id, Buffer.from('{}'));
       if (frame.type !== UploadFrame.PUT_DATA) return;
       if (failed) {
@@ -560,7 +537,7 @@ describe('upload: the client against a hostile or failing server', () => {
 
   it('times out, sending no content, when the server never says PUT_READY', async () => {
     let data = 0;
-    const address = await scriptedServer((frame) => {
+    const address = await uploadPeer((frame) => {
       if (frame.type === UploadFrame.PUT_DATA) data++;
     });
     const client = await connect(address);
