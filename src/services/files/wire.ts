@@ -112,9 +112,14 @@ export function encodeFileEnd(end: FileEnd): Buffer {
   return encode(end);
 }
 
+/** `{digest, bytes}`: FILE_END from a server, PUT_END from a client. */
+function decodeEnd(payload: Uint8Array, what: string, bad: (m: string) => Error): FileEnd {
+  const obj = parse(payload, what, bad);
+  return { digest: text(obj, 'digest', what, bad), bytes: count(obj, 'bytes', what, bad) };
+}
+
 export function decodeFileEnd(payload: Uint8Array): FileEnd {
-  const obj = parse(payload, 'FILE_END', badReply);
-  return { digest: text(obj, 'digest', 'FILE_END', badReply), bytes: count(obj, 'bytes', 'FILE_END', badReply) };
+  return decodeEnd(payload, 'FILE_END', badReply);
 }
 
 /** What STAT and LIST say about one entry. */
@@ -203,14 +208,11 @@ export function decodePut(payload: Uint8Array): PutRequest {
   return { name: text(obj, 'name', 'PUT', badRequest), size: count(obj, 'size', 'PUT', badRequest), overwrite: overwrite === true };
 }
 
-/** PUT_END: the count of bytes sent and the digest of all of them. */
-export function encodePutEnd(end: FileEnd): Buffer {
-  return encode(end);
-}
+/** PUT_END: the count of bytes sent and the digest of all of them (the shape of FILE_END). */
+export const encodePutEnd = encodeFileEnd;
 
 export function decodePutEnd(payload: Uint8Array): FileEnd {
-  const obj = parse(payload, 'PUT_END', badRequest);
-  return { digest: text(obj, 'digest', 'PUT_END', badRequest), bytes: count(obj, 'bytes', 'PUT_END', badRequest) };
+  return decodeEnd(payload, 'PUT_END', badRequest);
 }
 
 /** PUT_DONE: what the server stored. */
