@@ -156,7 +156,7 @@ function forbidden(name: string, reason: string): TcpkitError {
  * The client-facing meaning of a failed filesystem call. The Node error is not kept as `cause`:
  * its message holds the absolute path, and a logger printing causes would leak it.
  */
-function refusal(error: unknown, name: string): TcpkitError {
+export function refusal(error: unknown, name: string, verb = 'open'): TcpkitError {
   const code = errnoOf(error);
   switch (code) {
     case 'ENOENT':
@@ -164,6 +164,7 @@ function refusal(error: unknown, name: string): TcpkitError {
       return new TcpkitError('NOT_FOUND', `no such file: ${name}`);
     case 'EACCES':
     case 'EPERM':
+    case 'EROFS':
       return forbidden(name, 'permission denied');
     case 'ELOOP':
       return forbidden(name, 'too many levels of symbolic links');
@@ -174,7 +175,7 @@ function refusal(error: unknown, name: string): TcpkitError {
       return new TcpkitError('INVALID_NAME', `invalid name: ${name} is too long for this server`);
     default:
       // A local-scope code: the server logs it (handler-error) and the client gets HANDLER_ERROR.
-      return new TcpkitError('LOCAL_FILE_ERROR', `cannot open ${name}: ${code}`);
+      return new TcpkitError('LOCAL_FILE_ERROR', `cannot ${verb} ${name}: ${code}`);
   }
 }
 

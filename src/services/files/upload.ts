@@ -15,7 +15,7 @@ import { OptionError, TcpkitError } from '../../errors.js';
 import type { Frame } from '../../protocol/frame.js';
 import { intOption, stripUndefined } from '../../util/options.js';
 import type { Exchange, Service } from '../service.js';
-import type { FileRoot, ParentDirectory } from './confined.js';
+import { refusal, type FileRoot, type ParentDirectory } from './confined.js';
 import { createDigest } from './digest.js';
 import type { PeerInfo } from '../../transport/connection.js';
 import { decodePut, decodePutEnd, encodePutDone, UploadFrame, type FileEnd, type PutDone, type PutRequest } from './wire.js';
@@ -59,18 +59,13 @@ const SYNC_EVERY_BYTES = 128 * 1024 * 1024;
 /** Errno codes that mean "no room": disk full, quota, inodes. */
 const NO_ROOM = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
 
-/**
- * What the client is told when a filesystem call failed. Like downloads, the Node error is not
- * kept as `cause`: its message holds the server's absolute path.
- */
+/** What the client is told when storing failed: no room, a directory in the way, or what a download would be told. */
 function storageError(error: unknown, name: string): TcpkitError {
   if (error instanceof TcpkitError) return error;
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && NO_ROOM.has(code)) return new TcpkitError('NO_SPACE', `no room on the server for ${name} (${code})`);
-  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return new TcpkitError('FORBIDDEN', `${name}: the server may not write there`);
   if (code === 'EISDIR' || code === 'ENOTEMPTY') return new TcpkitError('FORBIDDEN', `${name}: is a directory`);
-  // A local code: the server logs it (handler-error), the client gets HANDLER_ERROR.
-  return new TcpkitError('LOCAL_FILE_ERROR', `cannot store ${name}: ${typeof code === 'string' ? code : String(error)}`);
+  return refusal(error, name, 'store');
 }
 
 /**
