@@ -72,11 +72,8 @@ export class ServerExchange implements Exchange {
 
   /** The client ended its side: what is queued can still be taken, nothing more will come. */
   peerEnded(): void {
-    if (this.#queue === undefined || this.#queue.length === 0) {
-      this.#end(new TcpkitError('BAD_REQUEST', 'the client closed its side before finishing the request'));
-    } else {
-      this.#ended ??= new TcpkitError('BAD_REQUEST', 'the client closed its side before finishing the request');
-    }
+    // With frames queued nobody waits, so this only marks the end, seen once the queue is empty.
+    this.#end(new TcpkitError('BAD_REQUEST', 'the client closed its side before finishing the request'));
   }
 
   /** A continuation frame for this request arrived. Returns false when it is not one this request takes. */
