@@ -43,6 +43,7 @@ interface ServeFlags {
   maxUploadSize?: number;
   maxUploads?: number;
   allowOverwrite?: boolean;
+  allowHardLinks?: boolean;
 }
 
 /** The upload service the flags ask for, or undefined (uploads are off by default). */
@@ -86,7 +87,8 @@ export function registerServe(program: Command): void {
     .summary('run the server: messages, files from DIR, and uploads when allowed')
     .description(
       'Run a tcpkit server. It serves the files under DIR (the current directory by default), read-only: ' +
-        'names resolve inside DIR only, hidden files and links leading outside are refused. A DIR (or upload directory) ' +
+        'names resolve inside DIR only; hidden files, links leading outside and files with several hard links ' +
+        '(unless --allow-hard-links) are refused, and logged. A DIR (or upload directory) ' +
         'that every user may write to is refused. Uploads (`tcpkit put`) are off unless --writable (into DIR) or ' +
         '--upload-dir; an upload is kept only once its size and digest check out, never replaces a file unless ' +
         '--allow-overwrite and the client asks, and a failed one leaves nothing behind. ' +
@@ -124,12 +126,13 @@ export function registerServe(program: Command): void {
     .option('--max-upload-size <size>', 'largest file accepted per upload, e.g. 500MB, 2GB (default 1GB); counted as bytes arrive', sizeArg)
     .option('--max-uploads <n>', 'uploads received at once, over all clients; more are answered BUSY (default 64)', intArg(1, 1_000_000))
     .option('--allow-overwrite', 'let a client that asks (put --overwrite) replace an existing file')
+    .option('--allow-hard-links', 'serve files that have more than one hard link (refused by default: another name of the file may lie outside DIR)')
     .option('--raw-messages', 'raw clients (no framing, e.g. the tutorial\'s tcp_client.py or netcat) send a message and get the reply, instead of a file name and the file')
     .option('--no-raw', 'refuse raw clients (close without a byte); only tcpkit clients are served')
     .option('-q, --quiet', 'print only the "listening on" line')
     .action(async (dir: string, flags: ServeFlags) => {
       const { quiet = false, reply } = flags;
-      const root = await FileRoot.open(dir);
+      const root = await FileRoot.open(dir, { allowHardLinks: flags.allowHardLinks === true });
       const token = tokenOption(flags.token);
       if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined)) {
         throw new OptionError('INVALID_OPTION', '--tls-cert and --tls-key go together');
@@ -143,6 +146,7 @@ export function registerServe(program: Command): void {
         if (!quiet) process.stdout.write(`${context.peer.label}: ${safeText(message)}\n`);
         return reply ?? message;
       };
+      const files = fileService(root, { onRefused: (peer, request, error) => log(`${peer.label} ${request} refused: ${safeText(error.message)}`) });
       let raw: RawHandler | undefined;
       if (flags.raw) {
         const inner = flags.rawMessages ? rawMessageHandler(onMessage) : rawFileHandler(root);
@@ -167,7 +171,7 @@ export function registerServe(program: Command): void {
         ...(tls && { tls }),
         allow: flags.allow,
         deny: flags.deny,
-        services: uploads ? [fileService(root), uploads.service] : [fileService(root)],
+        services: [files, ...(uploads ? [uploads.service] : [])],
         onMessage,
         ...(raw && { raw }),
       });

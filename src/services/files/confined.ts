@@ -30,10 +30,13 @@
  *   inside the root, and refused (FORBIDDEN) when it is outside; listings show an in-root link as
  *   what it leads to and leave out links that lead outside or nowhere. `symlinks: 'refuse'`
  *   refuses any symlink on the way, like nginx `disable_symlinks on`.
- * - **Hard links** cannot be told from the original name; they are served by default
- *   (`allowHardLinks`). With Linux's `fs.protected_hardlinks` (on by default in Debian) a local
- *   user can only hard-link files they own or can read and write, and a root that untrusted users
- *   can write to is unsafe anyway; `allowHardLinks: false` refuses files with `nlink > 1`.
+ * - **Hard links**: a name inside the root says nothing about where the inode's other names
+ *   live, so a hard link is a way out of the root that no path check can see. A regular file
+ *   with more than one link (`nlink > 1`, read by `fstat` on the descriptor that is read, not on
+ *   a path) is treated as a symlink leading outside: GET and STAT refuse it (FORBIDDEN), LIST
+ *   leaves it out. `allowHardLinks: true` serves such files (`fs.protected_hardlinks`, on by
+ *   default in Debian, already limits local users to linking files they own or can read and
+ *   write). Directories always have several links and are not concerned.
  * - **Special files** (FIFOs, sockets, devices) and directories are refused (FORBIDDEN) by GET;
  *   STAT describes them.
  *
@@ -73,7 +76,11 @@ export interface FileRootOptions {
    * @default 'inside'
    */
   symlinks?: SymlinkPolicy;
-  /** Serve regular files that have more than one hard link. @default true */
+  /**
+   * Serve (and list) regular files that have more than one hard link. Off by default: another
+   * name of the same inode may lie outside the root, so such a file is refused like a symlink
+   * leading outside. @default false
+   */
   allowHardLinks?: boolean;
   /** Most entries one {@link FileRoot.list} returns; past it the listing says `truncated`. @default 10000 */
   maxListEntries?: number;
@@ -92,7 +99,7 @@ export interface FileRootOptions {
 export const FILE_ROOT_DEFAULTS: Readonly<Required<FileRootOptions>> = Object.freeze({
   allowHidden: false,
   symlinks: 'inside',
-  allowHardLinks: true,
+  allowHardLinks: false,
   maxListEntries: 10_000,
   maxNameBytes: 1024,
   maxComponentBytes: 255,
@@ -297,6 +304,13 @@ export class FileRoot {
     return this.#options.symlinks === 'inside' || where === expected;
   }
 
+  /** Refuses a regular file with several hard links, unless they are allowed. */
+  #checkLinks(name: string, stats: Stats): void {
+    if (!this.#options.allowHardLinks && stats.isFile() && stats.nlink > 1) {
+      throw forbidden(name, 'has more than one hard link (another name of it may lie outside the served root)');
+    }
+  }
+
   /**
    * Steps 2–5: an O_PATH handle on what `rel` names, checked to be inside the root, and its
    * stats. The caller closes the handle.
@@ -332,7 +346,6 @@ export class FileRoot {
     try {
       if (stats.isDirectory()) throw forbidden(name, 'is a directory');
       if (!stats.isFile()) throw forbidden(name, 'not a regular file');
-      if (!this.#options.allowHardLinks && stats.nlink > 1) throw forbidden(name, 'has more than one hard link');
       let handle: FileHandle;
       try {
         // Through /proc/self/fd the kernel reopens the very inode that was checked.
@@ -343,6 +356,8 @@ export class FileRoot {
       try {
         const opened = await handle.stat();
         if (opened.dev !== stats.dev || opened.ino !== stats.ino || !opened.isFile()) throw forbidden(name, 'changed while it was opened');
+        // On the descriptor that will be read: a link made after the O_PATH lookup is seen too.
+        this.#checkLinks(name, opened);
         return { handle, size: opened.size, mtimeMs: opened.mtimeMs, name };
       } catch (error) {
         await closeQuietly(handle);
@@ -374,12 +389,14 @@ export class FileRoot {
   /**
    * Describes one entry inside the root: a file, a directory, or `other` (FIFO, socket,
    * device; described, never opened). An in-root symlink is described as what it leads to.
-   * Throws like {@link openFile}, without the file-type refusals.
+   * The entry's `name` is the whole name asked for. Throws like {@link openFile}, without the
+   * file-type refusals: a regular file with several hard links is refused as GET refuses it.
    */
   async stat(input: string | Uint8Array, access: AccessOptions = {}): Promise<EntryInfo> {
     const name = validateName(input, this.#rules(access));
     const { handle, stats } = await this.#locate(name, name);
     await handle.close();
+    this.#checkLinks(name, stats);
     return entryOf(name, stats);
   }
 
@@ -387,8 +404,8 @@ export class FileRoot {
    * Lists a directory inside the root (`''` or `.` is the root itself). Entry names are base
    * names; entries are sorted by name. Left out: names that could not be requested (invalid
    * UTF-8, control characters, reserved names, too long), hidden names unless allowed, symlinks
-   * that lead outside the root or nowhere (all symlinks under `symlinks: 'refuse'`), and entries
-   * that vanish while being read. At most `maxListEntries` are returned, in directory order
+   * that lead outside the root or nowhere (all symlinks under `symlinks: 'refuse'`), regular
+   * files with several hard links unless allowed, and entries that vanish while being read. At most `maxListEntries` are returned, in directory order
    * before sorting; `truncated` says whether more were there. Entries are examined one at a
    * time, so a large directory does not occupy the threadpool that other requests share.
    */
@@ -448,18 +465,24 @@ export class FileRoot {
     }
   }
 
+  /** The entry for a listing, or undefined when GET and STAT would refuse it as a way out. */
+  #listable(entryName: string, stats: Stats): EntryInfo | undefined {
+    if (!this.#options.allowHardLinks && stats.isFile() && stats.nlink > 1) return undefined;
+    return entryOf(entryName, stats);
+  }
+
   /** One listing entry, looked up through the directory's descriptor; undefined to leave it out. */
   async #describe(base: string, entryName: string): Promise<EntryInfo | undefined> {
     const entryPath = `${base}/${entryName}`;
     const stats = await lstat(entryPath).catch(() => undefined);
     if (stats === undefined) return undefined;
-    if (!stats.isSymbolicLink()) return entryOf(entryName, stats);
+    if (!stats.isSymbolicLink()) return this.#listable(entryName, stats);
     if (this.#options.symlinks === 'refuse') return undefined;
     const handle = await open(entryPath, O_PATH).catch(() => undefined);
     if (handle === undefined) return undefined;
     try {
       if (!(await this.#confined(handle, entryPath))) return undefined;
-      return entryOf(entryName, await handle.stat());
+      return this.#listable(entryName, await handle.stat());
     } catch {
       return undefined;
     } finally {

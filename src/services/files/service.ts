@@ -6,6 +6,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { TcpkitError } from '../../errors.js';
 import type { Frame } from '../../protocol/frame.js';
 import type { Exchange, Service } from '../service.js';
+import type { PeerInfo } from '../../transport/connection.js';
 import type { FileRoot } from './confined.js';
 import { createDigest, DIGEST_ALGORITHM, type Digest } from './digest.js';
 import { BufferPool } from '../../util/buffer-pool.js';
@@ -24,6 +25,32 @@ import {
 export interface FileServiceOptions {
   /** Bytes read from disk and sent per DATA frame. @default 1048576 */
   chunkBytes?: number;
+  /**
+   * Called when a request is refused with FORBIDDEN (a hidden name, a link leading outside the
+   * root, a file with several hard links, a special file...), after the refusal is decided and
+   * before it is sent: for the operator's log, since these are what probing for a way out of
+   * the root looks like. Its message names the requested name only, never a server path.
+   */
+  onRefused?: (peer: PeerInfo, request: 'GET' | 'STAT' | 'LIST', error: TcpkitError) => void;
+}
+
+const REQUEST_NAMES = { [FileFrame.GET]: 'GET', [FileFrame.STAT]: 'STAT', [FileFrame.LIST]: 'LIST' } as const;
+
+/** `service`, with every FORBIDDEN refusal reported to `onRefused` on its way to the client. */
+function reportingRefusals(service: Service, onRefused: NonNullable<FileServiceOptions['onRefused']>): Service {
+  return {
+    ...service,
+    async handle(request, exchange) {
+      try {
+        await service.handle(request, exchange);
+      } catch (error) {
+        if (error instanceof TcpkitError && error.wireCode === 'FORBIDDEN') {
+          onRefused(exchange.peer, REQUEST_NAMES[request.type as keyof typeof REQUEST_NAMES], error);
+        }
+        throw error;
+      }
+    },
+  };
 }
 
 /** Chunk buffers shared by every transfer of the process, reused once the socket is done with them. */
@@ -104,7 +131,8 @@ export function fileService(root: FileRoot, options: FileServiceOptions = {}): S
   if (!Number.isInteger(chunkBytes) || chunkBytes < 1 || chunkBytes > DATA_CHUNK_BYTES) {
     throw new TcpkitError('INVALID_OPTION', `chunkBytes must be from 1 to ${DATA_CHUNK_BYTES}`);
   }
-  return {
+  if (options.onRefused !== undefined && typeof options.onRefused !== 'function') throw new TcpkitError('INVALID_OPTION', 'onRefused must be a function');
+  const service: Service = {
     name: 'file',
     requestTypes: [FileFrame.GET, FileFrame.STAT, FileFrame.LIST],
     async handle(request, exchange) {
@@ -131,4 +159,5 @@ export function fileService(root: FileRoot, options: FileServiceOptions = {}): S
       }
     },
   };
+  return options.onRefused === undefined ? service : reportingRefusals(service, options.onRefused);
 }

@@ -156,12 +156,14 @@ describe('FileRoot.openFile: what is served', () => {
     await assert.rejects(root.openFile('A'), refusedWith('NOT_FOUND'));
   });
 
-  it('serves hard-linked files unless allowHardLinks is false', async () => {
-    assert.equal(await readAll(root, 'hl-b'), 'hard link');
-    const strict = await FileRoot.open(rootDir, { allowHardLinks: false });
-    await assert.rejects(strict.openFile('hl-a'), refusedWith('FORBIDDEN', /hard link/));
-    await assert.rejects(strict.openFile('hl-b'), refusedWith('FORBIDDEN', /hard link/));
-    assert.equal(await readAll(strict, 'sub/nested.txt'), 'nested\n');
+  it('refuses hard-linked files unless allowHardLinks is true', async () => {
+    await assert.rejects(root.openFile('hl-a'), refusedWith('FORBIDDEN', /hard link/));
+    await assert.rejects(root.openFile('hl-b'), refusedWith('FORBIDDEN', /hard link/));
+    await assert.rejects(root.stat('hl-b'), refusedWith('FORBIDDEN', /hard link/));
+    assert.equal(await readAll(root, 'sub/nested.txt'), 'nested\n');
+    const lenient = await FileRoot.open(rootDir, { allowHardLinks: true });
+    assert.equal(await readAll(lenient, 'hl-b'), 'hard link');
+    assert.equal((await lenient.stat('hl-a')).type, 'file');
   });
 
   it('serves hidden files only when allowed, per root or per call', async () => {
@@ -291,13 +293,14 @@ describe('FileRoot.stat', () => {
 });
 
 describe('FileRoot.list', () => {
-  const visible = ['%41', 'dir-in', 'empty.bin', 'fifo', 'hello.txt', 'hl-a', 'hl-b', 'link-in', 'sock', 'sub'];
+  const visible = ['%41', 'dir-in', 'empty.bin', 'fifo', 'hello.txt', 'link-in', 'sock', 'sub'];
 
   it('lists only entries a client could fetch back, sorted by name', async () => {
     const listing = await root.list('');
     assert.equal(listing.truncated, false);
     // Left out: .hidden, CON, bad-\xff, the control-character name, and every link leading
-    // outside (link-out, link-out-relative, dir-out, zero) or nowhere (loop, dangling).
+    // outside (link-out, link-out-relative, dir-out, zero) or nowhere (loop, dangling), and the
+    // hard-linked files (hl-a, hl-b), whose other names could be outside.
     assert.deepEqual(
       listing.entries.map((entry) => entry.name),
       visible,
@@ -311,6 +314,9 @@ describe('FileRoot.list', () => {
     assert.equal(byName.get('sock')!.type, 'other');
     assert.deepEqual(await root.list('.'), listing);
     assert.deepEqual(await root.list(), listing);
+    const lenient = await FileRoot.open(rootDir, { allowHardLinks: true });
+    const names = (await lenient.list('')).entries.map((entry) => entry.name);
+    assert.deepEqual(names, [...visible.slice(0, 5), 'hl-a', 'hl-b', ...visible.slice(5)]);
   });
 
   it('lists subdirectories, in-root directory links, and hidden entries only when allowed', async () => {
