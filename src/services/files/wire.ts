@@ -19,6 +19,12 @@ export const FileFrame = Object.freeze({
 export const DATA_CHUNK_BYTES = 1024 * 1024;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+/** Replaces invalid UTF-8 with U+FFFD: only to find out where the invalid bytes were. */
+const lossyUtf8 = new TextDecoder('utf-8');
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
 
 function parse(payload: Uint8Array, what: string, bad: (m: string) => Error): Record<string, unknown> {
   let value: unknown;
@@ -27,8 +33,46 @@ function parse(payload: Uint8Array, what: string, bad: (m: string) => Error): Re
   } catch {
     throw bad(`${what} payload is not UTF-8 JSON`);
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad(`${what} payload is not a JSON object`);
-  return value as Record<string, unknown>;
+  if (!isObject(value)) throw bad(`${what} payload is not a JSON object`);
+  return value;
+}
+
+const invalidName = (reason: string): Error => new TcpkitError('INVALID_NAME', `invalid name: ${reason}`);
+
+/**
+ * A request payload (GET, STAT, LIST, PUT). Malformed is BAD_REQUEST, except that a name that is
+ * not valid UTF-8 is INVALID_NAME (§5.2), like any other name that breaks the rules: when the
+ * payload is not UTF-8 but, with the invalid bytes replaced by U+FFFD, is an object whose `name`
+ * holds a U+FFFD, the invalid bytes are taken to be in the name. (A payload with invalid bytes
+ * elsewhere and a genuine U+FFFD in its name is refused as INVALID_NAME too: refused either way.)
+ */
+function parseRequest(payload: Uint8Array, what: string): Record<string, unknown> {
+  try {
+    return parse(payload, what, badRequest);
+  } catch (error) {
+    let lossy: unknown;
+    try {
+      utf8.decode(payload);
+    } catch {
+      try {
+        lossy = JSON.parse(lossyUtf8.decode(payload));
+      } catch {
+        // not JSON either way: BAD_REQUEST
+      }
+    }
+    const name = isObject(lossy) ? field(lossy, 'name') : undefined;
+    if (typeof name === 'string' && name.includes('\ufffd')) throw invalidName('not valid UTF-8');
+    throw error;
+  }
+}
+
+/** A request's `name`: a string (else BAD_REQUEST), of well-formed Unicode (else INVALID_NAME). */
+function nameText(obj: Record<string, unknown>, what: string): string {
+  const value = field(obj, 'name');
+  if (typeof value !== 'string') throw badRequest(`${what}.name must be a string`);
+  // "\ud800" is valid JSON, but no file name: the rules of names.ts, answered the same way.
+  if (!value.isWellFormed()) throw invalidName('not well-formed Unicode (a lone surrogate)');
+  return value;
 }
 
 function field(obj: Record<string, unknown>, key: string): unknown {
@@ -71,8 +115,8 @@ export function encodeGet(request: GetRequest): Buffer {
 }
 
 export function decodeGet(payload: Uint8Array): GetRequest {
-  const obj = parse(payload, 'GET', badRequest);
-  const request: GetRequest = { name: text(obj, 'name', 'GET', badRequest), offset: count(obj, 'offset', 'GET', badRequest, true) };
+  const obj = parseRequest(payload, 'GET');
+  const request: GetRequest = { name: nameText(obj, 'GET'), offset: count(obj, 'offset', 'GET', badRequest, true) };
   if (field(obj, 'ifSize') !== undefined) request.ifSize = count(obj, 'ifSize', 'GET', badRequest);
   if (field(obj, 'ifMtimeMs') !== undefined) request.ifMtimeMs = time(obj, 'ifMtimeMs', 'GET', badRequest);
   return request;
@@ -148,7 +192,7 @@ export function encodeNameRequest(name: string): Buffer {
 }
 
 export function decodeNameRequest(payload: Uint8Array, what: string): string {
-  return text(parse(payload, what, badRequest), 'name', what, badRequest);
+  return nameText(parseRequest(payload, what), what);
 }
 
 export function encodeEntry(entry: EntryInfo): Buffer {
@@ -202,10 +246,10 @@ export function encodePut(request: PutRequest): Buffer {
 }
 
 export function decodePut(payload: Uint8Array): PutRequest {
-  const obj = parse(payload, 'PUT', badRequest);
+  const obj = parseRequest(payload, 'PUT');
   const overwrite = field(obj, 'overwrite');
   if (overwrite !== undefined && typeof overwrite !== 'boolean') throw badRequest('PUT.overwrite must be true or false');
-  return { name: text(obj, 'name', 'PUT', badRequest), size: count(obj, 'size', 'PUT', badRequest), overwrite: overwrite === true };
+  return { name: nameText(obj, 'PUT'), size: count(obj, 'size', 'PUT', badRequest), overwrite: overwrite === true };
 }
 
 /** PUT_END: the count of bytes sent and the digest of all of them (the shape of FILE_END). */
