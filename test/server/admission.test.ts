@@ -275,6 +275,15 @@ describe('pre-auth admission under attack (real sockets, many client addresses)'
     for (const peer of held) peer!.socket.destroy();
   });
 
+  it('with the defaults, one address holding all it may in its hello does not lock out another', async () => {
+    // Before the per-address cap, 64 silent connections from one address filled the 64 pre-auth slots.
+    const { server, port } = await serve({ handshakeTimeoutMs: 60_000 });
+    const held = await attack(server, port, ['127.0.0.50'], 65, 66);
+    assert.equal(held.length, 64);
+    assert.equal(server.stats().refused['pre-auth-per-ip'], 2);
+    assert.equal(await canary(server, port, 5), 5, 'below the random-drop start: always admitted');
+  });
+
   it('control: with the per-address cap and random drop off, the attack shuts the canary out', async (t) => {
     const { server, port } = await serve({ ...DEFENDED, maxPreAuthPerIp: 0, preAuthDropStart: DEFENDED.maxPreAuth, random: seeded(1) });
     const held = await attack(server, port, ATTACKERS, 4, 8);
