@@ -412,7 +412,7 @@ async function run(context: SuiteContext): Promise<SuiteResult> {
   const method = [
     `${connections.toLocaleString('en-US')} connections held at once (BENCH_IDLE_CONNS; default min(19,900, fd limit − ${FD_HEADROOM}); the fd limit here is ${limit}), ` +
       `opened ${CONCURRENCY} at a time from this process, from source addresses ${SOURCES[0]}–${SOURCES.at(-1)} to the server child on ${SERVER_HOST}`,
-    'tcpkit: `createServer` from the public library with the governance caps off (maxConnections 0, maxConnectionsPerIp 0, maxPreAuth 0), handshake and idle timeouts of 1 h and a backlog of 1024; ' +
+    'tcpkit: `createServer` from the public library with the governance caps off (maxConnections 0, maxConnectionsPerIp 0, maxPreAuth 0, maxPreAuthPerIp 0), handshake and idle timeouts of 1 h and a backlog of 1024; ' +
       "every connection is a session: preamble and HELLO sent (the public codec), the server's HELLO received and decoded, then idle",
     'bare: a `node:net` server that only accepts and keeps sockets (an error listener each, backlog 1024); its clients connect and send nothing, so it holds no buffered bytes: the strictest baseline',
     `Memory of the server child: ${WARMUP_CONNECTIONS} connections opened and closed first (warm-up: code compiled, one-time structures), then a full GC (--expose-gc, twice) and VmRSS from /proc/PID/status read ${RSS_READS} times over ${((RSS_READS - 1) * RSS_READ_INTERVAL_MS) / 1000} s (median): the baseline; ` +

@@ -59,7 +59,7 @@ async function startTcpkit(): Promise<Running> {
 
 /**
  * tcpkit holding idle connections: the governance caps are off (maxConnections,
- * maxConnectionsPerIp and maxPreAuth 0) and the handshake and idle deadlines are an hour, so every connection
+ * maxConnectionsPerIp, maxPreAuth and maxPreAuthPerIp 0) and the handshake and idle deadlines are an hour, so every connection
  * the idle suite opens is admitted and kept for the whole measurement.
  */
 async function startTcpkitIdle(): Promise<Running> {
@@ -70,6 +70,7 @@ async function startTcpkitIdle(): Promise<Running> {
     maxConnections: 0,
     maxConnectionsPerIp: 0,
     maxPreAuth: 0,
+    maxPreAuthPerIp: 0,
     idleTimeoutMs: 3_600_000,
     handshakeTimeoutMs: 3_600_000,
   });

@@ -1,10 +1,16 @@
 /**
- * Admission: the connection caps, counted at accept (so idle and slow connections count too).
- * A pure policy: the server asks and reports; this keeps the counts.
+ * Admission: the connection caps, counted at accept (so idle and slow connections count too),
+ * and the rules for connections still in their hello (pre-auth). Pure policies: the server asks
+ * and reports; these keep the counts.
  */
 
-/** Why a connection was refused. */
-export type RefusalReason = 'per-ip' | 'total' | 'pre-auth' | 'denied';
+/**
+ * Why a connection was refused: `total` and `per-ip` connection caps; `pre-auth` (as many
+ * connections in their hello as `maxPreAuth`), `pre-auth-per-ip` (as many from this address),
+ * `pre-auth-drop` (random early drop between `preAuthDropStart` and `maxPreAuth`); `denied` by
+ * the allow/deny lists.
+ */
+export type RefusalReason = 'per-ip' | 'total' | 'pre-auth' | 'pre-auth-per-ip' | 'pre-auth-drop' | 'denied';
 
 /** Caps of {@link Admission}; 0 means no cap. */
 export interface AdmissionLimits {
@@ -60,6 +66,87 @@ export class Admission {
   }
 
   /** Open connections per client address. */
+  perIp(): Record<string, number> {
+    return Object.fromEntries(this.#perIp);
+  }
+}
+
+/** Rules of {@link PreAuthAdmission}; 0 means no cap. */
+export interface PreAuthLimits {
+  /** At this many connections in their hello, every new one is refused (sshd's `full`). 0: no cap, no drop. */
+  maxPreAuth: number;
+  /** From this many, new ones are refused at random (sshd's `start`); equal to maxPreAuth: no random drop. */
+  dropStart: number;
+  /** Percent refused at `dropStart`, rising linearly to 100 at `maxPreAuth` (sshd's `rate`). */
+  dropRate: number;
+  /** Connections in their hello per client address. 0: no cap. */
+  maxPreAuthPerIp: number;
+  /** Uniform in [0, 1), as Math.random. */
+  random: () => number;
+}
+
+/**
+ * Chance (0 to 1) that a new connection is refused while `held` connections are in their hello:
+ * 0 below `dropStart`, `dropRate`% at it, rising linearly to 1 at `maxPreAuth` (OpenSSH's
+ * MaxStartups start:rate:full).
+ */
+export function dropChance(held: number, limits: Pick<PreAuthLimits, 'maxPreAuth' | 'dropStart' | 'dropRate'>): number {
+  const { maxPreAuth: full, dropStart: start, dropRate: rate } = limits;
+  if (full === 0 || held < start) return 0;
+  if (held >= full) return 1;
+  return (rate + ((100 - rate) * (held - start)) / (full - start)) / 100;
+}
+
+/**
+ * Connections that have not completed their hello, in total and per address. A flood of them
+ * is refused early, and one address (or a few) cannot take every slot: a per-address cap, then
+ * random early drop between a start and a full threshold, so that a legitimate client still
+ * gets in, with a fair chance, while an attacker holds many slots.
+ */
+export class PreAuthAdmission {
+  readonly #limits: PreAuthLimits;
+  readonly #perIp = new Map<string, number>();
+  #total = 0;
+
+  constructor(limits: PreAuthLimits) {
+    this.#limits = limits;
+  }
+
+  /**
+   * Counts a new connection in its hello if the rules allow it. `ip` is normalised, or '' when
+   * no per-address cap is in force. Draws one random number when in the random-drop range.
+   */
+  enter(ip: string): AdmissionVerdict {
+    const { maxPreAuthPerIp, maxPreAuth, random } = this.#limits;
+    const held = ip === '' ? 0 : (this.#perIp.get(ip) ?? 0);
+    if (maxPreAuthPerIp > 0 && held >= maxPreAuthPerIp) return { admitted: false, reason: 'pre-auth-per-ip' };
+    if (maxPreAuth > 0 && this.#total >= maxPreAuth) return { admitted: false, reason: 'pre-auth' };
+    const chance = dropChance(this.#total, this.#limits);
+    if (chance > 0 && random() < chance) return { admitted: false, reason: 'pre-auth-drop' };
+    if (ip !== '') this.#perIp.set(ip, held + 1);
+    this.#total++;
+    return { admitted: true };
+  }
+
+  /**
+   * A connection counted by enter() completed its hello, closed, or was refused by another cap
+   * after all. Exactly once per entered connection, with the same `ip`.
+   */
+  leave(ip: string): void {
+    if (ip !== '') {
+      const held = this.#perIp.get(ip);
+      if (held === undefined) throw new Error(`pre-auth leave of ${ip}, which holds no connection in its hello`);
+      if (held <= 1) this.#perIp.delete(ip);
+      else this.#perIp.set(ip, held - 1);
+    }
+    this.#total--;
+  }
+
+  get total(): number {
+    return this.#total;
+  }
+
+  /** Connections in their hello per client address (tracked when a per-address rule is in force). */
   perIp(): Record<string, number> {
     return Object.fromEntries(this.#perIp);
   }

@@ -40,9 +40,29 @@ export interface ServerOptions {
   /**
    * Connections held at once that have not completed their hello yet (TLS handshake, token,
    * raw request included): a flood of connections that never speak is refused early, while
-   * clients already in are served. 0: no cap. @default 64
+   * clients already in are served. The `full` of OpenSSH's MaxStartups start:rate:full: from
+   * {@link preAuthDropStart} on, new ones are refused at random, and at this many always.
+   * 0: no cap and no random drop. @default 256
    */
   maxPreAuth?: number;
+  /**
+   * Random early drop (sshd's `start`): while this many connections or more are in their hello,
+   * a new one is refused with a chance of {@link preAuthDropRate}% here, rising linearly to 100%
+   * at {@link maxPreAuth}. An attacker who holds many slots then cannot shut everyone out: a
+   * legitimate client still gets in with a fair chance. From 0 to maxPreAuth; equal to
+   * maxPreAuth: no random drop. @default half of maxPreAuth (rounded down)
+   */
+  preAuthDropStart?: number;
+  /** Percent of new connections refused at {@link preAuthDropStart} (sshd's `rate`), 0 to 100. @default 30 */
+  preAuthDropRate?: number;
+  /**
+   * Connections still in their hello per client address (IPv4-mapped IPv6 counts as IPv4), so
+   * one address cannot take every pre-auth slot, even where maxConnectionsPerIp is raised for
+   * clients that keep many connections. 0: no cap. @default 64
+   */
+  maxPreAuthPerIp?: number;
+  /** Uniform random numbers in [0, 1) for the random early drop; for tests. @default Math.random */
+  random?: () => number;
   /**
    * Serve over TLS (Node's `tls`, TLS 1.2 minimum): every connection must then complete a TLS
    * handshake (within the handshake deadline) before anything else; plaintext and raw clients
@@ -94,7 +114,9 @@ export const SERVER_DEFAULTS = Object.freeze({
   maxInFlight: 16,
   maxConnections: 1024,
   maxConnectionsPerIp: 64,
-  maxPreAuth: 64,
+  maxPreAuth: 256,
+  preAuthDropRate: 30,
+  maxPreAuthPerIp: 64,
   handshakeTimeoutMs: 10_000,
   requestTimeoutMs: 10_000,
   idleTimeoutMs: 60_000,
@@ -116,6 +138,10 @@ export interface ResolvedServerOptions {
   maxConnections: number;
   maxConnectionsPerIp: number;
   maxPreAuth: number;
+  preAuthDropStart: number;
+  preAuthDropRate: number;
+  maxPreAuthPerIp: number;
+  random: () => number;
   access: AccessList;
   tls: tls.SecureContext | undefined;
   token: string | undefined;
@@ -156,6 +182,15 @@ export function resolveServerOptions(options: ServerOptions = {}): ResolvedServe
   if (o.onMessage !== undefined && typeof o.onMessage !== 'function') {
     throw new OptionError('INVALID_OPTION', 'onMessage must be a function');
   }
+  if (o.random !== undefined && typeof o.random !== 'function') {
+    throw new OptionError('INVALID_OPTION', 'random must be a function returning numbers in [0, 1)');
+  }
+  const maxPreAuth = intOption('maxPreAuth', o.maxPreAuth, 0, 10_000_000);
+  const preAuthDropStart =
+    o.preAuthDropStart === undefined ? Math.floor(maxPreAuth / 2) : intOption('preAuthDropStart', o.preAuthDropStart, 0, 10_000_000);
+  if (maxPreAuth > 0 && preAuthDropStart > maxPreAuth) {
+    throw new OptionError('INVALID_OPTION', `preAuthDropStart must not exceed maxPreAuth (${maxPreAuth}), got ${preAuthDropStart}`);
+  }
   return {
     host: o.host,
     port: checkPort(o.port, true),
@@ -167,7 +202,11 @@ export function resolveServerOptions(options: ServerOptions = {}): ResolvedServe
     maxInFlight: intOption('maxInFlight', o.maxInFlight, 1, 4096),
     maxConnections: intOption('maxConnections', o.maxConnections, 0, 10_000_000),
     maxConnectionsPerIp: intOption('maxConnectionsPerIp', o.maxConnectionsPerIp, 0, 10_000_000),
-    maxPreAuth: intOption('maxPreAuth', o.maxPreAuth, 0, 10_000_000),
+    maxPreAuth,
+    preAuthDropStart,
+    preAuthDropRate: intOption('preAuthDropRate', o.preAuthDropRate, 0, 100),
+    maxPreAuthPerIp: intOption('maxPreAuthPerIp', o.maxPreAuthPerIp, 0, 10_000_000),
+    random: o.random ?? Math.random,
     access: new AccessList(o.allow ?? [], o.deny ?? []),
     tls: secureContext(o.tls),
     token: checkToken(o.token),

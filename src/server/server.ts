@@ -16,7 +16,7 @@ import type { CloseReason, PeerInfo } from '../transport/connection.js';
 import type { Expiry } from '../transport/watchdog.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options.js';
 import { ServerSession, type SessionHost } from './session.js';
-import { Admission, type AdmissionVerdict, type RefusalReason } from './admission.js';
+import { Admission, PreAuthAdmission, type RefusalReason } from './admission.js';
 import { refuse } from './refusal.js';
 import { TokenCheck } from './auth.js';
 import { normalizeIp } from '../transport/address.js';
@@ -61,6 +61,8 @@ export interface ServerStats {
   connectionsPerIp: Record<string, number>;
   /** Connections open now that have not completed their hello (TLS handshake and token included). */
   preAuth: number;
+  /** Of those, per client address (tracked when maxPreAuthPerIp is in force). */
+  preAuthPerIp: Record<string, number>;
   /** Connections refused since start, by reason. */
   refused: Record<RefusalReason, number>;
   /** Connections accepted since start. */
@@ -82,9 +84,16 @@ export class Server extends EventEmitter<ServerEventMap> {
   #closing: Promise<void> | undefined;
   #accepted = 0;
   readonly #admission: Admission;
-  readonly #refused: Record<RefusalReason, number> = { 'per-ip': 0, total: 0, 'pre-auth': 0, denied: 0 };
+  readonly #refused: Record<RefusalReason, number> = {
+    'per-ip': 0,
+    total: 0,
+    'pre-auth': 0,
+    'pre-auth-per-ip': 0,
+    'pre-auth-drop': 0,
+    denied: 0,
+  };
   /** Sessions that have not completed their hello. */
-  #preAuth = 0;
+  readonly #preAuth: PreAuthAdmission;
   #finished = { requests: 0, bytesIn: 0, bytesOut: 0 };
   #allClosed: (() => void) | undefined;
 
@@ -94,6 +103,13 @@ export class Server extends EventEmitter<ServerEventMap> {
     this.#admission = new Admission({
       maxConnections: this.#options.maxConnections,
       maxConnectionsPerIp: this.#options.maxConnectionsPerIp,
+    });
+    this.#preAuth = new PreAuthAdmission({
+      maxPreAuth: this.#options.maxPreAuth,
+      dropStart: this.#options.preAuthDropStart,
+      dropRate: this.#options.preAuthDropRate,
+      maxPreAuthPerIp: this.#options.maxPreAuthPerIp,
+      random: this.#options.random,
     });
     for (const service of [messageService(this.#options.onMessage), ...this.#options.services]) this.#addService(service);
     this.#host = {
@@ -119,9 +135,7 @@ export class Server extends EventEmitter<ServerEventMap> {
       rawError: (peer, error, cut) => this.emit('raw-error', peer, error, cut),
       timedOut: (peer, why) => this.emit('timeout', peer, why),
       peerEnded: (peer) => this.emit('peer-end', peer),
-      preAuthEnded: () => {
-        this.#preAuth--;
-      },
+      preAuthEnded: (session) => this.#preAuth.leave(this.#preAuthIp(session.admittedIp)),
       closed: (session, reason, error) => this.#onSessionClosed(session, reason, error),
     };
     // allowHalfOpen: a client that half-closes after its request must still get every reply
@@ -206,7 +220,8 @@ export class Server extends EventEmitter<ServerEventMap> {
     return {
       connections: this.#sessions.size,
       connectionsPerIp: this.#admission.perIp(),
-      preAuth: this.#preAuth,
+      preAuth: this.#preAuth.total,
+      preAuthPerIp: this.#preAuth.perIp(),
       refused: { ...this.#refused },
       accepted: this.#accepted,
       ...totals,
@@ -257,8 +272,8 @@ export class Server extends EventEmitter<ServerEventMap> {
     this.#accepted++;
     // Caps are counted at accept, per client address (IPv4-mapped IPv6 counts as IPv4). The
     // address costs a lookup (getpeername): made only when a per-address rule needs it.
-    const { access, maxConnectionsPerIp } = this.#options;
-    const ip = maxConnectionsPerIp > 0 || access.active ? normalizeIp(socket.remoteAddress ?? 'unknown') : '';
+    const { access, maxConnectionsPerIp, maxPreAuthPerIp } = this.#options;
+    const ip = maxConnectionsPerIp > 0 || maxPreAuthPerIp > 0 || access.active ? normalizeIp(socket.remoteAddress ?? 'unknown') : '';
     if (access.active && !access.permits(ip)) {
       // Allow/deny lists: refused before a byte is read, with no answer at all.
       this.#refused.denied++;
@@ -267,22 +282,20 @@ export class Server extends EventEmitter<ServerEventMap> {
       this.#emitRefused(ip, socket.remotePort ?? 0, 'denied');
       return;
     }
-    const { maxConnections, maxPreAuth } = this.#options;
-    const verdict: AdmissionVerdict =
-      maxPreAuth > 0 && this.#preAuth >= maxPreAuth ? { admitted: false, reason: 'pre-auth' } : this.#admission.admit(ip);
+    // Pre-auth rules first (per address, full, random early drop), then the connection caps; a
+    // connection refused by those gives its pre-auth place back at once.
+    const preAuthIp = this.#preAuthIp(ip);
+    let verdict = this.#preAuth.enter(preAuthIp);
+    if (verdict.admitted) {
+      verdict = this.#admission.admit(ip);
+      if (!verdict.admitted) this.#preAuth.leave(preAuthIp);
+    }
     if (!verdict.admitted) {
       this.#refused[verdict.reason]++;
-      const message =
-        verdict.reason === 'total'
-          ? `the server holds its maximum of ${maxConnections} connections`
-          : verdict.reason === 'pre-auth'
-            ? `the server holds its maximum of ${maxPreAuth} connections still in their hello; try again shortly`
-            : `the server allows ${maxConnectionsPerIp} connections per client address`;
-      refuse(socket, 'TOO_MANY_CONNECTIONS', message, this.#options.handshakeTimeoutMs);
+      refuse(socket, 'TOO_MANY_CONNECTIONS', this.#refusalMessage(verdict.reason), this.#options.handshakeTimeoutMs);
       this.#emitRefused(ip || normalizeIp(socket.remoteAddress ?? 'unknown'), socket.remotePort ?? 0, verdict.reason);
       return;
     }
-    this.#preAuth++;
     // TLS: the handshake runs under the session's handshake deadline and counts against the caps.
     const stream = this.#options.tls ? new tls.TLSSocket(socket, { isServer: true, secureContext: this.#options.tls }) : socket;
     const session = new ServerSession(stream, this.#host, ip);
@@ -291,6 +304,30 @@ export class Server extends EventEmitter<ServerEventMap> {
     // be looked up now, while the socket is open, for a later 'disconnect').
     if (this.listenerCount('connection') > 0) this.emit('connection', session.peer);
     else if (this.listenerCount('disconnect') > 0) void session.peer;
+  }
+
+  /** The address a session counts under in the pre-auth rules: '' when no per-address pre-auth cap is in force. */
+  #preAuthIp(ip: string): string {
+    return this.#options.maxPreAuthPerIp > 0 ? ip : '';
+  }
+
+  /** What a refused client is told: which cap, with its value. */
+  #refusalMessage(reason: RefusalReason): string {
+    const { maxConnections, maxConnectionsPerIp, maxPreAuth, maxPreAuthPerIp } = this.#options;
+    switch (reason) {
+      case 'total':
+        return `the server holds its maximum of ${maxConnections} connections`;
+      case 'per-ip':
+        return `the server allows ${maxConnectionsPerIp} connections per client address`;
+      case 'pre-auth':
+        return `the server holds its maximum of ${maxPreAuth} connections still in their hello; try again shortly`;
+      case 'pre-auth-per-ip':
+        return `the server allows ${maxPreAuthPerIp} connections still in their hello per client address; try again shortly`;
+      case 'denied':
+        return 'this address is not served';
+      case 'pre-auth-drop':
+        return `the server holds many connections still in their hello (${this.#preAuth.total} of at most ${maxPreAuth}) and refuses some new ones at random; try again shortly`;
+    }
   }
 
   #emitRefused(address: string, port: number, reason: RefusalReason): void {

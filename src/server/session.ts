@@ -56,8 +56,8 @@ export interface SessionHost {
   /** A phase deadline passed and the connection is being closed. */
   timedOut(peer: PeerInfo, why: Expiry): void;
   peerEnded(peer: PeerInfo): void;
-  /** The connection completed its hello (or raw request): it no longer counts as pre-auth. Once per session at most. */
-  preAuthEnded(): void;
+  /** The connection completed its hello (or raw request) or closed: it no longer counts as pre-auth. Once per session at most. */
+  preAuthEnded(session: ServerSession): void;
   closed(session: ServerSession, reason: CloseReason, error: Error | undefined): void;
 }
 
@@ -407,7 +407,7 @@ export class ServerSession implements ConnectionHandlers {
   #leavePreAuth(): void {
     if (!this.#preAuth) return;
     this.#preAuth = false;
-    this.#host.preAuthEnded();
+    this.#host.preAuthEnded(this);
   }
 
   #onRequest(frame: Frame): void {

@@ -98,7 +98,7 @@ describe('connection caps (real sockets, many client addresses)', () => {
   });
 
   it('refuses new connections while too many are still in their hello; those past it do not count', async () => {
-    const { server, port } = await serve({ maxPreAuth: 2 });
+    const { server, port } = await serve({ maxPreAuth: 2, preAuthDropStart: 2 });
     // Two connections that never say hello hold both pre-auth slots.
     const silent = [await RawPeer.connect(port), await RawPeer.connect(port)];
     await waitUntil(() => server.stats().preAuth === 2, 'two connections in their hello');

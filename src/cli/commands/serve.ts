@@ -3,7 +3,7 @@
  * with the client's address as the tutorial's server does.
  */
 import { readFileSync } from 'node:fs';
-import type { Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { OptionError } from '../../errors.js';
 import { FileRoot } from '../../services/files/confined.js';
 import { fileService } from '../../services/files/service.js';
@@ -28,7 +28,8 @@ interface ServeFlags {
   rawMessages?: boolean;
   maxConns: number;
   maxConnsPerIp: number;
-  maxPreAuth: number;
+  maxPreAuth: PreAuthFlag;
+  maxPreAuthPerIp: number;
   allow: string[];
   deny: string[];
   token?: string;
@@ -68,6 +69,33 @@ async function uploadsFrom(flags: ServeFlags, root: FileRoot, log: (line: string
     onStored: (stored, peer) => log(`${peer.label} uploaded ${safeText(stored.name)} (${stored.size} bytes, ${stored.digest})`),
   });
   return { service, where };
+}
+
+/** `--max-pre-auth FULL` or `START:RATE:FULL` (OpenSSH's MaxStartups), as given. */
+interface PreAuthFlag {
+  full: number;
+  /** Absent: the library's default (half of full, 30%). */
+  start?: number;
+  rate?: number;
+  text: string;
+}
+
+const MAX_COUNT = 10_000_000;
+
+/** Parses `--max-pre-auth`: `FULL`, or `START:RATE:FULL` as sshd's MaxStartups. */
+function preAuthArg(value: string): PreAuthFlag {
+  const match = /^(\d+)(?::(\d+):(\d+))?$/.exec(value);
+  if (match === null) throw new InvalidArgumentError(`expected FULL or START:RATE:FULL (e.g. 256 or 128:30:256), got "${value}"`);
+  if (match[2] === undefined) {
+    const full = Number(match[1]);
+    if (full > MAX_COUNT) throw new InvalidArgumentError(`expected a number from 0 to ${MAX_COUNT}`);
+    return { full, text: value };
+  }
+  const [start, rate, full] = [Number(match[1]), Number(match[2]), Number(match[3])];
+  if (full > MAX_COUNT) throw new InvalidArgumentError(`FULL must be from 0 to ${MAX_COUNT}`);
+  if (rate > 100) throw new InvalidArgumentError(`RATE is a percentage (0 to 100), got ${rate}`);
+  if (start > full) throw new InvalidArgumentError(`START (${start}) must not exceed FULL (${full})`);
+  return { full, start, rate, text: value };
 }
 
 const REASONS: Record<CloseReason, string> = {
@@ -110,7 +138,17 @@ export function registerServe(program: Command): void {
     .option('--reply <text>', 'answer every message with this text instead of echoing it')
     .option('--max-conns <n>', 'connections held at once; more are refused with TOO_MANY_CONNECTIONS (0: no cap)', intArg(0, 10_000_000), 1024)
     .option('--max-conns-per-ip <n>', 'connections held at once per client address (0: no cap)', intArg(0, 10_000_000), 64)
-    .option('--max-pre-auth <n>', 'connections held at once that have not finished their hello (TLS, token); more are refused (0: no cap)', intArg(0, 10_000_000), 64)
+    .addOption(
+      new Option(
+        '--max-pre-auth <start:rate:full>',
+        'connections still in their hello (TLS, token) at once, as sshd\'s MaxStartups: from START on, a new one is refused ' +
+          'at random, RATE% of them at START rising to all at FULL, so that an attacker holding many slots cannot shut ' +
+          'everyone out; a single number is FULL (START is then half of it, RATE 30); START = FULL: no random drop; 0: no cap',
+      )
+        .argParser(preAuthArg)
+        .default(preAuthArg('128:30:256'), '128:30:256'),
+    )
+    .option('--max-pre-auth-per-ip <n>', 'connections still in their hello at once per client address (0: no cap)', intArg(0, MAX_COUNT), 64)
     .option('--tls-cert <file>', 'serve over TLS with this certificate (PEM); every client must then use TLS (see `tcpkit cert`)')
     .option('--tls-key <file>', 'the private key of --tls-cert (PEM)')
     .option('--token <token>', 'require this token from every client (default: $TCPKIT_TOKEN; the environment keeps it out of `ps`); raw clients are then refused')
@@ -166,7 +204,9 @@ export function registerServe(program: Command): void {
         requestTimeoutMs: flags.requestTimeout,
         sendTimeoutMs: flags.sendTimeout,
         maxConnectionsPerIp: flags.maxConnsPerIp,
-        maxPreAuth: flags.maxPreAuth,
+        maxPreAuth: flags.maxPreAuth.full,
+        ...(flags.maxPreAuth.start !== undefined && { preAuthDropStart: flags.maxPreAuth.start, preAuthDropRate: flags.maxPreAuth.rate! }),
+        maxPreAuthPerIp: flags.maxPreAuthPerIp,
         ...(token !== undefined && { token }),
         ...(tls && { tls }),
         allow: flags.allow,
@@ -192,7 +232,9 @@ export function registerServe(program: Command): void {
       const CAPS = {
         total: `--max-conns ${flags.maxConns}`,
         'per-ip': `--max-conns-per-ip ${flags.maxConnsPerIp}`,
-        'pre-auth': `--max-pre-auth ${flags.maxPreAuth}: connections still in their hello`,
+        'pre-auth': `--max-pre-auth ${flags.maxPreAuth.text}: connections still in their hello`,
+        'pre-auth-per-ip': `--max-pre-auth-per-ip ${flags.maxPreAuthPerIp}: connections still in their hello from this address`,
+        'pre-auth-drop': `--max-pre-auth ${flags.maxPreAuth.text}: dropped at random, many connections still in their hello`,
       } as const;
       server.on('refused', (peer, reason) =>
         log(reason === 'denied' ? `${peer.label} refused: address not allowed (--allow/--deny)` : `${peer.label} refused: too many connections (${CAPS[reason]})`),
