@@ -1,7 +1,10 @@
 /**
  * Refusing a connection politely: a tcpkit client is told why (preamble + ERROR), a raw client
- * gets a close with no data (it would save any text as its file). Either way the connection
- * lives at most `deadlineMs`.
+ * gets a close with no data (it would save any text as its file). A refused connection waits for
+ * the client's first byte to tell which kind it is, so refusals are bounded too (RELIABILITY.md
+ * G3): each lives at most `deadlineMs`, and at most `maxPending` wait at once; past that a
+ * refused connection is closed at once, without a word (a flood of refused connections must not
+ * cost a descriptor each for the whole handshake deadline).
  */
 import type { Socket } from 'node:net';
 import { CONNECTION_ID, FrameType, PREAMBLE, preambleBytes } from '../protocol/constants.js';
@@ -9,20 +12,48 @@ import { encodeErrorBody } from '../protocol/control.js';
 import { encodeFrame } from '../protocol/frame.js';
 import type { ErrorCodeName } from '../errors.js';
 
-export function refuse(socket: Socket, code: ErrorCodeName, message: string, deadlineMs: number): void {
-  const timer = setTimeout(() => socket.destroy(), deadlineMs);
-  socket.on('error', () => {});
-  socket.on('close', () => clearTimeout(timer));
-  let answered = false;
-  socket.on('data', (chunk: Buffer) => {
-    if (answered) return; // keep reading, so closing never resets the connection over unread bytes
-    answered = true;
-    if (chunk[0] !== PREAMBLE[0]) {
+/** Refused connections that may wait for their first byte at once, per server. */
+export const MAX_PENDING_REFUSALS = 64;
+
+export class Refusals {
+  readonly #maxPending: number;
+  readonly #deadlineMs: number;
+  #pending = 0;
+
+  constructor(deadlineMs: number, maxPending = MAX_PENDING_REFUSALS) {
+    this.#deadlineMs = deadlineMs;
+    this.#maxPending = maxPending;
+  }
+
+  /** Refused connections still waiting to be told (or to close). */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  /** Refuses `socket` with `code` and `message`; closes it at once when too many refusals wait. */
+  refuse(socket: Socket, code: ErrorCodeName, message: string): void {
+    socket.on('error', () => {});
+    if (this.#pending >= this.#maxPending) {
       socket.destroy();
       return;
     }
-    socket.end(Buffer.concat([preambleBytes(), encodeFrame(FrameType.ERROR, CONNECTION_ID, encodeErrorBody({ code, message }))]));
-  });
-  // The client read our answer and closed its side: we are done.
-  socket.on('end', () => socket.destroy());
+    this.#pending++;
+    const timer = setTimeout(() => socket.destroy(), this.#deadlineMs);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      this.#pending--;
+    });
+    let answered = false;
+    socket.on('data', (chunk: Buffer) => {
+      if (answered) return; // keep reading, so closing never resets the connection over unread bytes
+      answered = true;
+      if (chunk[0] !== PREAMBLE[0]) {
+        socket.destroy();
+        return;
+      }
+      socket.end(Buffer.concat([preambleBytes(), encodeFrame(FrameType.ERROR, CONNECTION_ID, encodeErrorBody({ code, message }))]));
+    });
+    // The client read our answer and closed its side: we are done.
+    socket.on('end', () => socket.destroy());
+  }
 }

@@ -17,7 +17,7 @@ import type { Expiry } from '../transport/watchdog.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options.js';
 import { ServerSession, type SessionHost } from './session.js';
 import { Admission, PreAuthAdmission, type RefusalReason } from './admission.js';
-import { refuse } from './refusal.js';
+import { Refusals } from './refusal.js';
 import { TokenCheck } from './auth.js';
 import { normalizeIp } from '../transport/address.js';
 import { VERSION } from '../version.js';
@@ -65,6 +65,8 @@ export interface ServerStats {
   preAuthPerIp: Record<string, number>;
   /** Connections refused since start, by reason. */
   refused: Record<RefusalReason, number>;
+  /** Refused connections still open, waiting for the first byte that says how to refuse them (at most 64). */
+  refusing: number;
   /** Connections accepted since start. */
   accepted: number;
   /** Requests served since start, on closed and open connections. */
@@ -94,6 +96,8 @@ export class Server extends EventEmitter<ServerEventMap> {
   };
   /** Sessions that have not completed their hello. */
   readonly #preAuth: PreAuthAdmission;
+  /** Refused connections, waiting to tell a tcpkit client from a raw one (bounded). */
+  readonly #refusals: Refusals;
   #finished = { requests: 0, bytesIn: 0, bytesOut: 0 };
   #allClosed: (() => void) | undefined;
 
@@ -111,6 +115,7 @@ export class Server extends EventEmitter<ServerEventMap> {
       maxPreAuthPerIp: this.#options.maxPreAuthPerIp,
       random: this.#options.random,
     });
+    this.#refusals = new Refusals(this.#options.handshakeTimeoutMs);
     for (const service of [messageService(this.#options.onMessage), ...this.#options.services]) this.#addService(service);
     this.#host = {
       options: this.#options,
@@ -223,6 +228,7 @@ export class Server extends EventEmitter<ServerEventMap> {
       preAuth: this.#preAuth.total,
       preAuthPerIp: this.#preAuth.perIp(),
       refused: { ...this.#refused },
+      refusing: this.#refusals.pending,
       accepted: this.#accepted,
       ...totals,
     };
@@ -292,7 +298,7 @@ export class Server extends EventEmitter<ServerEventMap> {
     }
     if (!verdict.admitted) {
       this.#refused[verdict.reason]++;
-      refuse(socket, 'TOO_MANY_CONNECTIONS', this.#refusalMessage(verdict.reason), this.#options.handshakeTimeoutMs);
+      this.#refusals.refuse(socket, 'TOO_MANY_CONNECTIONS', this.#refusalMessage(verdict.reason));
       this.#emitRefused(ip || normalizeIp(socket.remoteAddress ?? 'unknown'), socket.remotePort ?? 0, verdict.reason);
       return;
     }

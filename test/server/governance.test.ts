@@ -86,6 +86,23 @@ describe('connection caps (real sockets, many client addresses)', () => {
     held.socket.destroy();
   });
 
+  it('bounds refused connections that never speak: past 64 waiting, more are closed at once', async () => {
+    // A refused connection waits for its first byte (tcpkit client or raw?), here for up to a
+    // minute: without a bound, a flood of silent refused connections holds a descriptor each.
+    const { server, port } = await serve({ maxConnections: 1, handshakeTimeoutMs: 60_000 });
+    const held = await RawPeer.connect(port, { localAddress: '127.0.0.7' });
+    const flood = await Promise.all(Array.from({ length: 100 }, (_, i) => RawPeer.connect(port, { localAddress: `127.0.1.${i + 1}` })));
+    await waitUntil(() => server.stats().accepted === 101, 'every connection accepted');
+    const closed = (): number => flood.filter((peer) => peer.closed).length;
+    await waitUntil(() => closed() >= 36, 'the refusals past the bound to close', 20_000);
+    assert.equal(closed(), 36);
+    assert.ok(flood.every((peer) => peer.bytes === 0), 'closed without a byte');
+    assert.equal(server.stats().refusing, 64);
+    assert.equal(server.stats().refused.total, 100);
+    for (const peer of [held, ...flood]) peer.socket.destroy();
+    await waitUntil(() => server.stats().refusing === 0, 'refusals released');
+  });
+
   it('the client library reports the refusal clearly', async () => {
     const { port } = await serve({ maxConnections: 1 });
     const first = await connect(`${LOOPBACK}:${port}`);
