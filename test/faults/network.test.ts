@@ -136,7 +136,6 @@ describe('fault: TCP reset in the middle of a download', { skip }, () => {
 describe('fault: black-holed peer in the middle of a download', { skip }, () => {
   // A small send timeout, so that the server's side is seen in seconds.
   const g = group((s) => [s.served, '--send-timeout', '2000']);
-  let client: RunningCli | undefined;
   let ended: Promise<{ result?: CliResult; error?: Error }> | undefined;
 
   it('the server resets the stalled connection after --send-timeout, logs it, keeps serving a canary and releases everything', async () => {
@@ -144,11 +143,12 @@ describe('fault: black-holed peer in the middle of a download', { skip }, () => 
     const { local } = g.scratch();
     // Everything the server sends after ~5 MB vanishes, its reset too: the client sees silence, the server no ACKs.
     await ns.rule(`tcp sport ${g.server().port} ct reply bytes gt ${CUT_AFTER} counter drop`);
-    client = ns.startCli(['get', g.address(), 'big.bin', '--json', '--timeout', '2000'], local);
+    const client = ns.startCli(['get', g.address(), 'big.bin', '--json', '--timeout', '2000'], local);
     client.child.stdin.end();
     ended = client.exit(TIMED_OUT_MS).then(
       (result) => ({ result }),
-      (error: unknown) => ({ error: error as Error }),
+      // A hang: say what it printed before it was killed at the bound.
+      (error: unknown) => ({ error: new Error(`${(error as Error).message}; its stderr: ${JSON.stringify(client.stderr())}`) }),
     );
     await g.server().waitStderr(/ timed out: stopped reading our replies, reset$/m, 30_000);
     assert.ok((await ns.matched()) > 0, 'the drop rule fired');
@@ -218,7 +218,8 @@ describe('fault: black-holed peer in the middle of an upload', { skip }, () => {
     client.child.stdin.end();
     ended = client.exit(TIMED_OUT_MS).then(
       (result) => ({ result }),
-      (error: unknown) => ({ error: error as Error }),
+      // A hang: say what it printed before it was killed at the bound.
+      (error: unknown) => ({ error: new Error(`${(error as Error).message}; its stderr: ${JSON.stringify(client.stderr())}`) }),
     );
     await waitUntil(() => uploadTemps(sub).length === 1, 'the server to start writing the upload', 15_000);
     await assertServesCanary(ns, g.address(), g.scratch(), 'blackhole-upload');
