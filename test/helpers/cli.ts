@@ -18,9 +18,9 @@ export interface CliResult {
 /** Runs `tcpkit ARGS`, feeding `input` on stdin, and waits (bounded) for it to exit. */
 export async function runCli(
   args: string[],
-  options: { input?: string; timeoutMs?: number; cwd?: string; env?: Record<string, string> } = {},
+  options: { input?: string; timeoutMs?: number; cwd?: string; env?: Record<string, string>; via?: string[] } = {},
 ): Promise<CliResult> {
-  const running = startCli(args, options.cwd, options.env);
+  const running = startCli(args, options.cwd, options.env, options.via);
   running.child.stdin.end(options.input ?? '');
   return running.exit(options.timeoutMs ?? 20_000);
 }
@@ -36,8 +36,13 @@ export interface RunningCli {
   exit(ms?: number): Promise<CliResult>;
 }
 
-export function startCli(args: string[], cwd?: string, env?: Record<string, string>): RunningCli {
-  const child = spawn(process.execPath, [CLI, ...args], {
+/**
+ * Starts `tcpkit ARGS`. `via` is a command that execs the CLI in its place (such as
+ * `nsenter --net=... --`: the CLI then runs inside a network namespace, with the same pid).
+ */
+export function startCli(args: string[], cwd?: string, env?: Record<string, string>, via: string[] = []): RunningCli {
+  const argv = [...via, process.execPath, CLI, ...args];
+  const child = spawn(argv[0]!, argv.slice(1), {
     stdio: 'pipe',
     ...(cwd && { cwd }),
     // TCPKIT_TOKEN from the test runner's own environment must not leak into the CLI under test.
@@ -94,7 +99,7 @@ export function startCli(args: string[], cwd?: string, env?: Record<string, stri
   };
 }
 
-/** Starts `tcpkit serve --port 0 ...` on loopback and returns it with its real port. */
+/** Starts `tcpkit serve --port 0 ...` on loopback (a later `--port` in `extra` wins) and returns it with its real port. */
 export async function startCliServer(extra: string[] = []): Promise<RunningCli & { port: number }> {
   const running = startCli(['serve', '--host', '127.0.0.1', '--port', '0', ...extra]);
   const match = await running.waitStdout(/^listening on 127\.0\.0\.1:(\d+)$/m);

@@ -7,7 +7,7 @@
  * reason printed: no peer is ever faked.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, existsSync } from 'node:fs';
@@ -20,30 +20,10 @@ import { fileURLToPath } from 'node:url';
 import { RAW_QUIET_MS } from '../../src/server/raw-request.js';
 import { runCli, startCliServer, type RunningCli } from '../helpers/cli.js';
 import { freePort, LOOPBACK, within } from '../helpers/net.js';
+import { aptInstall, probe } from '../helpers/system.js';
 
 // ---------------------------------------------------------------------------------------------
 // Finding the tools (at load time, so that a suite can be skipped with its reason).
-
-/** Runs a command to completion, bounded; never throws. */
-function probe(command: string, args: string[], timeoutMs = 10_000): Promise<{ ok: boolean; output: string; error: string }> {
-  return new Promise((resolve) => {
-    execFile(command, args, { timeout: timeoutMs, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } }, (error, stdout, stderr) => {
-      resolve({ ok: error === null, output: `${stdout}${stderr}`, error: error?.message ?? '' });
-    });
-  });
-}
-
-/** apt-get install, only as root and only where apt-get exists; an update first if it fails. */
-async function aptInstall(pkg: string): Promise<string | undefined> {
-  if (process.getuid?.() !== 0) return 'not root, so apt-get was not tried';
-  if (!(await probe('apt-get', ['--version'])).ok) return 'apt-get not available';
-  const deadline = Date.now() + 300_000;
-  const left = (): number => Math.max(1000, deadline - Date.now());
-  if ((await probe('apt-get', ['install', '-y', '--no-install-recommends', pkg], left())).ok) return undefined;
-  await probe('apt-get', ['update'], left());
-  const second = await probe('apt-get', ['install', '-y', '--no-install-recommends', pkg], left());
-  return second.ok ? undefined : `apt-get install ${pkg} failed: ${second.output.trim().split('\n').at(-1) || second.error}`;
-}
 
 /** The python3 command, or why the Python tests are skipped. */
 async function findPython(): Promise<{ python?: string; skip?: string }> {
