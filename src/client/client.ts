@@ -395,8 +395,11 @@ export class Client {
   }
 
   /**
-   * Graceful close: waits for the replies in flight, says goodbye, and resolves once the
-   * connection is closed. Idempotent.
+   * Graceful close: waits for the replies callers still await, says goodbye, and resolves once
+   * the connection is closed. Requests already abandoned (timed out, aborted) are not waited
+   * for: their CANCEL went out and nobody wants their answer, so once only they remain the
+   * connection is closed at once (a server that stopped answering must not hold the process).
+   * Idempotent.
    */
   async close(): Promise<void> {
     if (this.#state === 'open') {
@@ -605,16 +608,27 @@ export class Client {
     this.#maybeEnd();
   }
 
-  /** Ends our side when nothing is in flight and we close, or the server said goodbye. */
+  /** True while some request in flight still has a caller waiting for its reply. */
+  #awaited(): boolean {
+    for (const pending of this.#pending.values()) if (!pending.abandoned) return true;
+    return false;
+  }
+
+  /**
+   * Ends our side when no caller awaits a reply and we close, or the server said goodbye. With
+   * abandoned requests still in flight the connection is destroyed right after the goodbye:
+   * their answers are owed to nobody, and waiting for them is waiting on a server that may
+   * never answer (the reason they were abandoned).
+   */
   #maybeEnd(): void {
-    if (this.#pending.size > 0 || this.#conn.writeEnded) return;
+    // Cheap checks first: this runs after every final reply frame.
+    if (this.#conn.writeEnded || (this.#state !== 'closing' && !this.#goodbye) || this.#awaited()) return;
     if (this.#state === 'closing') {
       this.#conn.sendFrame(FrameType.GOODBYE, CONNECTION_ID, encodeErrorBody({ code: 'NORMAL', message: 'client done' }));
-    } else if (!this.#goodbye) {
-      return;
     }
     this.#conn.end();
-    this.#lingerTimer = setTimeout(() => this.#conn.destroy(), 5_000);
+    if (this.#pending.size > 0) this.#conn.destroy();
+    else this.#lingerTimer = setTimeout(() => this.#conn.destroy(), 5_000);
   }
 
   #onPeerEnd(): void {
@@ -670,7 +684,8 @@ export class Client {
     clearTimeout(this.#sweepTimer);
     this.#state = 'closed';
     let failure = this.#failure ?? (this.#goodbye?.wireCode === 'CONNECTION_CLOSED' ? undefined : this.#goodbye);
-    if (failure === undefined && (this.#pending.size > 0 || this.#server === undefined || reason === 'reset' || reason === 'error')) {
+    // Abandoned requests are owed to nobody: a close with only those in flight is clean.
+    if (failure === undefined && (this.#awaited() || this.#server === undefined || reason === 'reset' || reason === 'error')) {
       const what = error ? `: ${(error as NodeJS.ErrnoException).code ?? error.message}` : '';
       failure =
         reason === 'reset' || reason === 'error'
