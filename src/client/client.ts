@@ -105,6 +105,8 @@ export class Client {
   #pingSentAt = 0;
   /** Slots promised to woken requests that have not yet taken them. */
   #reserved = 0;
+  /** A protocol error that broke the connection when no caller awaited anything: close() reports it. */
+  #unreported: Error | undefined;
 
   /** @internal Use {@link connect}. */
   constructor(socket: net.Socket, options: ResolvedClientOptions, reads?: LargeReads) {
@@ -399,7 +401,8 @@ export class Client {
    * the connection is closed. Requests already abandoned (timed out, aborted) are not waited
    * for: their CANCEL went out and nobody wants their answer, so once only they remain the
    * connection is closed at once (a server that stopped answering must not hold the process).
-   * Idempotent.
+   * Rejects with the protocol error that broke the connection when no request was there to
+   * report it (a hostile server's second reply after the last one awaited). Idempotent.
    */
   async close(): Promise<void> {
     if (this.#state === 'open') {
@@ -410,6 +413,7 @@ export class Client {
       else this.#maybeEnd();
     }
     await this.#closedPromise;
+    if (this.#unreported) throw this.#unreported;
   }
 
   /** Closing a client whose connection the server already closed as idle: nothing to wind down. */
@@ -515,8 +519,15 @@ export class Client {
   #settle(frame: Frame): void {
     const id = frame.id;
     const pending = this.#pending.get(id);
+    // An id stays in #pending until its final frame arrives, abandoned (timed out, aborted,
+    // cancelled) or not: frames that crossed our CANCEL on the wire land here and are dropped.
+    // That record is bounded (abandoned requests keep their in-flight slot, so there are at most
+    // maxInFlight of them). Any other id is not in flight: never sent, or already answered (a
+    // second reply): the server is broken or hostile and the connection is failed.
     if (pending === undefined) {
-      this.#fatal(new ProtocolError('PROTOCOL_ERROR', `reply ${frameTypeName(frame.type)} for unknown request id ${id}`));
+      this.#fatal(
+        new ProtocolError('PROTOCOL_ERROR', `${this.remote} sent ${frameTypeName(frame.type)} for request id ${id}, which is not in flight (already answered, or never sent)`),
+      );
       return;
     }
     const isError = frame.type === FrameType.ERROR;
@@ -659,23 +670,33 @@ export class Client {
 
   /** A broken connection: every caller is told `error`, and the socket is destroyed. */
   #fatal(error: Error): Error {
+    const first = this.#failure === undefined;
     this.#failure ??= error;
-    this.#failAll(this.#failure);
+    const told = this.#failAll(this.#failure);
+    // A protocol error nobody heard of (no request awaited) must not vanish: close() reports it.
+    if (first && !told && error instanceof ProtocolError) this.#unreported = error;
     this.#conn.destroy(error);
     return this.#failure;
   }
 
-  #failAll(error: Error): void {
-    if (this.#server === undefined) this.#hello.reject(error);
+  /** Rejects every caller still waiting with `error`; true when there was one. */
+  #failAll(error: Error): boolean {
+    let told = false;
+    if (this.#server === undefined) {
+      this.#hello.reject(error);
+      told = true;
+    }
     for (const pending of this.#pending.values()) {
       if (!pending.abandoned) {
         pending.abandoned = true;
         this.#clearPending(pending);
         pending.reject(error);
+        told = true;
       }
     }
     this.#pending.clear();
     this.#wakeAll();
+    return told;
   }
 
   #onClose(reason: CloseReason, error: Error | undefined): void {
