@@ -105,6 +105,8 @@ export class Client {
   #pingSentAt = 0;
   /** Slots promised to woken requests that have not yet taken them. */
   #reserved = 0;
+  /** We stopped reading (see {@link pauseReading}): the server's silence is then ours, not its. */
+  #paused = false;
   /** A protocol error that broke the connection when no caller awaited anything: close() reports it. */
   #unreported: Error | undefined;
 
@@ -345,7 +347,8 @@ export class Client {
     let shortest = 0;
     for (const [id, pending] of this.#pending) {
       if (pending.abandoned || pending.deadline === 0) continue;
-      if (pending.deadline <= now) {
+      // While we do not read, no reply can arrive: the time does not count (see resumeReading).
+      if (pending.deadline <= now && !this.#paused) {
         this.#abandon(id, pending, new TimeoutError('REQUEST_TIMEOUT', `no reply from ${this.remote} within ${pending.timeoutMs} ms`));
       } else if (shortest === 0 || pending.timeoutMs < shortest) {
         shortest = pending.timeoutMs;
@@ -366,6 +369,8 @@ export class Client {
   #heartbeat(now: number): boolean {
     const every = this.#options.heartbeatMs;
     if (every <= 0 || this.#pending.size === 0 || this.#server === undefined || this.#conn.writeEnded) return false;
+    // Paused, we could not read a pong: silence measured while we do not read proves nothing.
+    if (this.#paused) return false;
     if (this.#pingSentAt === 0) {
       if (now - this.#lastReceived >= every) {
         this.#pingSentAt = now;
@@ -386,13 +391,29 @@ export class Client {
     this.#payloads.give(buffer);
   }
 
-  /** @internal Stops reading the socket (backpressure from a slow consumer, e.g. a disk). */
+  /**
+   * @internal Stops reading the socket (backpressure from a slow consumer, e.g. a disk). While
+   * paused, neither the heartbeat nor the request timeouts run: the server cannot be heard.
+   */
   pauseReading(): void {
+    this.#paused = true;
     this.#conn.pause();
   }
 
-  /** @internal Reads the socket again. */
+  /**
+   * @internal Reads the socket again. The heartbeat and the request timeouts count afresh from
+   * now, as if a frame had just arrived: only time spent reading counts against the server.
+   */
   resumeReading(): void {
+    if (this.#paused) {
+      this.#paused = false;
+      const now = Date.now();
+      this.#lastReceived = now;
+      if (this.#pingSentAt !== 0) this.#pingSentAt = now;
+      for (const pending of this.#pending.values()) {
+        if (!pending.abandoned && pending.deadline !== 0) pending.deadline = Math.max(pending.deadline, now + pending.timeoutMs);
+      }
+    }
     this.#conn.resume();
   }
 
