@@ -66,6 +66,14 @@ export interface RequestChannel {
   send(type: number, payload: Uint8Array, onSent?: () => void): Promise<void>;
 }
 
+/** A request waiting for a slot: woken when one frees, failed when the connection has been silent for its timeout. */
+interface Waiter {
+  wake(): void;
+  fail(error: Error): void;
+  timeoutMs: number;
+  since: number;
+}
+
 /** State of a client: open, closing (no new requests), closed. */
 export type ClientState = 'open' | 'closing' | 'closed';
 
@@ -80,7 +88,9 @@ export class Client {
   #conn!: Connection;
   readonly #pending = new Map<number, Pending>();
   /** Requests waiting for a free in-flight slot (the server's maxInFlight). */
-  readonly #waiting: Array<() => void> = [];
+  readonly #waiting: Waiter[] = [];
+  /** `Date.now()` of the last reply frame to any request: what a request waiting for a slot measures. */
+  #lastReply = Date.now();
   #nextId = 1;
   #state: ClientState = 'open';
   #server: ServerHello | undefined;
@@ -277,9 +287,14 @@ export class Client {
       throw new TcpkitError('FRAME_TOO_LARGE', `request of ${payload.length} bytes exceeds the server's limit of ${limit} bytes`);
     }
     if (options.signal?.aborted) throw abortError(options.signal);
+    const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
     if (this.#waiting.length > 0 || this.#pending.size + this.#reserved >= this.#server!.limits.maxInFlight) {
-      // Wait for a slot, in order; the slot is reserved for us when we are woken.
-      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+      // Wait for a slot, in order; the slot is reserved for us when we are woken. The wait is
+      // bounded by the timeout too, measured as no reply to any request for that long: slots
+      // held by abandoned requests of a server that stopped answering never free up.
+      const waiting = new Promise<void>((resolve, reject) => this.#waiting.push({ wake: resolve, fail: reject, timeoutMs, since: Date.now() }));
+      if (timeoutMs > 0) this.#armSweep(timeoutMs);
+      await waiting;
       this.#reserved--;
       try {
         this.#checkUsable();
@@ -291,7 +306,6 @@ export class Client {
     }
     return new Promise<void>((resolve, reject) => {
       const id = this.#allocateId();
-      const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
       const pending: Pending = {
         id,
         type,
@@ -354,6 +368,19 @@ export class Client {
         shortest = pending.timeoutMs;
       }
     }
+    // Requests waiting for a slot: failed once no reply to anything came for their timeout.
+    for (let i = 0; i < this.#waiting.length; ) {
+      const waiter = this.#waiting[i]!;
+      if (waiter.timeoutMs > 0 && !this.#paused && now - Math.max(waiter.since, this.#lastReply) >= waiter.timeoutMs) {
+        this.#waiting.splice(i, 1);
+        waiter.fail(
+          new TimeoutError('REQUEST_TIMEOUT', `no reply from ${this.remote} within ${waiter.timeoutMs} ms (the request waited for a free slot: all ${this.#server?.limits.maxInFlight} were taken)`),
+        );
+        continue;
+      }
+      if (waiter.timeoutMs > 0 && (shortest === 0 || waiter.timeoutMs < shortest)) shortest = waiter.timeoutMs;
+      i++;
+    }
     if (this.#heartbeat(now)) return;
     if (shortest > 0 || (this.#pending.size > 0 && this.#options.heartbeatMs > 0)) {
       this.#sweepEvery = Infinity;
@@ -409,6 +436,7 @@ export class Client {
       this.#paused = false;
       const now = Date.now();
       this.#lastReceived = now;
+      this.#lastReply = Math.max(this.#lastReply, now);
       if (this.#pingSentAt !== 0) this.#pingSentAt = now;
       for (const pending of this.#pending.values()) {
         if (!pending.abandoned && pending.deadline !== 0) pending.deadline = Math.max(pending.deadline, now + pending.timeoutMs);
@@ -493,15 +521,15 @@ export class Client {
     const limit = this.#server?.limits.maxInFlight ?? 1;
     while (this.#waiting.length > 0 && this.#pending.size + this.#reserved < limit) {
       this.#reserved++;
-      this.#waiting.shift()!();
+      this.#waiting.shift()!.wake();
     }
   }
 
   /** Wakes every request waiting for a slot; each re-checks usability and throws. */
   #wakeAll(): void {
-    for (const wake of this.#waiting.splice(0)) {
+    for (const waiter of this.#waiting.splice(0)) {
       this.#reserved++;
-      wake();
+      waiter.wake();
     }
   }
 
@@ -540,6 +568,7 @@ export class Client {
   #settle(frame: Frame): void {
     const id = frame.id;
     const pending = this.#pending.get(id);
+    this.#lastReply = Date.now();
     // An id stays in #pending until its final frame arrives, abandoned (timed out, aborted,
     // cancelled) or not: frames that crossed our CANCEL on the wire land here and are dropped.
     // That record is bounded (abandoned requests keep their in-flight slot, so there are at most

@@ -81,6 +81,24 @@ describe('tcpkit get --timeout: the client exits once it has reported the timeou
   }
 });
 
+describe('tcpkit get --timeout: more files than the server has request slots', () => {
+  it('exits 4, promptly: the files waiting for a slot held by a timed-out request time out too', async () => {
+    // The scripted hello allows 16 requests in flight; the server answers heartbeats, no GET.
+    const address = await server(() => {}, true);
+    const names = Array.from({ length: 20 }, (_, i) => `f${i}.txt`);
+    const cwd = await mkdtemp(path.join(tmpdir(), 'tcpkit-timeouts-'));
+    cleanups.push(() => rm(cwd, { recursive: true, force: true }));
+    const started = Date.now();
+    const result = await runCli(['get', address, ...names, '--timeout', '2000'], { cwd, timeoutMs: 30_000 });
+    const ms = Date.now() - started;
+    assert.equal(result.code, 4, result.stderr);
+    const lines = result.stderr.trim().split('\n');
+    assert.equal(lines.length, 20, result.stderr);
+    for (const line of lines) assert.match(line, /^tcpkit: f\d+\.txt: no reply from 127\.0\.0\.1:\d+ within 2000 ms/);
+    assert.ok(ms < EXIT_BOUND_MS, `exited after ${ms} ms`);
+  });
+});
+
 describe('tcpkit get: which phase each timeout governs', () => {
   it('a server that accepts and never says hello is given --timeout, when smaller than --connect-timeout (exit 3)', async () => {
     const silent = await faultyServer(() => {});

@@ -77,6 +77,20 @@ describe('client: a frame for a request no longer in flight', () => {
   });
 });
 
+describe('client: requests waiting for a free slot', () => {
+  it('do not time out while replies to other requests keep coming, however long they wait', async () => {
+    // 16 slots (the scripted hello), each reply after 200 ms: the last of 80 waits about 1 s,
+    // past its 600 ms timeout, while the connection is never silent for that long.
+    const address = await server((frame, socket) => {
+      if (frame.type === FrameType.MESSAGE) setTimeout(() => socket.destroyed || socket.write(reply(frame.id, frame.payload.toString())), 200);
+    });
+    const client = await connect(address, { requestTimeoutMs: 600 });
+    const replies = await within(Promise.all(Array.from({ length: 80 }, (_, i) => client.send(`m${i}`))), 20_000, '80 replies');
+    assert.deepEqual(replies.map(String), Array.from({ length: 80 }, (_, i) => `m${i}`));
+    client.destroy();
+  });
+});
+
 describe('client: frames that crossed a CANCEL on the wire', () => {
   for (const how of ['aborted', 'timed out'] as const) {
     it(`are taken quietly for a request the client ${how}, until its final frame; the connection stays usable`, async () => {
