@@ -119,6 +119,9 @@ export interface TlsFlags {
 /**
  * Adds the options every client command shares: --tls, --ca, --pin, --insecure, --token,
  * --timeout (explained by `timeoutHelp`) and --connect-timeout. They fill {@link ClientFlags}.
+ * The phases, as curl's --connect-timeout and -m: connecting (TCP, TLS, the server's hello) is
+ * bounded by --connect-timeout, and also by --timeout when that is smaller (waiting for the
+ * hello is waiting for the server to answer); after that, --timeout alone.
  */
 export function clientCommand(command: Command, timeoutHelp: string): Command {
   return command
@@ -127,8 +130,8 @@ export function clientCommand(command: Command, timeoutHelp: string): Command {
     .option('--pin <sha256>', "accept only the server certificate with this SHA-256 fingerprint (as `tcpkit cert` prints it); implies --tls")
     .option('--insecure', 'TLS without checking the certificate: for testing only; implies --tls')
     .option('--token <token>', 'token for a server that requires one (default: $TCPKIT_TOKEN)')
-    .option('--timeout <ms>', `${timeoutHelp}; 0 waits forever`, intArg(0, 2_147_483_647), 30_000)
-    .option('--connect-timeout <ms>', 'how long to wait for the connection', intArg(1, 2_147_483_647), 10_000);
+    .option('--timeout <ms>', `${timeoutHelp}; also bounds connecting when smaller than --connect-timeout; 0 waits forever`, intArg(0, 2_147_483_647), 30_000)
+    .option('--connect-timeout <ms>', "longest time connecting may take: TCP connect, TLS handshake and the server's hello", intArg(1, 2_147_483_647), 10_000);
 }
 
 /** The client's TLS settings from the flags, or undefined for plain TCP. */
@@ -153,7 +156,8 @@ export function clientOptions(flags: ClientFlags): ClientOptions {
   const token = tokenOption(flags.token);
   const tls = tlsSettings(flags);
   return {
-    connectTimeoutMs: flags.connectTimeout,
+    // A user who allows 2 s for an answer does not want 10 s for the hello (see clientCommand).
+    connectTimeoutMs: flags.timeout > 0 ? Math.min(flags.connectTimeout, flags.timeout) : flags.connectTimeout,
     requestTimeoutMs: flags.timeout,
     ...(token !== undefined && { token }),
     ...(tls && { tls }),

@@ -66,6 +66,14 @@ export interface RequestChannel {
   send(type: number, payload: Uint8Array, onSent?: () => void): Promise<void>;
 }
 
+/** A request waiting for a slot: woken when one frees, failed when the connection has been silent for its timeout. */
+interface Waiter {
+  wake(): void;
+  fail(error: Error): void;
+  timeoutMs: number;
+  since: number;
+}
+
 /** State of a client: open, closing (no new requests), closed. */
 export type ClientState = 'open' | 'closing' | 'closed';
 
@@ -80,7 +88,9 @@ export class Client {
   #conn!: Connection;
   readonly #pending = new Map<number, Pending>();
   /** Requests waiting for a free in-flight slot (the server's maxInFlight). */
-  readonly #waiting: Array<() => void> = [];
+  readonly #waiting: Waiter[] = [];
+  /** `Date.now()` of the last reply frame to any request: what a request waiting for a slot measures. */
+  #lastReply = Date.now();
   #nextId = 1;
   #state: ClientState = 'open';
   #server: ServerHello | undefined;
@@ -105,6 +115,10 @@ export class Client {
   #pingSentAt = 0;
   /** Slots promised to woken requests that have not yet taken them. */
   #reserved = 0;
+  /** We stopped reading (see {@link pauseReading}): the server's silence is then ours, not its. */
+  #paused = false;
+  /** A protocol error that broke the connection when no caller awaited anything: close() reports it. */
+  #unreported: Error | undefined;
 
   /** @internal Use {@link connect}. */
   constructor(socket: net.Socket, options: ResolvedClientOptions, reads?: LargeReads) {
@@ -273,9 +287,14 @@ export class Client {
       throw new TcpkitError('FRAME_TOO_LARGE', `request of ${payload.length} bytes exceeds the server's limit of ${limit} bytes`);
     }
     if (options.signal?.aborted) throw abortError(options.signal);
+    const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
     if (this.#waiting.length > 0 || this.#pending.size + this.#reserved >= this.#server!.limits.maxInFlight) {
-      // Wait for a slot, in order; the slot is reserved for us when we are woken.
-      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+      // Wait for a slot, in order; the slot is reserved for us when we are woken. The wait is
+      // bounded by the timeout too, measured as no reply to any request for that long: slots
+      // held by abandoned requests of a server that stopped answering never free up.
+      const waiting = new Promise<void>((resolve, reject) => this.#waiting.push({ wake: resolve, fail: reject, timeoutMs, since: Date.now() }));
+      if (timeoutMs > 0) this.#armSweep(timeoutMs);
+      await waiting;
       this.#reserved--;
       try {
         this.#checkUsable();
@@ -287,7 +306,6 @@ export class Client {
     }
     return new Promise<void>((resolve, reject) => {
       const id = this.#allocateId();
-      const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
       const pending: Pending = {
         id,
         type,
@@ -343,11 +361,25 @@ export class Client {
     let shortest = 0;
     for (const [id, pending] of this.#pending) {
       if (pending.abandoned || pending.deadline === 0) continue;
-      if (pending.deadline <= now) {
+      // While we do not read, no reply can arrive: the time does not count (see resumeReading).
+      if (pending.deadline <= now && !this.#paused) {
         this.#abandon(id, pending, new TimeoutError('REQUEST_TIMEOUT', `no reply from ${this.remote} within ${pending.timeoutMs} ms`));
       } else if (shortest === 0 || pending.timeoutMs < shortest) {
         shortest = pending.timeoutMs;
       }
+    }
+    // Requests waiting for a slot: failed once no reply to anything came for their timeout.
+    for (let i = 0; i < this.#waiting.length; ) {
+      const waiter = this.#waiting[i]!;
+      if (waiter.timeoutMs > 0 && !this.#paused && now - Math.max(waiter.since, this.#lastReply) >= waiter.timeoutMs) {
+        this.#waiting.splice(i, 1);
+        waiter.fail(
+          new TimeoutError('REQUEST_TIMEOUT', `no reply from ${this.remote} within ${waiter.timeoutMs} ms (the request waited for a free slot: all ${this.#server?.limits.maxInFlight} were taken)`),
+        );
+        continue;
+      }
+      if (waiter.timeoutMs > 0 && (shortest === 0 || waiter.timeoutMs < shortest)) shortest = waiter.timeoutMs;
+      i++;
     }
     if (this.#heartbeat(now)) return;
     if (shortest > 0 || (this.#pending.size > 0 && this.#options.heartbeatMs > 0)) {
@@ -364,6 +396,8 @@ export class Client {
   #heartbeat(now: number): boolean {
     const every = this.#options.heartbeatMs;
     if (every <= 0 || this.#pending.size === 0 || this.#server === undefined || this.#conn.writeEnded) return false;
+    // Paused, we could not read a pong: silence measured while we do not read proves nothing.
+    if (this.#paused) return false;
     if (this.#pingSentAt === 0) {
       if (now - this.#lastReceived >= every) {
         this.#pingSentAt = now;
@@ -384,19 +418,40 @@ export class Client {
     this.#payloads.give(buffer);
   }
 
-  /** @internal Stops reading the socket (backpressure from a slow consumer, e.g. a disk). */
+  /**
+   * @internal Stops reading the socket (backpressure from a slow consumer, e.g. a disk). While
+   * paused, neither the heartbeat nor the request timeouts run: the server cannot be heard.
+   */
   pauseReading(): void {
+    this.#paused = true;
     this.#conn.pause();
   }
 
-  /** @internal Reads the socket again. */
+  /**
+   * @internal Reads the socket again. The heartbeat and the request timeouts count afresh from
+   * now, as if a frame had just arrived: only time spent reading counts against the server.
+   */
   resumeReading(): void {
+    if (this.#paused) {
+      this.#paused = false;
+      const now = Date.now();
+      this.#lastReceived = now;
+      this.#lastReply = Math.max(this.#lastReply, now);
+      if (this.#pingSentAt !== 0) this.#pingSentAt = now;
+      for (const pending of this.#pending.values()) {
+        if (!pending.abandoned && pending.deadline !== 0) pending.deadline = Math.max(pending.deadline, now + pending.timeoutMs);
+      }
+    }
     this.#conn.resume();
   }
 
   /**
-   * Graceful close: waits for the replies in flight, says goodbye, and resolves once the
-   * connection is closed. Idempotent.
+   * Graceful close: waits for the replies callers still await, says goodbye, and resolves once
+   * the connection is closed. Requests already abandoned (timed out, aborted) are not waited
+   * for: their CANCEL went out and nobody wants their answer, so once only they remain the
+   * connection is closed at once (a server that stopped answering must not hold the process).
+   * Rejects with the protocol error that broke the connection when no request was there to
+   * report it (a hostile server's second reply after the last one awaited). Idempotent.
    */
   async close(): Promise<void> {
     if (this.#state === 'open') {
@@ -407,6 +462,7 @@ export class Client {
       else this.#maybeEnd();
     }
     await this.#closedPromise;
+    if (this.#unreported) throw this.#unreported;
   }
 
   /** Closing a client whose connection the server already closed as idle: nothing to wind down. */
@@ -465,15 +521,15 @@ export class Client {
     const limit = this.#server?.limits.maxInFlight ?? 1;
     while (this.#waiting.length > 0 && this.#pending.size + this.#reserved < limit) {
       this.#reserved++;
-      this.#waiting.shift()!();
+      this.#waiting.shift()!.wake();
     }
   }
 
   /** Wakes every request waiting for a slot; each re-checks usability and throws. */
   #wakeAll(): void {
-    for (const wake of this.#waiting.splice(0)) {
+    for (const waiter of this.#waiting.splice(0)) {
       this.#reserved++;
-      wake();
+      waiter.wake();
     }
   }
 
@@ -512,8 +568,16 @@ export class Client {
   #settle(frame: Frame): void {
     const id = frame.id;
     const pending = this.#pending.get(id);
+    this.#lastReply = Date.now();
+    // An id stays in #pending until its final frame arrives, abandoned (timed out, aborted,
+    // cancelled) or not: frames that crossed our CANCEL on the wire land here and are dropped.
+    // That record is bounded (abandoned requests keep their in-flight slot, so there are at most
+    // maxInFlight of them). Any other id is not in flight: never sent, or already answered (a
+    // second reply): the server is broken or hostile and the connection is failed.
     if (pending === undefined) {
-      this.#fatal(new ProtocolError('PROTOCOL_ERROR', `reply ${frameTypeName(frame.type)} for unknown request id ${id}`));
+      this.#fatal(
+        new ProtocolError('PROTOCOL_ERROR', `${this.remote} sent ${frameTypeName(frame.type)} for request id ${id}, which is not in flight (already answered, or never sent)`),
+      );
       return;
     }
     const isError = frame.type === FrameType.ERROR;
@@ -605,16 +669,27 @@ export class Client {
     this.#maybeEnd();
   }
 
-  /** Ends our side when nothing is in flight and we close, or the server said goodbye. */
+  /** True while some request in flight still has a caller waiting for its reply. */
+  #awaited(): boolean {
+    for (const pending of this.#pending.values()) if (!pending.abandoned) return true;
+    return false;
+  }
+
+  /**
+   * Ends our side when no caller awaits a reply and we close, or the server said goodbye. With
+   * abandoned requests still in flight the connection is destroyed right after the goodbye:
+   * their answers are owed to nobody, and waiting for them is waiting on a server that may
+   * never answer (the reason they were abandoned).
+   */
   #maybeEnd(): void {
-    if (this.#pending.size > 0 || this.#conn.writeEnded) return;
+    // Cheap checks first: this runs after every final reply frame.
+    if (this.#conn.writeEnded || (this.#state !== 'closing' && !this.#goodbye) || this.#awaited()) return;
     if (this.#state === 'closing') {
       this.#conn.sendFrame(FrameType.GOODBYE, CONNECTION_ID, encodeErrorBody({ code: 'NORMAL', message: 'client done' }));
-    } else if (!this.#goodbye) {
-      return;
     }
     this.#conn.end();
-    this.#lingerTimer = setTimeout(() => this.#conn.destroy(), 5_000);
+    if (this.#pending.size > 0) this.#conn.destroy();
+    else this.#lingerTimer = setTimeout(() => this.#conn.destroy(), 5_000);
   }
 
   #onPeerEnd(): void {
@@ -645,23 +720,33 @@ export class Client {
 
   /** A broken connection: every caller is told `error`, and the socket is destroyed. */
   #fatal(error: Error): Error {
+    const first = this.#failure === undefined;
     this.#failure ??= error;
-    this.#failAll(this.#failure);
+    const told = this.#failAll(this.#failure);
+    // A protocol error nobody heard of (no request awaited) must not vanish: close() reports it.
+    if (first && !told && error instanceof ProtocolError) this.#unreported = error;
     this.#conn.destroy(error);
     return this.#failure;
   }
 
-  #failAll(error: Error): void {
-    if (this.#server === undefined) this.#hello.reject(error);
+  /** Rejects every caller still waiting with `error`; true when there was one. */
+  #failAll(error: Error): boolean {
+    let told = false;
+    if (this.#server === undefined) {
+      this.#hello.reject(error);
+      told = true;
+    }
     for (const pending of this.#pending.values()) {
       if (!pending.abandoned) {
         pending.abandoned = true;
         this.#clearPending(pending);
         pending.reject(error);
+        told = true;
       }
     }
     this.#pending.clear();
     this.#wakeAll();
+    return told;
   }
 
   #onClose(reason: CloseReason, error: Error | undefined): void {
@@ -670,7 +755,8 @@ export class Client {
     clearTimeout(this.#sweepTimer);
     this.#state = 'closed';
     let failure = this.#failure ?? (this.#goodbye?.wireCode === 'CONNECTION_CLOSED' ? undefined : this.#goodbye);
-    if (failure === undefined && (this.#pending.size > 0 || this.#server === undefined || reason === 'reset' || reason === 'error')) {
+    // Abandoned requests are owed to nobody: a close with only those in flight is clean.
+    if (failure === undefined && (this.#awaited() || this.#server === undefined || reason === 'reset' || reason === 'error')) {
       const what = error ? `: ${(error as NodeJS.ErrnoException).code ?? error.message}` : '';
       failure =
         reason === 'reset' || reason === 'error'

@@ -11,12 +11,17 @@ import type { ClientOptions, Target } from './options.js';
  */
 export async function withClient<T>(target: Target, work: (client: Client) => Promise<T>, options?: ClientOptions): Promise<T> {
   const client = await connect(target, options);
+  let result: T;
   try {
-    return await work(client);
-  } finally {
-    // A failed request may have broken the connection already: close() then resolves at once.
-    await client.close();
+    result = await work(client);
+  } catch (error) {
+    // The work's own error is the one to report; a broken connection closes at once.
+    await client.close().catch(() => {});
+    throw error;
   }
+  // After a success, close() may still report a protocol error (a reply nobody asked for).
+  await client.close();
+  return result;
 }
 
 /**

@@ -6,7 +6,8 @@ import { after, describe, it } from 'node:test';
 import { FrameType } from '../../src/protocol/constants.js';
 import { encodeErrorBody } from '../../src/protocol/control.js';
 import { encodeFrame } from '../../src/protocol/frame.js';
-import { encodeListing, FileFrame } from '../../src/services/files/wire.js';
+import { createDigest } from '../../src/services/files/digest.js';
+import { encodeFileEnd, encodeFileHead, encodeListing, FileFrame } from '../../src/services/files/wire.js';
 import { runCli } from '../helpers/cli.js';
 import { scriptedServer } from '../helpers/net.js';
 
@@ -59,6 +60,22 @@ describe('a hostile server cannot drive the terminal or choose where files go', 
     assert.equal(result.code, 1);
     assert.equal(result.stderr, 'tcpkit: file.txt: no\\x1b[31m red\\rover\n');
     assert.deepEqual(await readdir(cwd), []);
+  });
+
+  it('get notices a second complete reply to one GET: exit 4 with a PROTOCOL_ERROR, though the first was verified', async () => {
+    const body = Buffer.from('hello\n');
+    const digest = createDigest();
+    digest.update(body);
+    const end = encodeFileEnd({ digest: digest.value(), bytes: body.length });
+    const head = encodeFileHead({ size: body.length, mtimeMs: 0, offset: 0, digest: digest.value() });
+    const whole = (id: number): Buffer =>
+      Buffer.concat([encodeFrame(FileFrame.FILE_HEAD, id, head), encodeFrame(FileFrame.DATA, id, body), encodeFrame(FileFrame.FILE_END, id, end)]);
+    const address = await hostile((id, type) => (type === FileFrame.GET ? Buffer.concat([whole(id), whole(id)]) : Buffer.alloc(0)));
+    const cwd = await mkdtemp(path.join(tmpdir(), 'tcpkit-hostile-'));
+    cleanups.push(() => rm(cwd, { recursive: true, force: true }));
+    const result = await runCli(['get', address, 'a.txt'], { cwd });
+    assert.equal(result.code, 4, result.stderr);
+    assert.match(result.stderr, /^tcpkit: 127\.0\.0\.1:\d+ sent 0x21 for request id 1, which is not in flight \(already answered, or never sent\)$/m);
   });
 
   it('send prints replies escaped', async () => {

@@ -171,7 +171,12 @@ export function registerGet(program: Command): void {
         await Promise.all(Array.from({ length: Math.min(CONCURRENT_FILES, names.length) }, worker));
       } finally {
         progress.stop();
-        await shared.close();
+        // A protocol error after the last reply (a second reply from a hostile server) is
+        // reported: the files saved were verified, but the server is not to be trusted.
+        await shared.close().catch((error: unknown) => {
+          say(errorLine(error));
+          if (exitCode === ExitCode.OK) exitCode = exitCodeFor(error);
+        });
       }
       process.exitCode = exitCode;
     });

@@ -256,6 +256,46 @@ function localError(what: string, error: unknown): TcpkitError {
   return new TcpkitError('LOCAL_FILE_ERROR', `${what}: ${code}`, { cause: error });
 }
 
+/** What a failed write to the partial file says: the cause a person acts on first. */
+function writeFailure(part: string, error: unknown): TcpkitError {
+  if (error instanceof TcpkitError) return error;
+  const code = (error as NodeJS.ErrnoException).code;
+  const why =
+    code === 'ENOSPC' ? 'no space left on the device' : code === 'EDQUOT' ? 'disk quota exceeded' : code === 'EFBIG' ? 'file too large for the file system' : undefined;
+  if (why === undefined) return localError(`cannot write ${part}`, error);
+  return new TcpkitError('LOCAL_FILE_ERROR', `${why} writing ${part}`, { cause: error });
+}
+
+/** `4.0 MB of 50.0 MB`: decimal units, one decimal, both in the unit that suits `size`. */
+function amounts(got: number, size: number): string {
+  if (size < 1000) return `${got} of ${size} bytes`;
+  const units = ['kB', 'MB', 'GB', 'TB'];
+  let unit = 0;
+  while (size >= 1000 ** (unit + 2) && unit < units.length - 1) unit++;
+  const scale = 1000 ** (unit + 1);
+  return `${(got / scale).toFixed(1)} ${units[unit]} of ${(size / scale).toFixed(1)} ${units[unit]}`;
+}
+
+/**
+ * The error of a download cut short by the connection, saying how far it got and what was
+ * kept: `connection reset by HOST after 4.0 MB of 50.0 MB; the partial file is kept: run again
+ * to resume`. The code stays (exit code, retries); other errors pass unchanged.
+ */
+function interrupted(error: unknown, remote: string, got: number, size: number, kept: boolean): unknown {
+  if (!(error instanceof TcpkitError)) return error;
+  const code = error.wireCode;
+  if (code !== 'CONNECTION_CLOSED' && code !== 'CONNECTION_FAILED' && code !== 'REQUEST_TIMEOUT') return error;
+  const errno = ((error.cause ?? {}) as NodeJS.ErrnoException).code;
+  const progress = `after ${amounts(got, size)}`;
+  const what =
+    errno === 'ECONNRESET' || errno === 'EPIPE'
+      ? `connection reset by ${remote} ${progress}`
+      : code === 'CONNECTION_CLOSED' && error.message.endsWith('before replying')
+        ? `${remote} closed the connection ${progress}`
+        : `${error.message} (${progress})`;
+  return new TcpkitError(code, `${what}${kept ? '; the partial file is kept: run again to resume' : ''}`, { cause: error });
+}
+
 /** Digest of the first `length` bytes of a local file. */
 async function digestPrefix(handle: FileHandle, length: number): Promise<Digest> {
   const digest = createDigest();
@@ -328,6 +368,14 @@ async function downloadOnce(client: Client, name: string, destination: string, o
     const have = previous ? (await handle.stat()).size : 0;
     const request: GetRequest = previous && have > 0 ? { name, offset: have, ifSize: previous.size, ifMtimeMs: previous.mtimeMs } : { name, offset: 0 };
     let writeError: unknown;
+    // A failed write ends the GET at once (CANCEL): the server is not made to wait for a disk
+    // that cannot take more, and the error is ours, not the connection's.
+    const stop = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+    const failWrite = (error: unknown): void => {
+      writeError ??= error;
+      stop.abort(writeFailure(part, writeError));
+    };
     let queued = 0;
     let paused = false;
     let position = 0;
@@ -350,7 +398,7 @@ async function downloadOnce(client: Client, name: string, destination: string, o
               try {
                 await work();
               } catch (error) {
-                writeError = error;
+                failWrite(error);
               }
             });
           };
@@ -362,18 +410,19 @@ async function downloadOnce(client: Client, name: string, destination: string, o
           options.onProgress?.({ name, bytes: head.offset, size });
         },
         data(chunk) {
-          if (writeError) throw localError(`cannot write ${part}`, writeError);
+          if (writeError) throw writeFailure(part, writeError);
           const at = position;
           position += chunk.length;
           queued += chunk.length;
-          // Positional writes, queued in order; reading pauses while the disk is behind.
+          // Positional writes, queued in order; reading pauses while the disk is behind. After
+          // a failure the writes queued behind it are skipped, but still release their buffer
+          // and their count (or reading would stay paused for ever).
           writes = writes.then(async () => {
-            if (writeError) return;
             try {
               let done = 0;
-              while (done < chunk.length) done += (await handle.write(chunk, done, chunk.length - done, at + done)).bytesWritten;
+              while (!writeError && done < chunk.length) done += (await handle.write(chunk, done, chunk.length - done, at + done)).bytesWritten;
             } catch (error) {
-              writeError = error;
+              failWrite(error);
             }
             // Written: the buffer can carry the next chunk (the digest was computed on arrival).
             client.releasePayload(chunk);
@@ -390,7 +439,7 @@ async function downloadOnce(client: Client, name: string, destination: string, o
           options.onProgress?.({ name, bytes: position, size });
         },
       },
-      options,
+      { ...options, signal },
     ).catch(async (error: unknown) => {
       await writes;
       if (paused) client.resumeReading();
@@ -401,10 +450,18 @@ async function downloadOnce(client: Client, name: string, destination: string, o
       // Nothing worth resuming (NOT_FOUND before any byte, or a file too small for a resume
       // record): leave nothing behind.
       if ((!headSeen && request.offset === 0) || (size !== undefined && size <= RESUME_RECORD_MIN_BYTES)) keepPartial = false;
-      throw error;
+      // A local failure is the one to report, whatever it did to the request. What was written
+      // stays, as after any interruption: the next run resumes from it.
+      if (writeError) {
+        const failure = writeFailure(part, writeError);
+        const kept = keepPartial && metaWritten ? '; the partial file is kept: make room and run again to resume' : '';
+        throw new TcpkitError(failure.wireCode, `${failure.message}${kept}`, { cause: failure.cause });
+      }
+      // Cut short by the connection: say how far it got (all of it is on disk by now).
+      throw size === undefined ? error : interrupted(error, client.remote, position, size, keepPartial && metaWritten);
     });
     await writes;
-    if (writeError) throw localError(`cannot write ${part}`, writeError);
+    if (writeError) throw writeFailure(part, writeError);
     await handle.close().catch(() => {});
     try {
       if (options.force) {
