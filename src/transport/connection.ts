@@ -393,7 +393,12 @@ export class Connection implements WatchdogOwner {
       this.#handlers.protocolError(error as ProtocolError);
       return;
     }
-    this.#watchdog?.partialFrame(this.#decoder.bufferedBytes > 0);
+    if (this.#watchdog !== undefined) {
+      // Each frame has its own deadline: one completed in this chunk ends its clock, and what
+      // remains is a frame begun now. A bare header counts (its bytes are consumed, not buffered).
+      if (frames.length > 0) this.#watchdog.partialFrame(false);
+      this.#watchdog.partialFrame(this.#decoder.midFrame);
+    }
     for (let i = 0; i < frames.length; i++) {
       if (this.#closed) return;
       const frame = frames[i]!;
