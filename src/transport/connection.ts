@@ -7,6 +7,7 @@ import { ProtocolError } from '../errors.js';
 import { encodeFrame, encodeHeader, FrameDecoder, type Frame } from '../protocol/frame.js';
 import { formatAddress, normalizeIp } from './address.js';
 import type { BufferPool } from '../util/buffer-pool.js';
+import { unacknowledgedBytes } from './tcp-queue.js';
 import { Watchdog, type Clock, type Expiry, type WatchdogOwner, type WatchdogTimeouts } from './watchdog.js';
 
 /** Who is at the other end, with IPv4-mapped IPv6 addresses shown as IPv4. */
@@ -187,6 +188,11 @@ export class Connection implements WatchdogOwner {
   queuedBytes(): number {
     const handle = (this.#socket as unknown as { _handle?: { writeQueueSize?: number } })._handle;
     return this.#socket.writableLength + (handle?.writeQueueSize ?? 0);
+  }
+
+  /** @internal For the watchdog: bytes the peer has not acknowledged, as the kernel counts them. */
+  unacknowledgedBytes(): number | undefined {
+    return unacknowledgedBytes(this.#socket, Date.now());
   }
 
   /** @internal For the watchdog: a phase deadline passed. */
