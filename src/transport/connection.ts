@@ -341,8 +341,7 @@ export class Connection implements WatchdogOwner {
     if (this.#paused && this.#hard === hard) return;
     this.#paused = true;
     this.#hard = hard || this.#controlTypes === undefined;
-    if (this.#hard || this.#backlogBytes >= this.#softPauseBytes) this.#socket.pause();
-    else this.#socket.resume();
+    this.#reading(!(this.#hard || this.#backlogBytes >= this.#softPauseBytes));
   }
 
   /** Delivers frames held while paused, then reads the socket again. */
@@ -354,7 +353,22 @@ export class Connection implements WatchdogOwner {
       this.#backlogBytes -= frame.payload.length;
       this.#handlers.frame(frame);
     }
-    if (!this.#paused) this.#socket.resume();
+    if (!this.#paused) this.#reading(true);
+  }
+
+  /**
+   * Reads the socket, or stops. While we do not read, the peer cannot complete a frame it has
+   * begun: the request deadline runs only while we read (from when we read again, not from the
+   * frame's first byte), so backpressure on a pipelining client is never its timeout.
+   */
+  #reading(on: boolean): void {
+    if (on) {
+      this.#socket.resume();
+      this.#watchdog?.partialFrame(this.#decoder.midFrame);
+    } else {
+      this.#socket.pause();
+      this.#watchdog?.partialFrame(false);
+    }
   }
 
   /** Sends what is queued, then half-closes our side. Idempotent. */
@@ -416,7 +430,7 @@ export class Connection implements WatchdogOwner {
       }
       this.#handlers.frame(frame);
     }
-    if (this.#paused && !this.#hard && this.#backlogBytes >= this.#softPauseBytes) this.#socket.pause();
+    if (this.#paused && !this.#hard && this.#backlogBytes >= this.#softPauseBytes) this.#reading(false);
   }
 
   #onEnd(): void {
