@@ -6,6 +6,7 @@
  *   node dist/bench/hostile.js flood        100,000 MESSAGEs and 100,000 GETs from two peers that never read; a canary's latency
  *   node dist/bench/hostile.js never-read   10 downloaders that never read a byte
  *   node dist/bench/hostile.js churn        half-hellos, resets mid-download and at once; then 40 concurrent downloads
+ *   node dist/bench/hostile.js slow-read    a raw client reading 16 KB every 200 ms (80 KB/s), send timeout 3 s
  *
  * Figures: the child's RSS, V8 heap and external memory (process.memoryUsage()), without a
  * forced GC: what `ps` would show.
@@ -18,6 +19,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect, createServer, FileRoot, fileService, protocol } from '../src/index.js';
 import { encodeGet, FileFrame } from '../src/services/files/wire.js';
+import { rawFileHandler } from '../src/services/files/raw.js';
 
 const { CONNECTION_ID, FrameType, PREAMBLE, encodeClientHello, encodeFrame } = protocol;
 const HOST = '127.0.0.1';
@@ -46,7 +48,15 @@ async function child(): Promise<void> {
   const dir = process.env.HOSTILE_ROOT!;
   const root = await FileRoot.open(dir);
   const sendTimeoutMs = Number(process.env.HOSTILE_SEND_TIMEOUT_MS ?? 30_000);
-  const server = createServer({ host: HOST, port: 0, services: [fileService(root)], sendTimeoutMs, maxConnectionsPerIp: 0, maxConnections: 0 });
+  const server = createServer({
+    host: HOST,
+    port: 0,
+    services: [fileService(root)],
+    ...(process.env.HOSTILE_RAW === '1' && { raw: rawFileHandler(root) }),
+    sendTimeoutMs,
+    maxConnectionsPerIp: 0,
+    maxConnections: 0,
+  });
   const { port } = await server.listen();
   process.on('message', (message: { type: string }) => {
     if (message.type === 'memory') {
@@ -166,7 +176,7 @@ async function scenarioFlood(root: string): Promise<void> {
   flooding = false;
   await Promise.all([probe, watch]);
   const during = await server.memory();
-  console.log(`flooders sent ${(sentA / MB).toFixed(1)} MB and ${(sentB / MB).toFixed(1)} MB into their sockets (kernel-accepted); the server read ${((during.bytesIn - before.bytesIn) / MB).toFixed(1)} MB in all`);
+  console.log(`flooders sent ${(sentA / MB).toFixed(1)} MB and ${(sentB / MB).toFixed(1)} MB into their sockets; the server read ${((during.bytesIn - before.bytesIn) / MB).toFixed(1)} MB in all`);
   console.log(`at the end:   ${fmt(during)}  (+${((during.rss - before.rss) / MB).toFixed(1)} MB rss)`);
   console.log(`peak:         ${fmt(peak)}  (+${((peak.rss - before.rss) / MB).toFixed(1)} MB rss)`);
   const sorted = latencies.sort((x, y) => x - y);
@@ -264,6 +274,30 @@ async function scenarioChurn(root: string): Promise<void> {
   await server.stop();
 }
 
+async function scenarioSlowRead(root: string): Promise<void> {
+  const server = new Child(root, { HOSTILE_SEND_TIMEOUT_MS: '3000', HOSTILE_RAW: '1' });
+  await server.started();
+  const socket = net.connect({ host: HOST, port: server.port, allowHalfOpen: true });
+  await once(socket, 'connect');
+  let error: Error | undefined;
+  socket.on('error', (e) => (error = e));
+  socket.on('end', () => socket.end());
+  socket.end('medium.bin');
+  socket.pause();
+  const started = Date.now();
+  let got = 0;
+  while (!socket.readableEnded && !socket.destroyed) {
+    for (let chunk: Buffer | null, n = 0; n < 16_384 && (chunk = socket.read(Math.min(16_384 - n, socket.readableLength || 16_384))) !== null; ) {
+      n += chunk.length;
+      got += chunk.length;
+    }
+    await sleep(200);
+  }
+  const seconds = (Date.now() - started) / 1000;
+  console.log(`slow raw reader: ${got} of ${6 * MB} bytes in ${seconds.toFixed(1)} s (${(got / seconds / 1000).toFixed(0)} KB/s), ${error ? `error ${(error as NodeJS.ErrnoException).code}` : 'no error'}`);
+  await server.stop();
+}
+
 async function main(): Promise<void> {
   const scenario = process.argv[2];
   if (scenario === 'child') return child();
@@ -271,10 +305,12 @@ async function main(): Promise<void> {
   try {
     await writeFile(path.join(root, 'small.txt'), 'a small file\n');
     await writeFile(path.join(root, 'big.bin'), Buffer.alloc(50 * MB, 0x5a));
+    await writeFile(path.join(root, 'medium.bin'), Buffer.alloc(6 * MB, 0x5a));
     if (scenario === 'flood') await scenarioFlood(root);
     else if (scenario === 'never-read') await scenarioNeverRead(root);
     else if (scenario === 'churn') await scenarioChurn(root);
-    else throw new Error('usage: hostile.js flood|never-read|churn');
+    else if (scenario === 'slow-read') await scenarioSlowRead(root);
+    else throw new Error('usage: hostile.js flood|never-read|churn|slow-read');
   } finally {
     await rm(root, { recursive: true, force: true });
   }

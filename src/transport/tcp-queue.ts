@@ -5,8 +5,9 @@
  * progress there for many seconds. The unacknowledged count (`tx_queue` of /proc/net/tcp, as
  * `ss` shows it) falls as soon as the peer reads and its window opens.
  *
- * Linux only (/proc); elsewhere, and for sockets without a file descriptor of their own (TLS),
- * the answer is undefined and callers fall back to what Node reports.
+ * Linux only (/proc); elsewhere, and for a socket whose descriptor is not at hand, the answer is
+ * undefined and callers fall back to what Node reports. (A TLS socket's handle has the
+ * descriptor of its TCP socket: its count is of TLS records, which is just as good.)
  */
 import { readFileSync, readlinkSync } from 'node:fs';
 import type { Socket } from 'node:net';
