@@ -135,6 +135,15 @@ export class FrameDecoder {
     return this.#buffered + this.#assembled;
   }
 
+  /**
+   * True from the first byte of a frame's header until its last payload byte: a frame has
+   * begun. Unlike {@link bufferedBytes}, it holds while a complete header waits for a payload
+   * of which no byte has come yet (the header's bytes were consumed, nothing is buffered).
+   */
+  get midFrame(): boolean {
+    return this.#length >= 0 || this.#buffered > 0;
+  }
+
   /** True when the preamble has been fully received (or was not expected). */
   get preambleDone(): boolean {
     return this.#preambleSeen === PREAMBLE.length;

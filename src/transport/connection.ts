@@ -7,6 +7,7 @@ import { ProtocolError } from '../errors.js';
 import { encodeFrame, encodeHeader, FrameDecoder, type Frame } from '../protocol/frame.js';
 import { formatAddress, normalizeIp } from './address.js';
 import type { BufferPool } from '../util/buffer-pool.js';
+import { unacknowledgedBytes } from './tcp-queue.js';
 import { Watchdog, type Clock, type Expiry, type WatchdogOwner, type WatchdogTimeouts } from './watchdog.js';
 
 /** Who is at the other end, with IPv4-mapped IPv6 addresses shown as IPv4. */
@@ -189,6 +190,11 @@ export class Connection implements WatchdogOwner {
     return this.#socket.writableLength + (handle?.writeQueueSize ?? 0);
   }
 
+  /** @internal For the watchdog: bytes the peer has not acknowledged, as the kernel counts them. */
+  unacknowledgedBytes(): number | undefined {
+    return unacknowledgedBytes(this.#socket, Date.now());
+  }
+
   /** @internal For the watchdog: a phase deadline passed. */
   expired(why: Expiry): void {
     this.#handlers.timeout?.(why);
@@ -335,8 +341,7 @@ export class Connection implements WatchdogOwner {
     if (this.#paused && this.#hard === hard) return;
     this.#paused = true;
     this.#hard = hard || this.#controlTypes === undefined;
-    if (this.#hard || this.#backlogBytes >= this.#softPauseBytes) this.#socket.pause();
-    else this.#socket.resume();
+    this.#reading(!(this.#hard || this.#backlogBytes >= this.#softPauseBytes));
   }
 
   /** Delivers frames held while paused, then reads the socket again. */
@@ -348,7 +353,22 @@ export class Connection implements WatchdogOwner {
       this.#backlogBytes -= frame.payload.length;
       this.#handlers.frame(frame);
     }
-    if (!this.#paused) this.#socket.resume();
+    if (!this.#paused) this.#reading(true);
+  }
+
+  /**
+   * Reads the socket, or stops. While we do not read, the peer cannot complete a frame it has
+   * begun: the request deadline runs only while we read (from when we read again, not from the
+   * frame's first byte), so backpressure on a pipelining client is never its timeout.
+   */
+  #reading(on: boolean): void {
+    if (on) {
+      this.#socket.resume();
+      this.#watchdog?.partialFrame(this.#decoder.midFrame);
+    } else {
+      this.#socket.pause();
+      this.#watchdog?.partialFrame(false);
+    }
   }
 
   /** Sends what is queued, then half-closes our side. Idempotent. */
@@ -393,7 +413,12 @@ export class Connection implements WatchdogOwner {
       this.#handlers.protocolError(error as ProtocolError);
       return;
     }
-    this.#watchdog?.partialFrame(this.#decoder.bufferedBytes > 0);
+    if (this.#watchdog !== undefined) {
+      // Each frame has its own deadline: one completed in this chunk ends its clock, and what
+      // remains is a frame begun now. A bare header counts (its bytes are consumed, not buffered).
+      if (frames.length > 0) this.#watchdog.partialFrame(false);
+      this.#watchdog.partialFrame(this.#decoder.midFrame);
+    }
     for (let i = 0; i < frames.length; i++) {
       if (this.#closed) return;
       const frame = frames[i]!;
@@ -405,7 +430,7 @@ export class Connection implements WatchdogOwner {
       }
       this.#handlers.frame(frame);
     }
-    if (this.#paused && !this.#hard && this.#backlogBytes >= this.#softPauseBytes) this.#socket.pause();
+    if (this.#paused && !this.#hard && this.#backlogBytes >= this.#softPauseBytes) this.#reading(false);
   }
 
   #onEnd(): void {

@@ -8,9 +8,14 @@
  *              byte; trickling bytes does not extend it (slowloris).
  * - idle:      no request in flight, no frame half-received, nothing being sent, and no bytes
  *              either way for this long.
- * - send-stall: while our output is blocked (the peer does not read), the bytes still queued
- *              must shrink at least once in this long; a slow reader that keeps making progress
- *              is never cut.
+ * - send-stall: while our output is blocked (the peer does not read), the peer must take some
+ *              of our bytes at least once in this long; a slow reader that keeps making progress
+ *              is never cut. Taken means: our queue shrank (the kernel accepted more), or the
+ *              kernel's count of bytes the peer has not acknowledged fell. The kernel accepts
+ *              more only after a third of its send buffer (MiBs) is free, so a slow reader
+ *              would show no progress for many seconds without the second measure; that one
+ *              costs a read of /proc, so it is sampled only when the first shows nothing: at
+ *              half the deadline (a baseline) and at the deadline.
  */
 
 /** Time and timers, injectable for tests. */
@@ -42,6 +47,11 @@ export interface WatchdogTimeouts {
 export interface WatchdogOwner {
   /** Bytes of output still queued, for send-progress. */
   queuedBytes(): number;
+  /**
+   * Bytes sent or queued in the kernel that the peer has not acknowledged, or undefined when
+   * this cannot be known (then only {@link queuedBytes} counts).
+   */
+  unacknowledgedBytes?(): number | undefined;
   /** A deadline passed; the watchdog has stopped. */
   expired(why: Expiry): void;
 }
@@ -58,6 +68,11 @@ export class Watchdog {
   #blocked = false;
   #lastProgressAt = 0;
   #lastQueued = 0;
+  /**
+   * The peer's unacknowledged bytes at the last sample: undefined while a baseline is wanted,
+   * null when the owner cannot tell (or said so once).
+   */
+  #lastUnacked: number | undefined | null = undefined;
   #timer: unknown;
   #armedFor = Infinity;
   #stopped = false;
@@ -112,6 +127,7 @@ export class Watchdog {
     if (blocked) {
       this.#lastProgressAt = this.#clock.now();
       this.#lastQueued = this.#owner.queuedBytes();
+      if (this.#lastUnacked !== null) this.#lastUnacked = undefined;
       this.#rearm();
     } else {
       this.#lastActivity = this.#clock.now();
@@ -130,9 +146,36 @@ export class Watchdog {
     let next = Infinity;
     if (!this.#handshakeDone && handshakeMs > 0) next = Math.min(next, this.#startedAt + handshakeMs);
     if (this.#partialSince !== undefined && requestMs > 0) next = Math.min(next, this.#partialSince + requestMs);
-    if (this.#blocked && sendStallMs > 0) next = Math.min(next, this.#lastProgressAt + sendStallMs);
+    if (this.#blocked && sendStallMs > 0) next = Math.min(next, this.#lastProgressAt + this.#stallCheckAfter(sendStallMs));
     if (this.#idleCounts() && idleMs > 0) next = Math.min(next, this.#lastActivity + idleMs);
     return next;
+  }
+
+  /** A baseline of unacknowledged bytes is sampled at half the deadline, when one is wanted. */
+  #stallCheckAfter(sendStallMs: number): number {
+    return this.#lastUnacked === undefined && this.#owner.unacknowledgedBytes !== undefined ? Math.floor(sendStallMs / 2) : sendStallMs;
+  }
+
+  /** Whether the peer took some of our bytes since the last look; updates the samples. */
+  #sendProgressed(): boolean {
+    const queued = this.#owner.queuedBytes();
+    if (queued < this.#lastQueued) {
+      this.#lastQueued = queued;
+      // A new baseline of the kernel's count is wanted: the kernel just took more bytes.
+      if (this.#lastUnacked !== null) this.#lastUnacked = undefined;
+      return true;
+    }
+    if (this.#lastUnacked === null) return false;
+    const unacked = this.#owner.unacknowledgedBytes?.();
+    if (unacked === undefined) {
+      this.#lastUnacked = null;
+      return false;
+    }
+    // Compared with the last sample, not a minimum: the count rises when the kernel takes more
+    // of our queue, which only happens after the peer took some.
+    const progressed = this.#lastUnacked !== undefined && unacked < this.#lastUnacked;
+    this.#lastUnacked = unacked;
+    return progressed;
   }
 
   #idleCounts(): boolean {
@@ -158,12 +201,9 @@ export class Watchdog {
     if (this.#stopped) return;
     const now = this.#clock.now();
     const { handshakeMs, requestMs, idleMs, sendStallMs } = this.#timeouts;
-    if (this.#blocked) {
-      const queued = this.#owner.queuedBytes();
-      if (queued < this.#lastQueued) {
-        this.#lastQueued = queued;
-        this.#lastProgressAt = now;
-      }
+    // Send progress is looked at only when its check is due: a look may read /proc.
+    if (this.#blocked && sendStallMs > 0 && now >= this.#lastProgressAt + this.#stallCheckAfter(sendStallMs) && this.#sendProgressed()) {
+      this.#lastProgressAt = now;
     }
     let expired: Expiry | undefined;
     if (!this.#handshakeDone && handshakeMs > 0 && now >= this.#startedAt + handshakeMs) expired = 'handshake';

@@ -2,18 +2,77 @@
  * A small free list of equal-sized buffers. Bulk transfers reuse their 1 MiB buffers instead of
  * allocating (and faulting in) a fresh one per chunk: on our VMs, memory freed and touched anew
  * costs more than the copy itself.
+ *
+ * Memory it no longer needs is given back to the system at once, not left to the garbage
+ * collector: an idle server runs no collection, and glibc keeps 1 MiB blocks freed by one in
+ * its heap (its mmap threshold rises past them after the first), so RSS stayed up long after a
+ * burst of downloads. Buffers beyond the pool's capacity, and every free buffer once the pool
+ * has been idle for `idleMs`, are released that way.
  */
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+
 /** The size of bulk payload buffers: DATA and PUT_DATA frames (1 MiB). */
 export const BULK_BUFFER_BYTES = 1024 * 1024;
+
+/** Time and timers of a pool, injectable for tests (the shape of the watchdog's Clock). */
+export interface PoolClock {
+  now(): number;
+  setTimeout<T>(callback: (arg: T) => void, ms: number, arg: T): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+const systemClock: PoolClock = {
+  now: () => Date.now(),
+  // Unref'd: a pool waiting to trim must not keep the process alive.
+  setTimeout: (callback, ms, arg) => setTimeout(callback, ms, arg).unref(),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
+/** Options of a {@link BufferPool}. */
+export interface BufferPoolOptions {
+  /** Free buffers are released once nothing was taken for this long. @default 1000 */
+  idleMs?: number;
+  clock?: PoolClock;
+}
+
+/** A port whose other end is closed: what is transferred to it is freed when dropped, no GC needed. */
+let sink: MessagePort | undefined;
+
+/**
+ * Frees `buffer`'s memory now. Transferring an ArrayBuffer detaches it (every view then has
+ * length 0) and moves its memory into a message, which a closed port drops. The caller
+ * guarantees nothing uses the buffer any more.
+ */
+export function releaseBuffer(buffer: Buffer): void {
+  if (sink === undefined) {
+    const channel = new MessageChannel();
+    channel.port2.close();
+    sink = channel.port1;
+    sink.unref();
+  }
+  const memory = buffer.buffer as ArrayBuffer;
+  sink.postMessage(memory, [memory]);
+}
 
 export class BufferPool {
   readonly size: number;
   readonly #max: number;
   readonly #free: Buffer[] = [];
+  readonly #idleMs: number;
+  readonly #clock: PoolClock;
+  #lastTake = 0;
+  #timer: unknown;
 
-  constructor(size: number, max: number) {
+  constructor(size: number, max: number, options: BufferPoolOptions = {}) {
     this.size = size;
     this.#max = max;
+    this.#idleMs = options.idleMs ?? 1000;
+    this.#clock = options.clock ?? systemClock;
+  }
+
+  /** Free buffers held now. */
+  get available(): number {
+    return this.#free.length;
   }
 
   /**
@@ -24,16 +83,33 @@ export class BufferPool {
 
   /** A buffer of `size` bytes, contents undefined. */
   take(): Buffer {
+    this.#lastTake = this.#clock.now();
     return this.#free.pop() ?? Buffer.allocUnsafeSlow(this.size);
   }
 
   /**
-   * Returns a buffer nobody references any more (a view into it would see it overwritten).
-   * Buffers of another size, or beyond the pool's capacity, are left to the garbage collector.
+   * Returns a buffer nobody references any more (a view into it would see it overwritten, or
+   * emptied). One of the pool's size beyond its capacity is released at once; one of another
+   * size, or a view into a larger allocation, is left to the garbage collector.
    */
   give(buffer: Buffer): void {
-    if (buffer.length === this.size && buffer.byteOffset === 0 && buffer.buffer.byteLength === this.size && this.#free.length < this.#max) {
-      this.#free.push(buffer);
+    if (buffer.length !== this.size || buffer.byteOffset !== 0 || buffer.buffer.byteLength !== this.size) return;
+    if (this.#free.length >= this.#max) {
+      releaseBuffer(buffer);
+      return;
     }
+    this.#free.push(buffer);
+    if (this.#timer === undefined) this.#timer = this.#clock.setTimeout(BufferPool.#idleCheck, this.#idleMs, this);
+  }
+
+  static #idleCheck(pool: BufferPool): void {
+    pool.#timer = undefined;
+    if (pool.#free.length === 0) return;
+    const quietFor = pool.#clock.now() - pool.#lastTake;
+    if (quietFor < pool.#idleMs) {
+      pool.#timer = pool.#clock.setTimeout(BufferPool.#idleCheck, pool.#idleMs - quietFor, pool);
+      return;
+    }
+    for (const buffer of pool.#free.splice(0)) releaseBuffer(buffer);
   }
 }

@@ -107,6 +107,22 @@ describe('FrameDecoder: chunk boundaries never matter', () => {
     ]);
   });
 
+  it('says a frame has begun from its first header byte to its last payload byte (midFrame)', () => {
+    // A small payload is buffered in chunks, a large one assembled in its own buffer.
+    for (const payload of [Buffer.from('hello'), pattern(100 * 1024, 3)]) {
+      const frame = encodeFrame(FrameType.MESSAGE, 7, payload);
+      for (const cut of [1, HEADER_BYTES - 1, HEADER_BYTES, HEADER_BYTES + 1, frame.length - 1]) {
+        const probe = new FrameDecoder({ maxFrameBytes: payload.length });
+        probe.push(preambleBytes());
+        assert.equal(probe.midFrame, false, 'between frames');
+        assert.deepEqual(probe.push(frame.subarray(0, cut)), []);
+        assert.equal(probe.midFrame, true, `${payload.length}-byte payload, ${cut} bytes in`);
+        assert.equal(probe.push(frame.subarray(cut)).length, 1);
+        assert.equal(probe.midFrame, false, `${payload.length}-byte payload, complete`);
+      }
+    }
+  });
+
   it('accepts plain Uint8Array views with a byte offset, not only Buffers', () => {
     const backing = new Uint8Array(STREAM.length + 5);
     backing.set(STREAM, 3);

@@ -138,6 +138,50 @@ describe('watchdog (fake clock)', () => {
     assert.deepEqual(expired, ['send-stall']);
   });
 
+  it('send-stall: progress the kernel sees (fewer unacknowledged bytes) counts when our queue does not move', () => {
+    const clock = new FakeClock();
+    const expired: Expiry[] = [];
+    let unacked = 4_000_000;
+    let looks = 0;
+    const owner = {
+      expired: (why: Expiry) => expired.push(why),
+      queuedBytes: () => 1_000_000, // the kernel takes nothing more from us: no wake-up in sight
+      unacknowledgedBytes: () => {
+        looks++;
+        return unacked;
+      },
+    };
+    const dog = new Watchdog(TIMEOUTS, owner, clock);
+    dog.handshakeDone();
+    dog.setBusy(true);
+    dog.sendBlocked(true);
+    assert.equal(looks, 0, 'not looked at when blocking: a fast transfer blocks all the time');
+    for (let i = 0; i < 40; i++) {
+      clock.advance(100);
+      unacked -= 16_384; // the peer reads 16 KB every 100 ms; the kernel acknowledges it
+    }
+    assert.deepEqual(expired, []);
+    // One baseline, then one look per 300 ms deadline: 4 s of transfer, about 14 looks.
+    assert.ok(looks <= 20, `${looks} looks in 4 s: only when a check is due`);
+    clock.advance(600); // it stops reading: cut within two deadlines of its last progress
+    assert.deepEqual(expired, ['send-stall']);
+  });
+
+  it('send-stall: a peer that acknowledges nothing is cut on time, kernel view or not', () => {
+    for (const unacked of [() => 3_000_000, () => undefined]) {
+      const clock = new FakeClock();
+      const expired: Expiry[] = [];
+      const dog = new Watchdog(TIMEOUTS, { expired: (why) => expired.push(why), queuedBytes: () => 1_000_000, unacknowledgedBytes: unacked }, clock);
+      dog.handshakeDone();
+      dog.setBusy(true);
+      dog.sendBlocked(true);
+      clock.advance(299);
+      assert.deepEqual(expired, []);
+      clock.advance(1);
+      assert.deepEqual(expired, ['send-stall']);
+    }
+  });
+
   it('a zero timeout is off', () => {
     const { clock, expired, dog } = setup({ idleMs: 0, handshakeMs: 0 });
     clock.advance(1_000_000);

@@ -53,8 +53,11 @@ function reportingRefusals(service: Service, onRefused: NonNullable<FileServiceO
   };
 }
 
-/** Chunk buffers shared by every transfer of the process, reused once the socket is done with them. */
-const chunks = new BufferPool(DATA_CHUNK_BYTES, 32);
+/**
+ * Chunk buffers shared by every transfer of the process, reused once the socket is done with
+ * them; released when idle (see {@link BufferPool}). Exported for tests.
+ */
+export const chunks = new BufferPool(DATA_CHUNK_BYTES, 32);
 
 /** Reads `length` bytes at `position`; fewer only at end of file. */
 async function readChunk(handle: FileHandle, position: number, length: number): Promise<Buffer> {
@@ -97,18 +100,18 @@ async function serveGet(root: FileRoot, chunkBytes: number, request: Frame, exch
     const { signal } = exchange;
     await hashRange(handle, 0, offset, digest, get.name, signal);
     await exchange.write(FileFrame.FILE_HEAD, encodeFileHead({ size, mtimeMs, offset, digest: DIGEST_ALGORITHM }));
-    let position = offset;
-    // Read ahead: the next chunk comes off the disk while this one goes out.
-    let next = position < size ? readChunk(handle, position, Math.min(chunkBytes, size - position)) : undefined;
-    while (next !== undefined) {
-      const chunk = await next;
+    // The next chunk is read once this one is queued, not while it waits for room: while the
+    // socket has room, the kernel sends what it holds meanwhile; when it has none, a peer that
+    // does not read holds one chunk of ours (the one queued), not two. After a wait for room the
+    // queued chunk is back in the pool, and the next read reuses it.
+    for (let position = offset; position < size; ) {
+      const chunk = await readChunk(handle, position, Math.min(chunkBytes, size - position));
       if (chunk.length === 0) throw changed(get.name);
-      position += chunk.length;
-      next = position < size ? readChunk(handle, position, Math.min(chunkBytes, size - position)) : undefined;
       if (signal.aborted) {
-        void next?.catch(() => {});
+        chunks.give(chunk);
         throw new TcpkitError('CANCELLED', 'the client cancelled the transfer');
       }
+      position += chunk.length;
       digest.update(chunk);
       await exchange.write(FileFrame.DATA, chunk, () => chunks.give(chunk));
     }
