@@ -291,7 +291,9 @@ function interrupted(error: unknown, remote: string, got: number, size: number, 
     errno === 'ECONNRESET' || errno === 'EPIPE'
       ? `connection reset by ${remote} ${progress}`
       : code === 'CONNECTION_CLOSED' && error.message.endsWith('before replying')
-        ? `${remote} closed the connection ${progress}`
+        ? // Linux reports a reset that arrives while we are not reading (paused for the disk)
+          // as an end of stream, its unread bytes dropped: an EOF mid-reply may be either.
+          `${remote} closed or reset the connection ${progress}`
         : `${error.message} (${progress})`;
   return new TcpkitError(code, `${what}${kept ? '; the partial file is kept: run again to resume' : ''}`, { cause: error });
 }
