@@ -19,6 +19,8 @@ export interface ExchangeHost {
   release(bytes: number): void;
   /** Takes back a payload buffer nothing references any more. */
   recycle(payload: Uint8Array): void;
+  /** The final reply went out: the request's id is free again, even while its handler still runs. */
+  answered(exchange: ServerExchange): void;
 }
 
 /** The per-request object handed to a service; also the handler's context. */
@@ -117,6 +119,7 @@ export class ServerExchange implements Exchange {
     if (this.#done) throw new Error(`request ${this.id} was already answered`);
     this.#done = true;
     this.#session.send(type, this.id, payload);
+    this.#session.answered(this);
   }
 
   write(type: number, payload: Uint8Array, onSent?: () => void): Promise<void> {

@@ -75,8 +75,14 @@ const HOLD_BYTES = 2 * 1024 * 1024;
 export class ServerSession implements ConnectionHandlers {
   readonly #host: SessionHost;
   readonly #conn: Connection;
-  /** Requests being served (created on the first that does not answer at once). */
+  /**
+   * Requests not yet answered, by id (created on the first that does not answer at once): what
+   * CANCEL and continuation frames find, and what makes a reused id a duplicate. An id is free
+   * again once its final reply is out, even while its handler still runs (closing its file).
+   */
   #inFlight: Map<number, ServerExchange> | undefined;
+  /** Handlers still running: what counts against maxInFlight and keeps the connection busy. */
+  #running = 0;
   #state: SessionState = 'hello';
   #preambleSent = false;
   #peerSaidGoodbye = false;
@@ -142,7 +148,7 @@ export class ServerSession implements ConnectionHandlers {
   }
   /** Requests being served right now. */
   get inFlight(): number {
-    return this.#inFlight?.size ?? 0;
+    return this.#running;
   }
   /** Requests received since the connection opened. */
   get requests(): number {
@@ -178,6 +184,11 @@ export class ServerSession implements ConnectionHandlers {
     const before = this.#held;
     this.#held += bytes;
     if (before < HOLD_BYTES && this.#held >= HOLD_BYTES) this.#conn.pause();
+  }
+
+  /** @internal A request got its final reply: its id may be used again. */
+  answered(exchange: ServerExchange): void {
+    if (this.#inFlight?.get(exchange.id) === exchange) this.#inFlight.delete(exchange.id);
   }
 
   /** @internal A handler is done with a payload buffer: it may be reused. */
@@ -435,22 +446,21 @@ export class ServerSession implements ConnectionHandlers {
     try {
       result = service.handle(frame, exchange);
     } catch (error) {
-      this.#settle(exchange, error);
+      this.#settle(exchange, error, false);
       return;
     }
     if (result instanceof Promise) {
       // Only a request still running needs a slot; a synchronous answer never takes one.
-      const inFlight = (this.#inFlight ??= new Map());
-      inFlight.set(id, exchange);
-      if (inFlight.size === 1) this.#conn.setBusy(true);
+      if (!exchange.done) (this.#inFlight ??= new Map()).set(id, exchange);
+      if (++this.#running === 1) this.#conn.setBusy(true);
       // At the cap: hold back further requests, but keep answering PINGs and CANCELs.
-      if (inFlight.size >= this.#host.options.maxInFlight && !this.#holding) this.#conn.pause('soft');
+      if (this.#running >= this.#host.options.maxInFlight && !this.#holding) this.#conn.pause('soft');
       result.then(
-        () => this.#settle(exchange, undefined),
-        (error: unknown) => this.#settle(exchange, error),
+        () => this.#settle(exchange, undefined, true),
+        (error: unknown) => this.#settle(exchange, error, true),
       );
     } else if (!exchange.done) {
-      this.#settle(exchange, undefined);
+      this.#settle(exchange, undefined, false);
     } else if (this.#conn.needsDrain) {
       this.#waitForDrain();
     }
@@ -462,9 +472,13 @@ export class ServerSession implements ConnectionHandlers {
     void this.#conn.drained().then(() => this.#maybeResume());
   }
 
-  /** A handler finished: make sure the client got an answer, free the slot, maybe read on. */
-  #settle(exchange: ServerExchange, error: unknown): void {
-    if (this.#inFlight?.delete(exchange.id) === true && this.#inFlight.size === 0) this.#conn.setBusy(false);
+  /**
+   * A handler finished: make sure the client got an answer, free the slot (`running`: it held
+   * one), maybe read on.
+   */
+  #settle(exchange: ServerExchange, error: unknown, running: boolean): void {
+    this.answered(exchange);
+    if (running && --this.#running === 0) this.#conn.setBusy(false);
     exchange.discard();
     if (this.#state === 'closed') return;
     if (!exchange.done) {
@@ -575,6 +589,7 @@ export class ServerSession implements ConnectionHandlers {
     clearTimeout(this.#authTimer);
     this.#rawActive?.abort(new TcpkitError('CONNECTION_CLOSED', 'the connection closed'));
     if (this.#inFlight !== undefined && this.#inFlight.size > 0) {
+      // Those answered already only tidy up (close a file): nothing to stop.
       const gone = new TcpkitError('CONNECTION_CLOSED', 'the connection closed');
       for (const exchange of this.#inFlight.values()) exchange.abort(gone);
     }

@@ -181,6 +181,35 @@ describe('server: connections', () => {
     await peer.waitClosed();
   });
 
+  it('frees an id once its final reply is out, while the handler still runs; the handler still holds its slot', async () => {
+    // A GET handler answers FILE_END and then closes its file: a client may reuse the id as
+    // soon as the reply arrived (PROTOCOL.md §4.2), however long the tidying up takes.
+    const tidy = gate();
+    const service = {
+      name: 'tidy',
+      requestTypes: [0x70],
+      async handle(request: { payload: Uint8Array }, exchange: { reply(type: number, payload?: Uint8Array): void }) {
+        exchange.reply(0x71, request.payload);
+        await tidy.promise;
+      },
+    };
+    const { server, port } = await serve({ services: [service], maxInFlight: 2 });
+    const peer = await RawPeer.open(port);
+    peer.send(0x70, 7, Buffer.from('first'));
+    await peer.waitFrames(1);
+    peer.send(0x70, 7, Buffer.from('again'));
+    await peer.waitFrames(2);
+    assert.deepEqual(peer.frames.map((f) => [f.type, f.id, f.payload.toString()]), [[0x71, 7, 'first'], [0x71, 7, 'again']]);
+    // Both handlers still run: the cap (2) holds a third request back until one finishes.
+    peer.send(FrameType.MESSAGE, 8, Buffer.from('third'));
+    await assert.rejects(peer.waitFrames(3, 300), /timed out/);
+    tidy.open();
+    await peer.waitFrames(3);
+    assert.equal(peer.frames[2]!.payload.toString(), 'third');
+    assert.equal(server.stats().requests, 3);
+    peer.socket.destroy();
+  });
+
   it('answers an unknown request type with UNSUPPORTED_REQUEST and keeps the connection', async () => {
     const { port } = await serve();
     const peer = await RawPeer.open(port);
