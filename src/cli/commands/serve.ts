@@ -223,7 +223,7 @@ export function registerServe(program: Command): void {
       server.on('protocol-error', (peer, error) => log(`${peer.label} protocol error: ${safeText(error.message)}`));
       const TIMEOUTS = {
         handshake: 'no hello in time, closed',
-        request: 'a frame not completed in time (slowloris?), closed',
+        request: 'a frame it began did not arrive whole within the request deadline (stalled or trickling), closed',
         idle: 'idle, said goodbye',
         'send-stall': 'stopped reading our replies, reset',
       } as const;
