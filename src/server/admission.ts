@@ -20,10 +20,46 @@ export interface AdmissionLimits {
 
 export type AdmissionVerdict = { admitted: true } | { admitted: false; reason: RefusalReason };
 
-export class Admission {
-  readonly #limits: AdmissionLimits;
+/**
+ * Connections counted in total and per client address ('' : counted in the total only, its
+ * address not looked up). Shared by both policies below.
+ */
+class AddressCounts {
   readonly #perIp = new Map<string, number>();
   #total = 0;
+
+  get total(): number {
+    return this.#total;
+  }
+
+  held(ip: string): number {
+    return ip === '' ? 0 : (this.#perIp.get(ip) ?? 0);
+  }
+
+  add(ip: string): void {
+    if (ip !== '') this.#perIp.set(ip, this.held(ip) + 1);
+    this.#total++;
+  }
+
+  /** Exactly once per {@link add}, with the same `ip`; `what` names the count in the error of a bad call. */
+  remove(ip: string, what: string): void {
+    if (ip !== '') {
+      const held = this.#perIp.get(ip);
+      if (held === undefined) throw new Error(`${what} of ${ip}, which holds no connection`);
+      if (held <= 1) this.#perIp.delete(ip);
+      else this.#perIp.set(ip, held - 1);
+    }
+    this.#total--;
+  }
+
+  perIp(): Record<string, number> {
+    return Object.fromEntries(this.#perIp);
+  }
+}
+
+export class Admission {
+  readonly #limits: AdmissionLimits;
+  readonly #counts = new AddressCounts();
 
   constructor(limits: AdmissionLimits) {
     this.#limits = limits;
@@ -35,39 +71,24 @@ export class Admission {
    */
   admit(ip: string): AdmissionVerdict {
     const { maxConnections, maxConnectionsPerIp } = this.#limits;
-    if (maxConnections > 0 && this.#total >= maxConnections) return { admitted: false, reason: 'total' };
-    if (ip === '') {
-      // No per-address rule in force: the address was not even looked up.
-      this.#total++;
-      return { admitted: true };
-    }
-    const held = this.#perIp.get(ip) ?? 0;
-    if (maxConnectionsPerIp > 0 && held >= maxConnectionsPerIp) return { admitted: false, reason: 'per-ip' };
-    this.#perIp.set(ip, held + 1);
-    this.#total++;
+    if (maxConnections > 0 && this.#counts.total >= maxConnections) return { admitted: false, reason: 'total' };
+    if (maxConnectionsPerIp > 0 && ip !== '' && this.#counts.held(ip) >= maxConnectionsPerIp) return { admitted: false, reason: 'per-ip' };
+    this.#counts.add(ip);
     return { admitted: true };
   }
 
   /** An admitted connection is gone. Exactly once per admitted connection. */
   release(ip: string): void {
-    if (ip === '') {
-      this.#total--;
-      return;
-    }
-    const held = this.#perIp.get(ip);
-    if (held === undefined) throw new Error(`release of ${ip}, which holds no connection`);
-    if (held <= 1) this.#perIp.delete(ip);
-    else this.#perIp.set(ip, held - 1);
-    this.#total--;
+    this.#counts.remove(ip, 'release');
   }
 
   get total(): number {
-    return this.#total;
+    return this.#counts.total;
   }
 
   /** Open connections per client address. */
   perIp(): Record<string, number> {
-    return Object.fromEntries(this.#perIp);
+    return this.#counts.perIp();
   }
 }
 
@@ -105,8 +126,7 @@ export function dropChance(held: number, limits: Pick<PreAuthLimits, 'maxPreAuth
  */
 export class PreAuthAdmission {
   readonly #limits: PreAuthLimits;
-  readonly #perIp = new Map<string, number>();
-  #total = 0;
+  readonly #counts = new AddressCounts();
 
   constructor(limits: PreAuthLimits) {
     this.#limits = limits;
@@ -118,13 +138,12 @@ export class PreAuthAdmission {
    */
   enter(ip: string): AdmissionVerdict {
     const { maxPreAuthPerIp, maxPreAuth, random } = this.#limits;
-    const held = ip === '' ? 0 : (this.#perIp.get(ip) ?? 0);
-    if (maxPreAuthPerIp > 0 && held >= maxPreAuthPerIp) return { admitted: false, reason: 'pre-auth-per-ip' };
-    if (maxPreAuth > 0 && this.#total >= maxPreAuth) return { admitted: false, reason: 'pre-auth' };
-    const chance = dropChance(this.#total, this.#limits);
+    const total = this.#counts.total;
+    if (maxPreAuthPerIp > 0 && this.#counts.held(ip) >= maxPreAuthPerIp) return { admitted: false, reason: 'pre-auth-per-ip' };
+    if (maxPreAuth > 0 && total >= maxPreAuth) return { admitted: false, reason: 'pre-auth' };
+    const chance = dropChance(total, this.#limits);
     if (chance > 0 && random() < chance) return { admitted: false, reason: 'pre-auth-drop' };
-    if (ip !== '') this.#perIp.set(ip, held + 1);
-    this.#total++;
+    this.#counts.add(ip);
     return { admitted: true };
   }
 
@@ -133,21 +152,15 @@ export class PreAuthAdmission {
    * after all. Exactly once per entered connection, with the same `ip`.
    */
   leave(ip: string): void {
-    if (ip !== '') {
-      const held = this.#perIp.get(ip);
-      if (held === undefined) throw new Error(`pre-auth leave of ${ip}, which holds no connection in its hello`);
-      if (held <= 1) this.#perIp.delete(ip);
-      else this.#perIp.set(ip, held - 1);
-    }
-    this.#total--;
+    this.#counts.remove(ip, 'pre-auth leave');
   }
 
   get total(): number {
-    return this.#total;
+    return this.#counts.total;
   }
 
   /** Connections in their hello per client address (tracked when a per-address rule is in force). */
   perIp(): Record<string, number> {
-    return Object.fromEntries(this.#perIp);
+    return this.#counts.perIp();
   }
 }

@@ -1,39 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BufferPool, type PoolClock } from '../../src/util/buffer-pool.js';
+import { BufferPool } from '../../src/util/buffer-pool.js';
 import { waitUntil } from '../helpers/net.js';
-
-/** Manual time: timers fire only when the test advances the clock. */
-class FakeClock implements PoolClock {
-  #now = 1_000_000;
-  #timers = new Map<number, { at: number; callback: () => void }>();
-  #next = 1;
-  now(): number {
-    return this.#now;
-  }
-  setTimeout<T>(callback: (arg: T) => void, ms: number, arg: T): unknown {
-    const id = this.#next++;
-    this.#timers.set(id, { at: this.#now + ms, callback: () => callback(arg) });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.#timers.delete(handle as number);
-  }
-  get pending(): number {
-    return this.#timers.size;
-  }
-  advance(ms: number): void {
-    const end = this.#now + ms;
-    for (;;) {
-      const due = [...this.#timers.entries()].filter(([, t]) => t.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
-      if (!due) break;
-      this.#timers.delete(due[0]);
-      this.#now = due[1].at;
-      due[1].callback();
-    }
-    this.#now = end;
-  }
-}
+import { FakeClock } from '../helpers/fake-clock.js';
 
 const SIZE = 1024 * 1024;
 
