@@ -602,6 +602,45 @@ describe('upload: a server that stops taking our bytes (issue 10, item 1)', () =
     await within(assert.rejects(message, (e: TcpkitError) => e.code === 'TCPKIT_ERR_REQUEST_TIMEOUT'), BOUND_MS, 'the queued request to fail');
     await assert.rejects(upload, /no progress from/);
   });
+
+  it('a slow server that keeps taking bytes is not timed out, though no drain comes for longer than the timeout', async () => {
+    // It takes one socket read (at most 64 KiB) every 20 ms: a few MB/s at most. The kernel takes
+    // more of our queue only once a third of its send buffer (MiBs) is free, seconds apart.
+    let reader: NodeJS.Timeout | undefined;
+    const server = await scriptedServer(['message', 'upload'], (frame, socket) => {
+      if (frame.type === UploadFrame.PUT) {
+        socket.write(encodeFrame(UploadFrame.PUT_READY, frame.id, Buffer.from('{}')));
+        // After the helper's own listener has decoded a chunk: wait for the next tick.
+        socket.on('data', () => socket.pause());
+        socket.pause();
+        reader = setInterval(() => socket.resume(), 20);
+      } else if (frame.type === UploadFrame.PUT_END) {
+        clearInterval(reader);
+        socket.resume();
+        const end = decodePutEnd(frame.payload);
+        socket.write(encodeFrame(UploadFrame.PUT_DONE, frame.id, encodePutDone({ name: 'slow.bin', size: end.bytes, digest: end.digest })));
+      }
+    });
+    undo.push(async () => {
+      clearInterval(reader);
+      await server.close();
+    });
+    const client = await connect(server.address, { requestTimeoutMs: 1000, heartbeatMs: 0 });
+    const size = 6 * 1024 * 1024;
+    // The longest wait of a chunk for room, or of the reply after the last one: longer than the
+    // timeout, or the test proves nothing.
+    let last = Date.now();
+    let longest = 0;
+    const onProgress = (): void => {
+      longest = Math.max(longest, Date.now() - last);
+      last = Date.now();
+    };
+    const stored = await within(uploadStream(client, 'slow.bin', megabytes(6, { chunks: 0 }), size, { onProgress }), 60_000, 'the slow upload');
+    onProgress();
+    assert.equal(stored.size, size);
+    assert.ok(longest > 1000, `the longest wait was ${longest} ms: the server was not slow enough to show anything`);
+    await client.close();
+  });
 });
 
 describe('upload wire payloads (pure)', () => {
