@@ -42,6 +42,10 @@ interface Pending {
   abandoned: boolean;
   onAbort: (() => void) | undefined;
   signal: AbortSignal | undefined;
+  /** It sent continuation frames (an upload's content): the server taking our output is its progress. */
+  sent: boolean;
+  /** Set while a continuation frame waits for room in the send buffer: wakes it once the request is over. */
+  unblock: (() => void) | undefined;
 }
 
 /** Receives the frames of a streamed reply; see {@link Client.stream}. */
@@ -119,6 +123,12 @@ export class Client {
   #paused = false;
   /** A protocol error that broke the connection when no caller awaited anything: close() reports it. */
   #unreported: Error | undefined;
+  /** `Date.now()` when the server last took some of our output: a drain, or a sample that moved. */
+  #sendProgressAt = 0;
+  /** Our queued output at the last sample, to tell when the kernel took more of it. */
+  #queuedSample = 0;
+  /** The kernel's count of bytes the server has not acknowledged, at the last sample (undefined: none yet). */
+  #unackedSample: number | undefined;
 
   /** @internal Use {@link connect}. */
   constructor(socket: net.Socket, options: ResolvedClientOptions, reads?: LargeReads) {
@@ -319,6 +329,8 @@ export class Client {
         abandoned: false,
         onAbort: undefined,
         signal: options.signal,
+        sent: false,
+        unblock: undefined,
       };
       if (timeoutMs > 0 || this.#options.heartbeatMs > 0) this.#armSweep(timeoutMs > 0 ? timeoutMs : Infinity);
       if (options.signal) {
@@ -337,9 +349,55 @@ export class Client {
     if (pending.abandoned || this.#pending.get(pending.id) !== pending) throw over();
     const limit = this.#server!.limits.maxFrameBytes;
     if (payload.length > limit) throw new TcpkitError('FRAME_TOO_LARGE', `frame of ${payload.length} bytes exceeds the server's limit of ${limit} bytes`);
-    if (!this.#conn.sendFrame(type, pending.id, payload, onSent)) await this.#conn.drained();
+    pending.sent = true;
+    if (!this.#conn.sendFrame(type, pending.id, payload, onSent)) await this.#roomToSend(pending);
     if (pending.abandoned) throw over();
-    if (pending.deadline !== 0) pending.deadline = Date.now() + pending.timeoutMs;
+    const now = Date.now();
+    this.#sendProgressAt = now;
+    if (pending.deadline !== 0) pending.deadline = now + pending.timeoutMs;
+  }
+
+  /**
+   * Waits until the send buffer has room again, or the request is over (timed out, failed,
+   * answered): a server that takes none of our bytes never drains it, and the caller must hear
+   * of the timeout all the same. Meanwhile the sweep watches the server take our bytes (see
+   * {@link #sampleOutput}): that, not only a drain, is progress.
+   */
+  async #roomToSend(pending: Pending): Promise<void> {
+    const conn = this.#conn;
+    try {
+      await new Promise<void>((resolve) => {
+        pending.unblock = resolve;
+        void conn.drained().then(resolve);
+      });
+    } finally {
+      pending.unblock = undefined;
+    }
+  }
+
+  /**
+   * Samples our output for requests that sent content: whether the server took some of it since
+   * the last sample, and whether some is still not taken. Taken means our queue shrank (the
+   * kernel took more), or the kernel's count of bytes the server has not acknowledged fell. The
+   * kernel takes more only once a third of its send buffer is free, so a slow but steady server
+   * can show no drain for many seconds, and bytes it holds after the last drain are still on
+   * their way; its count (a read of /proc, so read only once the queue has not moved for
+   * `quietMs`) shows both. The same measures as the server's send-stall rule (transport/watchdog.ts).
+   */
+  #sampleOutput(now: number, quietMs: number): { moved: boolean; outstanding: boolean } {
+    const queued = this.#conn.queuedBytes();
+    const previous = this.#queuedSample;
+    this.#queuedSample = queued;
+    if (queued < previous) {
+      this.#unackedSample = undefined; // the kernel's count rises as it takes more: a new baseline
+      return { moved: true, outstanding: true };
+    }
+    if (now - this.#sendProgressAt < quietMs) return { moved: false, outstanding: queued > 0 };
+    const unacked = this.#conn.unacknowledgedBytes();
+    const before = this.#unackedSample;
+    this.#unackedSample = unacked;
+    const moved = unacked !== undefined && before !== undefined && unacked < before;
+    return { moved, outstanding: queued > 0 || (unacked !== undefined && unacked > 0) };
   }
 
   /**
@@ -359,10 +417,29 @@ export class Client {
     this.#sweepTimer = undefined;
     const now = Date.now();
     let shortest = 0;
+    // Bytes the server takes are progress for the requests that sent them, as a reply would be.
+    // The kernel's count is wanted from half the shortest deadline it could save.
+    let quietMs = Infinity;
+    for (const pending of this.#pending.values()) {
+      if (pending.sent && pending.deadline !== 0) quietMs = Math.min(quietMs, pending.timeoutMs / 2);
+    }
+    const output = quietMs === Infinity || this.#paused ? undefined : this.#sampleOutput(now, quietMs);
+    if (output?.moved) {
+      this.#sendProgressAt = now;
+      for (const pending of this.#pending.values()) {
+        if (pending.sent && pending.deadline !== 0) pending.deadline = Math.max(pending.deadline, now + pending.timeoutMs);
+      }
+    }
     for (const [id, pending] of this.#pending) {
       if (pending.abandoned || pending.deadline === 0) continue;
       // While we do not read, no reply can arrive: the time does not count (see resumeReading).
       if (pending.deadline <= now && !this.#paused) {
+        if (pending.sent && output?.outstanding === true) {
+          // Nothing can get through a connection whose server takes none of our bytes: every
+          // request on it, and whatever would follow, is failed with this one.
+          this.#fatal(new TimeoutError('REQUEST_TIMEOUT', `no progress from ${this.remote} within ${pending.timeoutMs} ms: it took none of the bytes sent and sent no reply`));
+          return;
+        }
         this.#abandon(id, pending, new TimeoutError('REQUEST_TIMEOUT', `no reply from ${this.remote} within ${pending.timeoutMs} ms`));
       } else if (shortest === 0 || pending.timeoutMs < shortest) {
         shortest = pending.timeoutMs;
@@ -514,6 +591,7 @@ export class Client {
 
   #clearPending(pending: Pending): void {
     pending.deadline = 0;
+    pending.unblock?.();
     if (pending.onAbort) pending.signal?.removeEventListener('abort', pending.onAbort);
   }
 

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, realpath, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -13,8 +13,10 @@ import { connect } from '../../src/client/client.js';
 import type { TcpkitError } from '../../src/errors.js';
 import { createDigest } from '../../src/services/files/digest.js';
 import { uploadStream } from '../../src/services/files/put.js';
+import { UploadFrame } from '../../src/services/files/wire.js';
+import { encodeFrame } from '../../src/protocol/frame.js';
 import { runCli, startCliServer, type RunningCli } from '../helpers/cli.js';
-import { gate, LOOPBACK, waitUntil, within } from '../helpers/net.js';
+import { gate, LOOPBACK, scriptedServer, waitUntil, within } from '../helpers/net.js';
 
 /** The prefix of the server's temporary files (src/services/files/upload.ts). */
 const TEMP_PREFIX = '.tcpkit-upload-';
@@ -23,12 +25,15 @@ const TRANSFER_MS = 60_000;
 
 let base: string;
 const servers: RunningCli[] = [];
+/** Scripted servers, closed after the tests. */
+const stops: Array<() => Promise<void>> = [];
 
 before(async () => {
   // mkdtemp makes a 0700 directory: never world-writable, whatever the umask.
   base = await realpath(await mkdtemp(path.join(tmpdir(), 'tcpkit-put-')));
 });
 after(async () => {
+  for (const stop of stops.splice(0)) await stop();
   for (const server of servers.splice(0)) {
     server.child.kill('SIGKILL');
     await server.exit().catch(() => {});
@@ -319,6 +324,29 @@ describe('tcpkit put: refusals', () => {
     assert.deepEqual(await leftovers(served), []);
     assert.deepEqual(await entries(served), [], 'nothing under the name');
     assert.doesNotMatch(server.stderr(), /uploaded cut\.bin/);
+  });
+});
+
+describe('tcpkit put --timeout: a server that stops taking our bytes (issue 10, item 1)', () => {
+  it('reports no progress after --timeout, exits 4 and does not hang', async () => {
+    // It says PUT_READY and never reads again: the send buffer fills and never drains.
+    const server = await scriptedServer(['message', 'upload'], (frame, socket) => {
+      if (frame.type !== UploadFrame.PUT) return;
+      socket.write(encodeFrame(UploadFrame.PUT_READY, frame.id, Buffer.from('{}')));
+      socket.pause();
+    });
+    stops.push(() => server.close());
+    const { local } = await scratch('stalled');
+    // Sparse: 64 MiB is far more than the kernel's buffers take, and costs no disk.
+    await writeFile(path.join(local, 'big.bin'), '');
+    await truncate(path.join(local, 'big.bin'), 64 * 1024 * 1024);
+    const started = Date.now();
+    const result = await runCli(['put', server.address, 'big.bin', '--timeout', '2000'], { cwd: local, timeoutMs: 30_000 });
+    const ms = Date.now() - started;
+    assert.equal(result.code, 4, result.stderr);
+    assert.match(result.stderr, /^tcpkit: big\.bin: no progress from 127\.0\.0\.1:\d+ within 2000 ms: it took none of the bytes sent and sent no reply\n$/);
+    // Far below the heartbeat's 20 s (or never), far above 2 s and a node start on a busy machine.
+    assert.ok(ms < 9_000, `exited after ${ms} ms`);
   });
 });
 

@@ -547,6 +547,102 @@ describe('upload: the client against a hostile or failing server', () => {
   });
 });
 
+/** A scripted server announcing uploads that says PUT_READY and then never reads its socket again: our ACKs stop. */
+async function neverReadingPeer(): Promise<string> {
+  const server = await scriptedServer(['message', 'upload'], (frame, socket) => {
+    if (frame.type !== UploadFrame.PUT) return;
+    socket.write(encodeFrame(UploadFrame.PUT_READY, frame.id, Buffer.from('{}')));
+    socket.pause();
+  });
+  undo.push(() => server.close());
+  return server.address;
+}
+
+/** `count` chunks of 1 MiB, counted in `pulled` (one buffer, never changed: sent without copying, that is allowed). */
+function* megabytes(count: number, pulled: { chunks: number }): Generator<Buffer> {
+  const chunk = Buffer.alloc(1024 * 1024, 7);
+  while (pulled.chunks < count) {
+    pulled.chunks++;
+    yield chunk;
+  }
+}
+
+describe('upload: a server that stops taking our bytes (issue 10, item 1)', () => {
+  // Far below the heartbeat's verdict (10 s to PING, 10 more for the pong) and below never, far
+  // above the 1 s timeout on a busy machine.
+  const BOUND_MS = 8_000;
+
+  it('rejects with a timeout once it took nothing for the timeout, and the connection is destroyed', async () => {
+    const client = await connect(await neverReadingPeer(), { requestTimeoutMs: 1000 });
+    const pulled = { chunks: 0 };
+    const source = megabytes(256, pulled);
+    const upload = uploadStream(client, 'big.bin', source, 256 * 1024 * 1024);
+    await within(
+      assert.rejects(upload, (e: TcpkitError) => {
+        assert.equal(e.code, 'TCPKIT_ERR_REQUEST_TIMEOUT');
+        assert.match(e.message, /^no progress from 127\.0\.0\.1:\d+ within 1000 ms: it took none of the bytes sent and sent no reply$/);
+        return true;
+      }),
+      BOUND_MS,
+      'the stalled upload to fail',
+    );
+    assert.ok(pulled.chunks < 256, `the whole source was pulled (${pulled.chunks} chunks): the server never stopped taking bytes`);
+    await within(client.closed(), BOUND_MS, 'the connection to close');
+    assert.equal(client.state, 'closed');
+  });
+
+  it('rejects a request queued behind the stalled upload on the same connection too', async () => {
+    const client = await connect(await neverReadingPeer(), { requestTimeoutMs: 1000, heartbeatMs: 0 });
+    const pulled = { chunks: 0 };
+    const source = megabytes(256, pulled);
+    const upload = uploadStream(client, 'big.bin', source, 256 * 1024 * 1024);
+    upload.catch(() => {});
+    await waitUntil(() => pulled.chunks > 1, 'the upload to start sending');
+    const message = client.send('behind the upload', { timeoutMs: 60_000 });
+    await within(assert.rejects(message, (e: TcpkitError) => e.code === 'TCPKIT_ERR_REQUEST_TIMEOUT'), BOUND_MS, 'the queued request to fail');
+    await assert.rejects(upload, /no progress from/);
+  });
+
+  it('a slow server that keeps taking bytes is not timed out, though no drain comes for longer than the timeout', async () => {
+    // It takes one socket read (at most 64 KiB) every 20 ms: a few MB/s at most. The kernel takes
+    // more of our queue only once a third of its send buffer (MiBs) is free, seconds apart.
+    let reader: NodeJS.Timeout | undefined;
+    const server = await scriptedServer(['message', 'upload'], (frame, socket) => {
+      if (frame.type === UploadFrame.PUT) {
+        socket.write(encodeFrame(UploadFrame.PUT_READY, frame.id, Buffer.from('{}')));
+        // After the helper's own listener has decoded a chunk: wait for the next tick.
+        socket.on('data', () => socket.pause());
+        socket.pause();
+        reader = setInterval(() => socket.resume(), 20);
+      } else if (frame.type === UploadFrame.PUT_END) {
+        clearInterval(reader);
+        socket.resume();
+        const end = decodePutEnd(frame.payload);
+        socket.write(encodeFrame(UploadFrame.PUT_DONE, frame.id, encodePutDone({ name: 'slow.bin', size: end.bytes, digest: end.digest })));
+      }
+    });
+    undo.push(async () => {
+      clearInterval(reader);
+      await server.close();
+    });
+    const client = await connect(server.address, { requestTimeoutMs: 1000, heartbeatMs: 0 });
+    const size = 6 * 1024 * 1024;
+    // The longest wait of a chunk for room, or of the reply after the last one: longer than the
+    // timeout, or the test proves nothing.
+    let last = Date.now();
+    let longest = 0;
+    const onProgress = (): void => {
+      longest = Math.max(longest, Date.now() - last);
+      last = Date.now();
+    };
+    const stored = await within(uploadStream(client, 'slow.bin', megabytes(6, { chunks: 0 }), size, { onProgress }), 60_000, 'the slow upload');
+    onProgress();
+    assert.equal(stored.size, size);
+    assert.ok(longest > 1000, `the longest wait was ${longest} ms: the server was not slow enough to show anything`);
+    await client.close();
+  });
+});
+
 describe('upload wire payloads (pure)', () => {
   it('round-trips PUT, PUT_END and PUT_DONE', () => {
     assert.deepEqual(decodePut(encodePut({ name: 'a/b.txt', size: 7, overwrite: true })), { name: 'a/b.txt', size: 7, overwrite: true });
