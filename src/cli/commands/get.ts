@@ -146,7 +146,8 @@ export function registerGet(program: Command): void {
               return download(await shared.get(), name, target, downloadOptions);
             },
             (error, attempt, delay) => {
-              if (!flags.quiet) say(`${errorLine(error)}; retry ${attempt}/${flags.retries} in ${delay} ms`);
+              // "run again to resume" is what the retry is about to do: the line says the retry instead.
+              if (!flags.quiet) say(`${errorLine(error).replace(/: run again to resume$/, '')}; retry ${attempt}/${flags.retries} in ${delay} ms`);
             },
           );
           bar.stop();

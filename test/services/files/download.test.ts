@@ -377,6 +377,8 @@ describe('tcpkit get / ls', () => {
     const result = await runCli(['get', `${LOOPBACK}:${proxy.port}`, 'multi.bin', '--retries', '5', '--json'], { cwd });
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stderr, /retry 1\/5/);
+    // The retry line says what happens next, not "run again".
+    assert.match(result.stderr, /closed or reset the connection after [\d.]+ MB of [\d.]+ MB; the partial file is kept; retry 1\/5 in \d+ ms$/m);
     const line = JSON.parse(result.stdout) as { resumedFrom: number; bytes: number };
     assert.ok(line.resumedFrom > 0, 'the last try resumed from the partial file');
     assert.deepEqual(await readFile(path.join(cwd, 'multi.bin')), files.get('multi.bin'));
