@@ -190,6 +190,11 @@ export class Connection implements WatchdogOwner {
     return this.#socket.writableLength + (handle?.writeQueueSize ?? 0);
   }
 
+  /** @internal For the watchdog: bytes handed to the socket so far. */
+  sentBytes(): number {
+    return this.#bytesOut;
+  }
+
   /** @internal For the watchdog: bytes the peer has not acknowledged, as the kernel counts them. */
   unacknowledgedBytes(): number | undefined {
     return unacknowledgedBytes(this.#socket, Date.now());

@@ -48,6 +48,12 @@ export interface WatchdogOwner {
   /** Bytes of output still queued, for send-progress. */
   queuedBytes(): number;
   /**
+   * Bytes handed to the connection so far (queued ones included): with {@link queuedBytes}, what
+   * the kernel has taken, a count that only grows, however many streams write while blocked.
+   * @default 0 (only the queue shrinking counts)
+   */
+  sentBytes?(): number;
+  /**
    * Bytes sent or queued in the kernel that the peer has not acknowledged, or undefined when
    * this cannot be known (then only {@link queuedBytes} counts).
    */
@@ -67,12 +73,14 @@ export class Watchdog {
   #partialSince: number | undefined;
   #blocked = false;
   #lastProgressAt = 0;
-  #lastQueued = 0;
+  /** Bytes the kernel had taken from us at the last look (sent minus queued: never falls). */
+  #lastAccepted = 0;
   /**
-   * The peer's unacknowledged bytes at the last sample: undefined while a baseline is wanted,
-   * null when the owner cannot tell (or said so once).
+   * Bytes the peer had acknowledged at the last sample (taken minus unacknowledged: never
+   * falls): undefined while a baseline is wanted, null when the owner could not tell this time
+   * (asked again once the kernel takes more, or at the next block).
    */
-  #lastUnacked: number | undefined | null = undefined;
+  #lastAcked: number | undefined | null = undefined;
   #timer: unknown;
   #armedFor = Infinity;
   #stopped = false;
@@ -126,8 +134,8 @@ export class Watchdog {
     this.#blocked = blocked;
     if (blocked) {
       this.#lastProgressAt = this.#clock.now();
-      this.#lastQueued = this.#owner.queuedBytes();
-      if (this.#lastUnacked !== null) this.#lastUnacked = undefined;
+      this.#lastAccepted = this.#accepted();
+      this.#lastAcked = undefined;
       this.#rearm();
     } else {
       this.#lastActivity = this.#clock.now();
@@ -153,28 +161,34 @@ export class Watchdog {
 
   /** A baseline of unacknowledged bytes is sampled at half the deadline, when one is wanted. */
   #stallCheckAfter(sendStallMs: number): number {
-    return this.#lastUnacked === undefined && this.#owner.unacknowledgedBytes !== undefined ? Math.floor(sendStallMs / 2) : sendStallMs;
+    return this.#lastAcked === undefined && this.#owner.unacknowledgedBytes !== undefined ? Math.floor(sendStallMs / 2) : sendStallMs;
   }
 
-  /** Whether the peer took some of our bytes since the last look; updates the samples. */
+  #accepted(): number {
+    return (this.#owner.sentBytes?.() ?? 0) - this.#owner.queuedBytes();
+  }
+
+  /**
+   * Whether the peer took some of our bytes since the last look; updates the samples. Both
+   * measures only ever grow, so more output written while blocked (another reply stream) cannot
+   * hide a peer that keeps reading.
+   */
   #sendProgressed(): boolean {
-    const queued = this.#owner.queuedBytes();
-    if (queued < this.#lastQueued) {
-      this.#lastQueued = queued;
-      // A new baseline of the kernel's count is wanted: the kernel just took more bytes.
-      if (this.#lastUnacked !== null) this.#lastUnacked = undefined;
+    const accepted = this.#accepted();
+    if (accepted > this.#lastAccepted) {
+      this.#lastAccepted = accepted;
+      this.#lastAcked = undefined; // and a fresh baseline of the kernel's count
       return true;
     }
-    if (this.#lastUnacked === null) return false;
+    if (this.#lastAcked === null) return false;
     const unacked = this.#owner.unacknowledgedBytes?.();
     if (unacked === undefined) {
-      this.#lastUnacked = null;
+      this.#lastAcked = null;
       return false;
     }
-    // Compared with the last sample, not a minimum: the count rises when the kernel takes more
-    // of our queue, which only happens after the peer took some.
-    const progressed = this.#lastUnacked !== undefined && unacked < this.#lastUnacked;
-    this.#lastUnacked = unacked;
+    const acked = accepted - unacked;
+    const progressed = this.#lastAcked !== undefined && acked > this.#lastAcked;
+    this.#lastAcked = acked;
     return progressed;
   }
 

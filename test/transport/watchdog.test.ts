@@ -136,6 +136,41 @@ describe('watchdog (fake clock)', () => {
     assert.deepEqual(expired, ['send-stall']);
   });
 
+  it('send-stall: a steady reader is not cut when more streams write while the connection is blocked', () => {
+    // Several replies on one connection: each writes its next chunk while blocked, so our queue
+    // grows, and when the kernel takes more of it the unacknowledged count jumps up. Neither
+    // says "no progress": what the peer acknowledged keeps growing.
+    const clock = new FakeClock();
+    const expired: Expiry[] = [];
+    let sent = 1_000_000;
+    let queued = 1_000_000;
+    let unacked = 2_000_000;
+    const owner = {
+      expired: (why: Expiry) => expired.push(why),
+      sentBytes: () => sent,
+      queuedBytes: () => queued,
+      unacknowledgedBytes: () => unacked,
+    };
+    const dog = new Watchdog(TIMEOUTS, owner, clock);
+    dog.handshakeDone();
+    dog.setBusy(true);
+    dog.sendBlocked(true);
+    for (let tick = 1; tick <= 60; tick++) {
+      clock.advance(100);
+      unacked -= 20_000; // the peer reads 200 KB/s
+      if (tick % 7 === 0) {
+        // The kernel takes 600 KB of our queue, and three streams write 1 MB more meanwhile.
+        queued -= 600_000;
+        unacked += 600_000;
+        sent += 1_000_000;
+        queued += 1_000_000;
+      }
+    }
+    assert.deepEqual(expired, []);
+    clock.advance(600); // it stops reading
+    assert.deepEqual(expired, ['send-stall']);
+  });
+
   it('send-stall: a peer that acknowledges nothing is cut on time, kernel view or not', () => {
     for (const unacked of [() => 3_000_000, () => undefined]) {
       const clock = new FakeClock();
