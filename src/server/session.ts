@@ -432,12 +432,12 @@ export class ServerSession implements ConnectionHandlers {
       return;
     }
     if (this.#state !== 'open' || this.#peerSaidGoodbye) {
-      this.#sendError(id, 'SHUTTING_DOWN', 'the connection is closing: no new requests');
+      this.#refuseRequest(id, 'SHUTTING_DOWN', 'the connection is closing: no new requests');
       return;
     }
     const service = this.#host.services.get(frame.type);
     if (service === undefined) {
-      this.#sendError(id, 'UNSUPPORTED_REQUEST', `this server does not serve ${frameTypeName(frame.type)} requests`);
+      this.#refuseRequest(id, 'UNSUPPORTED_REQUEST', `this server does not serve ${frameTypeName(frame.type)} requests`);
       return;
     }
     this.#requests++;
@@ -464,6 +464,12 @@ export class ServerSession implements ConnectionHandlers {
     } else if (this.#conn.needsDrain) {
       this.#waitForDrain();
     }
+  }
+
+  /** Answers a request with an error at once; a client that does not read those either is read no more. */
+  #refuseRequest(id: number, code: ErrorCodeName, message: string): void {
+    this.#sendError(id, code, message);
+    if (this.#conn.needsDrain) this.#waitForDrain();
   }
 
   /** Output backpressure: read no new requests until the client takes its replies. */

@@ -77,6 +77,8 @@ describe('a pipelining peer that never reads costs bounded memory (real sockets)
   const cases: Array<[string, (id: number) => Buffer]> = [
     ['MESSAGE', (id) => encodeFrame(FrameType.MESSAGE, id, Buffer.alloc(64, 0x61))],
     ['GET of a small file', (id) => encodeFrame(FileFrame.GET, id, encodeGet({ name: 'small.txt', offset: 0 }))],
+    // Each 10-byte frame is answered by a far larger ERROR (UNSUPPORTED_REQUEST): an amplifier.
+    ['a request type the server does not serve', (id) => encodeFrame(0x7e, id)],
   ];
   for (const [what, make] of cases) {
     it(`stops reading a ${what} flood once its replies back up, resets it for the stall, and serves others meanwhile`, async () => {
