@@ -420,12 +420,18 @@ export class Client {
     // Bytes the server takes are progress for the requests that sent them, as a reply would be.
     // The kernel's count is wanted from half the shortest deadline it could save.
     let quietMs = Infinity;
+    const heartbeatMs = this.#options.heartbeatMs;
     for (const pending of this.#pending.values()) {
       if (pending.sent && pending.deadline !== 0) quietMs = Math.min(quietMs, pending.timeoutMs / 2);
+      if (pending.sent && heartbeatMs > 0) quietMs = Math.min(quietMs, heartbeatMs / 2);
     }
     const output = quietMs === Infinity || this.#paused ? undefined : this.#sampleOutput(now, quietMs);
     if (output?.moved) {
       this.#sendProgressAt = now;
+      // A server taking our bytes is alive, though it has nothing to say until the upload ends
+      // (and our PING waits behind those bytes): the heartbeat counts this as hearing from it.
+      this.#lastReceived = now;
+      if (this.#pingSentAt !== 0) this.#pingSentAt = now;
       for (const pending of this.#pending.values()) {
         if (pending.sent && pending.deadline !== 0) pending.deadline = Math.max(pending.deadline, now + pending.timeoutMs);
       }
@@ -448,7 +454,7 @@ export class Client {
     // Requests waiting for a slot: failed once no reply to anything came for their timeout.
     for (let i = 0; i < this.#waiting.length; ) {
       const waiter = this.#waiting[i]!;
-      if (waiter.timeoutMs > 0 && !this.#paused && now - Math.max(waiter.since, this.#lastReply) >= waiter.timeoutMs) {
+      if (waiter.timeoutMs > 0 && !this.#paused && now - Math.max(waiter.since, this.#lastReply, this.#sendProgressAt) >= waiter.timeoutMs) {
         this.#waiting.splice(i, 1);
         waiter.fail(
           new TimeoutError('REQUEST_TIMEOUT', `no reply from ${this.remote} within ${waiter.timeoutMs} ms (the request waited for a free slot: all ${this.#server?.limits.maxInFlight} were taken)`),
