@@ -12,34 +12,33 @@
 import { readFileSync, readlinkSync } from 'node:fs';
 import type { Socket } from 'node:net';
 
-const TABLES = ['/proc/net/tcp', '/proc/net/tcp6'] as const;
+/** The kernel's table of a socket's family (a dual-stack listener's sockets are all IPv6). */
+const TABLES = { IPv4: '/proc/net/tcp', IPv6: '/proc/net/tcp6' } as const;
 /**
  * One reading of the tables serves every socket asking within this long: they are read only
  * when a blocked connection's deadline comes without progress, but a busy server can have many.
  */
 const SNAPSHOT_MS = 100;
 
-let snapshot: { at: number; queues: Map<string, number> } | undefined;
+const snapshots = new Map<string, { at: number; queues: Map<string, number> }>();
 /** False once /proc proved unreadable: not asked again. */
 let available = process.platform === 'linux';
 
-/** `tx_queue` of every TCP socket of this network namespace, by inode. */
-function readQueues(): Map<string, number> {
+/** `tx_queue` of every TCP socket of one family in this network namespace, by inode. */
+function readQueues(table: string): Map<string, number> {
   const queues = new Map<string, number>();
-  for (const table of TABLES) {
-    let text: string;
-    try {
-      text = readFileSync(table, 'latin1');
-    } catch {
-      continue; // no IPv6, for instance
-    }
-    // "sl local rem st tx_queue:rx_queue tr:when retrnsmt uid timeout inode ..."
-    for (const line of text.split('\n')) {
-      const fields = line.trim().split(/\s+/);
-      if (fields.length < 10 || fields[0] === 'sl') continue;
-      const queue = fields[4]!;
-      queues.set(fields[9]!, Number.parseInt(queue.slice(0, queue.indexOf(':')), 16));
-    }
+  let text: string;
+  try {
+    text = readFileSync(table, 'latin1');
+  } catch {
+    return queues; // no IPv6, for instance
+  }
+  // "sl local rem st tx_queue:rx_queue tr:when retrnsmt uid timeout inode ..."
+  for (const line of text.split('\n')) {
+    const fields = line.trim().split(/\s+/);
+    if (fields.length < 10 || fields[0] === 'sl') continue;
+    const queue = fields[4]!;
+    queues.set(fields[9]!, Number.parseInt(queue.slice(0, queue.indexOf(':')), 16));
   }
   return queues;
 }
@@ -61,8 +60,11 @@ export function unacknowledgedBytes(socket: Socket, now: number): number | undef
     return undefined;
   }
   if (inode === undefined) return undefined;
+  const table = TABLES[socket.remoteFamily === 'IPv4' ? 'IPv4' : 'IPv6'];
+  let snapshot = snapshots.get(table);
   if (snapshot === undefined || now - snapshot.at >= SNAPSHOT_MS || now < snapshot.at) {
-    snapshot = { at: now, queues: readQueues() };
+    snapshot = { at: now, queues: readQueues(table) };
+    snapshots.set(table, snapshot);
   }
   return snapshot.queues.get(inode);
 }
