@@ -432,9 +432,7 @@ export class Client {
       // (and our PING waits behind those bytes): the heartbeat counts this as hearing from it.
       this.#lastReceived = now;
       if (this.#pingSentAt !== 0) this.#pingSentAt = now;
-      for (const pending of this.#pending.values()) {
-        if (pending.sent && pending.deadline !== 0) pending.deadline = Math.max(pending.deadline, now + pending.timeoutMs);
-      }
+      this.#pushDeadlines(now, true);
     }
     for (const [id, pending] of this.#pending) {
       if (pending.abandoned || pending.deadline === 0) continue;
@@ -521,11 +519,19 @@ export class Client {
       this.#lastReceived = now;
       this.#lastReply = Math.max(this.#lastReply, now);
       if (this.#pingSentAt !== 0) this.#pingSentAt = now;
-      for (const pending of this.#pending.values()) {
-        if (!pending.abandoned && pending.deadline !== 0) pending.deadline = Math.max(pending.deadline, now + pending.timeoutMs);
-      }
+      this.#pushDeadlines(now, false);
     }
     this.#conn.resume();
+  }
+
+  /**
+   * Progress seen now (the server took our bytes, or we read again): the requests' deadlines
+   * count from now, those that sent content only, or all. An abandoned request has none (0).
+   */
+  #pushDeadlines(now: number, sendingOnly: boolean): void {
+    for (const pending of this.#pending.values()) {
+      if (pending.deadline !== 0 && (pending.sent || !sendingOnly)) pending.deadline = Math.max(pending.deadline, now + pending.timeoutMs);
+    }
   }
 
   /**
