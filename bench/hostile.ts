@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect, createServer, FileRoot, fileService, protocol } from '../src/index.js';
 import { encodeGet, FileFrame } from '../src/services/files/wire.js';
-import { rawFileHandler } from '../src/services/files/raw.js';
+import { rawFileHandler } from '../src/raw/files.js';
 
 const { CONNECTION_ID, FrameType, PREAMBLE, encodeClientHello, encodeFrame } = protocol;
 const HOST = '127.0.0.1';

@@ -131,3 +131,10 @@ export class OptionError extends TcpkitError {
     this.name = 'OptionError';
   }
 }
+
+/** The error an aborted operation rejects with: the signal's reason when it is a tcpkit error, else ABORTED. */
+export function abortError(signal: AbortSignal): TcpkitError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof TcpkitError) return reason;
+  return new TcpkitError('ABORTED', 'the operation was aborted', { cause: reason });
+}

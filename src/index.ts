@@ -14,7 +14,11 @@ export {
   type MessageHandler,
   type MessageReply,
 } from './services/message.js';
-export type { Exchange, Service } from './services/service.js';
+export type { Exchange, Service } from './server/service.js';
+export type { RawExchange, RawHandler } from './raw/handler.js';
+export { rawMessageHandler } from './raw/message.js';
+export { rawFileHandler, rawDownload, type RawDownloadResult } from './raw/files.js';
+export { rawExchange, rawSend, type RawSink } from './raw/client.js';
 export { FileRoot } from './services/files/confined.js';
 export { fileService, type FileServiceOptions } from './services/files/service.js';
 export {

@@ -3,14 +3,15 @@
  * by request id. The short form (one request per connection) is built on it in `short.ts`.
  */
 import type * as net from 'node:net';
-import { ConnectionError, ProtocolError, RemoteError, TcpkitError, TimeoutError } from '../errors.js';
+import { abortError, ConnectionError, ProtocolError, RemoteError, TcpkitError, TimeoutError } from '../errors.js';
 import { CONNECTION_ID, FrameType, MAX_PING_BYTES, MAX_REQUEST_ID, SUPPORTED_VERSIONS, frameTypeName } from '../protocol/constants.js';
 import { decodeErrorBody, decodeServerHello, encodeErrorBody, type ServerHello } from '../protocol/control.js';
 import type { Frame } from '../protocol/frame.js';
 import { Connection, type CloseReason } from '../transport/connection.js';
 import { withRetries } from './retry.js';
 import { BufferPool, BULK_BUFFER_BYTES } from '../util/buffer-pool.js';
-import { abortError, CLIENT_OPENING, clientOpening, openSocket, type LargeReads } from './socket.js';
+import { CLIENT_OPENING, clientOpening } from './opening.js';
+import { openSocket, type LargeReads } from '../transport/dial.js';
 import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions, type Target } from './options.js';
 
 /** Per-request options. */

@@ -4,7 +4,7 @@
  */
 import { TcpkitError } from '../errors.js';
 import type { Frame } from '../protocol/frame.js';
-import type { Exchange } from '../services/service.js';
+import type { Exchange } from './service.js';
 import type { PeerInfo } from '../transport/connection.js';
 
 /** What an exchange needs of its session. */

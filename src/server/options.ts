@@ -7,7 +7,8 @@ import { intOption, stripUndefined } from '../util/options.js';
 import { AccessList } from './access.js';
 import { DEFAULT_MAX_FRAME_BYTES, HARD_MAX_FRAME_BYTES, HELLO_MAX_FRAME_BYTES } from '../protocol/constants.js';
 import { echoHandler, type MessageHandler } from '../services/message.js';
-import type { RawHandler, Service } from '../services/service.js';
+import type { RawHandler } from '../raw/handler.js';
+import type { Service } from './service.js';
 import { checkPort, DEFAULT_PORT } from '../transport/address.js';
 
 /** Options of {@link createServer}. Every timeout is finite. */

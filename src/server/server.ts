@@ -10,7 +10,7 @@ import { CONNECTION_ID, FrameType, preambleBytes } from '../protocol/constants.j
 import { encodeFrame } from '../protocol/frame.js';
 import { encodeServerHello } from '../protocol/control.js';
 import { messageService } from '../services/message.js';
-import type { Service } from '../services/service.js';
+import type { Service } from './service.js';
 import { formatAddress, type HostPort } from '../transport/address.js';
 import type { CloseReason, PeerInfo } from '../transport/connection.js';
 import type { Expiry } from '../transport/watchdog.js';

@@ -16,9 +16,10 @@ import {
 } from '../protocol/constants.js';
 import { decodeClientHello, encodeErrorBody, negotiateVersion } from '../protocol/control.js';
 import type { Frame } from '../protocol/frame.js';
-import type { RawHandler, Service } from '../services/service.js';
+import type { RawHandler } from '../raw/handler.js';
+import type { Service } from './service.js';
 import { ServerExchange } from './exchange.js';
-import { RAW_QUIET_MS, RawRequestReader, type RawVerdict } from './raw-request.js';
+import { RAW_QUIET_MS, RawRequestReader, type RawVerdict } from '../raw/request.js';
 import { Connection, type CloseReason, type ConnectionHandlers, type PeerInfo } from '../transport/connection.js';
 import type { Expiry, WatchdogTimeouts } from '../transport/watchdog.js';
 import type { BufferPool } from '../util/buffer-pool.js';

@@ -3,7 +3,7 @@
  */
 import { FrameType } from '../protocol/constants.js';
 import type { PeerInfo } from '../transport/connection.js';
-import type { Exchange, RawHandler, Service } from './service.js';
+import type { Exchange, Service } from '../server/service.js';
 
 /** What a message handler may answer: text (sent as UTF-8) or bytes. */
 export type MessageReply = string | Uint8Array;
@@ -32,7 +32,8 @@ export function fixedReplyHandler(reply: MessageReply): MessageHandler {
   return () => reply;
 }
 
-function toBytes(reply: MessageReply): Uint8Array {
+/** A reply as bytes: text is encoded as UTF-8. */
+export function toBytes(reply: MessageReply): Uint8Array {
   if (typeof reply === 'string') return Buffer.from(reply, 'utf8');
   if (reply instanceof Uint8Array) return reply;
   throw new TypeError('a message handler must return a string or bytes');
@@ -52,16 +53,5 @@ export function messageService(handler: MessageHandler): Service {
       exchange.reply(FrameType.MESSAGE_REPLY, toBytes(result));
       return undefined;
     },
-  };
-}
-
-/**
- * Raw mode for messages (the tutorial's tcp_server.py): the raw request is the message, the
- * handler's reply is sent back as bare bytes, and the connection closes.
- */
-export function rawMessageHandler(handler: MessageHandler): RawHandler {
-  return async (request, exchange) => {
-    const reply = await handler(request, { peer: exchange.peer, signal: exchange.signal, id: 0 });
-    await exchange.write(toBytes(reply));
   };
 }

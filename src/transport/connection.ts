@@ -8,7 +8,8 @@ import { encodeFrame, encodeHeader, FrameDecoder, type Frame } from '../protocol
 import { formatAddress, normalizeIp } from './address.js';
 import type { BufferPool } from '../util/buffer-pool.js';
 import { unacknowledgedBytes } from './tcp-queue.js';
-import { Watchdog, type Clock, type Expiry, type WatchdogOwner, type WatchdogTimeouts } from './watchdog.js';
+import type { Clock } from '../util/clock.js';
+import { Watchdog, type Expiry, type WatchdogOwner, type WatchdogTimeouts } from './watchdog.js';
 
 /** Who is at the other end, with IPv4-mapped IPv6 addresses shown as IPv4. */
 export interface PeerInfo {

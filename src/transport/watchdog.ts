@@ -17,20 +17,9 @@
  *              costs a read of /proc, so it is sampled only when the first shows nothing: at
  *              half the deadline (a baseline) and at the deadline.
  */
+import { systemClock, type Clock } from '../util/clock.js';
 
-/** Time and timers, injectable for tests. */
-export interface Clock {
-  now(): number;
-  /** Calls `callback(arg)` after `ms` (an argument, not a closure: no allocation per connection). */
-  setTimeout<T>(callback: (arg: T) => void, ms: number, arg: T): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (callback, ms, arg) => setTimeout(callback, ms, arg),
-  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
-};
+export type { Clock };
 
 /** Which deadline passed. */
 export type Expiry = 'handshake' | 'request' | 'idle' | 'send-stall';

@@ -10,16 +10,13 @@
  * has been idle for `idleMs`, are released that way.
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import type { Clock } from './clock.js';
 
 /** The size of bulk payload buffers: DATA and PUT_DATA frames (1 MiB). */
 export const BULK_BUFFER_BYTES = 1024 * 1024;
 
-/** Time and timers of a pool, injectable for tests (the shape of the watchdog's Clock). */
-export interface PoolClock {
-  now(): number;
-  setTimeout<T>(callback: (arg: T) => void, ms: number, arg: T): unknown;
-  clearTimeout(handle: unknown): void;
-}
+/** Time and timers of a pool: the one {@link Clock} of tcpkit. */
+export type PoolClock = Clock;
 
 const systemClock: PoolClock = {
   now: () => Date.now(),

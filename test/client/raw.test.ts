@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
-import { rawExchange, rawSend } from '../../src/client/raw.js';
+import { rawExchange, rawSend } from '../../src/raw/client.js';
 import type { TcpkitError } from '../../src/errors.js';
 import { faultyServer, freePort, gate, LOOPBACK, within } from '../helpers/net.js';
 

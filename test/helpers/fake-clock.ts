@@ -2,7 +2,7 @@
  * Manual time for code written against an injected clock (the watchdog's {@link Clock}, a
  * buffer pool's): timers fire only when the test advances the clock.
  */
-import type { Clock } from '../../src/transport/watchdog.js';
+import type { Clock } from '../../src/util/clock.js';
 
 export class FakeClock implements Clock {
   #now = 1_000_000;

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { RAW_QUIET_MS } from '../../src/server/raw-request.js';
+import { RAW_QUIET_MS } from '../../src/raw/request.js';
 import { runCli, startCliServer, type RunningCli } from '../helpers/cli.js';
 import { freePort, LOOPBACK, within } from '../helpers/net.js';
 import { aptInstall, probe } from '../helpers/system.js';

@@ -10,7 +10,7 @@ import { withClient } from '../../client/short.js';
 import { OptionError, RemoteError } from '../../errors.js';
 import { download, list, type DownloadResult } from '../../services/files/client.js';
 import { validateName } from '../../services/files/names.js';
-import { rawDownload } from '../../services/files/raw.js';
+import { rawDownload } from '../../raw/files.js';
 import { DEFAULT_PORT } from '../../transport/address.js';
 import { errorLine, exitCodeFor, ExitCode, fileError, intArg, safeText, clientCommand, clientOptions, type ClientFlags } from '../output.js';
 import { sharedConnection } from '../connections.js';

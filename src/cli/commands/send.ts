@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { connect } from '../../client/client.js';
 import type { ClientOptions } from '../../client/options.js';
 import { sendOnce } from '../../client/short.js';
-import { rawSend } from '../../client/raw.js';
+import { rawSend } from '../../raw/client.js';
 import { DEFAULT_PORT } from '../../transport/address.js';
 import { safeText, clientCommand, clientOptions, type ClientFlags } from '../output.js';
 

@@ -5,7 +5,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { TcpkitError } from '../../errors.js';
 import type { Frame } from '../../protocol/frame.js';
-import type { Exchange, Service } from '../service.js';
+import type { Exchange, Service } from '../../server/service.js';
 import type { PeerInfo } from '../../transport/connection.js';
 import type { FileRoot } from './confined.js';
 import { createDigest, DIGEST_ALGORITHM, type Digest } from './digest.js';

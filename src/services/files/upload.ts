@@ -14,7 +14,7 @@ import path from 'node:path';
 import { OptionError, TcpkitError } from '../../errors.js';
 import type { Frame } from '../../protocol/frame.js';
 import { intOption, stripUndefined } from '../../util/options.js';
-import type { Exchange, Service } from '../service.js';
+import type { Exchange, Service } from '../../server/service.js';
 import { refusal, type FileRoot, type ParentDirectory } from './confined.js';
 import { createDigest } from './digest.js';
 import type { PeerInfo } from '../../transport/connection.js';

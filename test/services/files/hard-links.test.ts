@@ -20,7 +20,7 @@ import type { Server } from '../../../src/server/server.js';
 import { download, list, stat } from '../../../src/services/files/client.js';
 import { FileRoot } from '../../../src/services/files/confined.js';
 import { upload } from '../../../src/services/files/put.js';
-import { rawFileHandler } from '../../../src/services/files/raw.js';
+import { rawFileHandler } from '../../../src/raw/files.js';
 import { fileService } from '../../../src/services/files/service.js';
 import { uploadService } from '../../../src/services/files/upload.js';
 import { decodeFileHead, encodeGet, FileFrame } from '../../../src/services/files/wire.js';

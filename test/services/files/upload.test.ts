@@ -19,7 +19,7 @@ import type { TcpkitError } from '../../../src/errors.js';
 import { FrameType } from '../../../src/protocol/constants.js';
 import { encodeErrorBody } from '../../../src/protocol/control.js';
 import { encodeFrame, type Frame } from '../../../src/protocol/frame.js';
-import type { Service } from '../../../src/services/service.js';
+import type { Service } from '../../../src/server/service.js';
 import { FileRoot } from '../../../src/services/files/confined.js';
 import { createDigest } from '../../../src/services/files/digest.js';
 import { upload, uploadStream } from '../../../src/services/files/put.js';

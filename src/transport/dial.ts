@@ -1,38 +1,34 @@
 /**
- * The socket side of a client: opening the TCP connection (with its deadline and abort
- * signal), the first bytes a client sends, and errors a person understands.
+ * Dialing: opening a TCP or TLS connection to a server, within a deadline and an abort signal,
+ * with errors a person understands. The one place a client socket is made (plain, TLS, raw).
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { ConnectionError, TcpkitError, TimeoutError } from '../errors.js';
-import { CONNECTION_ID, FrameType, SUPPORTED_VERSIONS, preambleBytes } from '../protocol/constants.js';
-import { encodeClientHello } from '../protocol/control.js';
-import { encodeFrame } from '../protocol/frame.js';
-import { VERSION } from '../version.js';
-import type { ResolvedClientOptions } from './options.js';
+import { abortError, ConnectionError, TcpkitError, TimeoutError } from '../errors.js';
 
-/** What a client says first: preamble and HELLO, in one buffer. */
-export function clientOpening(token: string | undefined): Buffer {
-  return Buffer.concat([
-    preambleBytes(),
-    encodeFrame(
-      FrameType.HELLO,
-      CONNECTION_ID,
-      encodeClientHello({
-        versions: [...SUPPORTED_VERSIONS],
-        agent: `tcpkit/${VERSION}`,
-        capabilities: [],
-        ...(token !== undefined && { auth: { token } }),
-      }),
-    ),
-  ]);
+/** TLS settings of a client: a CA to trust, or a certificate pin, or no check at all. */
+export interface DialTls {
+  ca?: string | Buffer;
+  pin?: string;
+  insecure?: boolean;
 }
 
-/** The opening of every client without a token: built once. */
-export const CLIENT_OPENING = clientOpening(undefined);
+/** Where and how to dial (a client's resolved options have this shape). */
+export interface DialOptions {
+  readonly host: string;
+  readonly port: number;
+  /** `host:port` for messages. */
+  readonly label: string;
+  readonly connectTimeoutMs: number;
+  readonly tls: DialTls | undefined;
+  readonly signal: AbortSignal | undefined;
+}
+
+/** A connected socket, as the rest of tcpkit sees it (no file outside transport/ imports node:net). */
+export type Socket = net.Socket;
 
 /** Maps a failed TCP connect to an error a person understands. */
-function connectError(error: NodeJS.ErrnoException, options: ResolvedClientOptions): TcpkitError {
+function connectError(error: NodeJS.ErrnoException, options: DialOptions): TcpkitError {
   switch (error.code) {
     case 'ECONNREFUSED':
       return new ConnectionError('CONNECTION_REFUSED', `no server listening at ${options.label}`, { cause: error });
@@ -48,12 +44,6 @@ function connectError(error: NodeJS.ErrnoException, options: ResolvedClientOptio
   }
 }
 
-export function abortError(signal: AbortSignal): TcpkitError {
-  const reason: unknown = signal.reason;
-  if (reason instanceof TcpkitError) return reason;
-  return new TcpkitError('ABORTED', 'the operation was aborted', { cause: reason });
-}
-
 /** `AB:CD:...` or `abcd...` → `abcd...`. */
 function normalizeFingerprint(text: string): string {
   return text.replace(/:/g, '').toLowerCase();
@@ -67,7 +57,7 @@ function normalizeFingerprint(text: string): string {
 function whenReady(
   socket: net.Socket,
   ready: 'connect' | 'secureConnect',
-  options: ResolvedClientOptions,
+  options: DialOptions,
   deadline: number,
   how: { mapError(error: NodeJS.ErrnoException): TcpkitError; timeout: string; check?: () => TcpkitError | undefined },
 ): Promise<net.Socket> {
@@ -95,7 +85,7 @@ function whenReady(
 }
 
 /** Opens a TLS connection: handshake, certificate check (CA, or pin), within the deadline. */
-function openTlsSocket(options: ResolvedClientOptions, deadline: number): Promise<net.Socket> {
+function openTlsSocket(options: DialOptions, deadline: number): Promise<net.Socket> {
   const settings = options.tls!;
   // allowHalfOpen is honoured by tls.connect though its type omits it: a goodbye, then our FIN,
   // must not end the server's side before its last replies.
@@ -134,8 +124,8 @@ export interface LargeReads {
   target: { receive(chunk: Buffer): void } | undefined;
 }
 
-/** @internal Opens the TCP connection, within the connect timeout and the abort signal (also used by raw mode). */
-export function openSocket(options: ResolvedClientOptions, deadline: number, reads?: LargeReads): Promise<net.Socket> {
+/** Opens the TCP (or TLS) connection, within the connect timeout and the abort signal (also used by raw mode). */
+export function openSocket(options: DialOptions, deadline: number, reads?: LargeReads): Promise<net.Socket> {
   if (options.tls) return openTlsSocket(options, deadline);
   const socket = net.connect({
     host: options.host,

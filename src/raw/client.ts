@@ -4,8 +4,8 @@
  * There is no length, no digest and no error code: the server's close is the only signal.
  */
 import { ConnectionError, TimeoutError } from '../errors.js';
-import { openSocket } from './socket.js';
-import { resolveClientOptions, type ClientOptions, type Target } from './options.js';
+import { openSocket } from '../transport/dial.js';
+import { resolveClientOptions, type ClientOptions, type Target } from '../client/options.js';
 
 /** Receives the reply bytes; may return a promise to slow the sender down (backpressure). */
 export type RawSink = (chunk: Buffer) => void | Promise<void>;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { MAX_RAW_REQUEST_BYTES, RawRequestReader, type RawVerdict } from '../../src/server/raw-request.js';
+import { MAX_RAW_REQUEST_BYTES, RawRequestReader, type RawVerdict } from '../../src/raw/request.js';
 
 /** Feeds `chunks` in order until the reader decides; if it never does, the client half-closes. */
 function drive(chunks: Buffer[], limit?: number): RawVerdict {

@@ -6,13 +6,13 @@
 import { constants as fsc } from 'node:fs';
 import { link, open, rename, unlink, lstat } from 'node:fs/promises';
 import path from 'node:path';
-import { rawExchange } from '../../client/raw.js';
-import type { ClientOptions, Target } from '../../client/options.js';
-import { TcpkitError } from '../../errors.js';
-import type { RawHandler } from '../service.js';
-import type { FileRoot } from './confined.js';
-import { DATA_CHUNK_BYTES } from './wire.js';
-import { partialPaths } from './client.js';
+import { rawExchange } from './client.js';
+import type { ClientOptions, Target } from '../client/options.js';
+import { TcpkitError } from '../errors.js';
+import type { RawHandler } from './handler.js';
+import type { FileRoot } from '../services/files/confined.js';
+import { DATA_CHUNK_BYTES } from '../services/files/wire.js';
+import { partialPaths } from '../services/files/client.js';
 
 /** Serves raw file requests from `root`, under every rule of the framed download service. */
 export function rawFileHandler(root: FileRoot): RawHandler {
