@@ -1,7 +1,11 @@
 /**
  * tcpkit's library: servers, clients and the protocol codec. The CLI is built on exactly this.
  */
-export { createServer, Server, type ServerEventMap, type ServerStats } from './server/server.js';
+/** `createServer(options)`: a {@link Server} serving messages (echo, or `onMessage`) and `options.services`. */
+export { createServer, type CreateServerOptions } from './create-server.js';
+/** `new Server(options)`: serves exactly `options.services` (no message service unless given one). */
+export { Server, type ServerEventMap, type ServerStats } from './server/server.js';
+/** Options of a Server (without `onMessage`, which {@link createServer} adds), and their defaults. */
 export { SERVER_DEFAULTS, type ServerOptions } from './server/options.js';
 export { connect, Client, type ClientState, type RequestChannel, type RequestOptions, type StreamConsumer } from './client/client.js';
 export { withClient, sendOnce } from './client/short.js';

@@ -1,6 +1,7 @@
 /**
  * Wire constants of tcpkit protocol v1 (docs/PROTOCOL.md). Nothing here does I/O.
  */
+import { FrameType, frameTypeHex } from './types.js';
 
 /**
  * Every framed connection opens with these 8 bytes, from each side. The first byte, 0x89, can
@@ -29,25 +30,22 @@ export const MAX_PING_BYTES = 64;
 /** Protocol versions this implementation speaks, best first. */
 export const SUPPORTED_VERSIONS: readonly number[] = Object.freeze([1]);
 
-/** Frame types of v1. Types 0x80–0xFF are left for private extensions. */
-export const FrameType = Object.freeze({
-  HELLO: 0x01,
-  GOODBYE: 0x02,
-  PING: 0x03,
-  PONG: 0x04,
-  ERROR: 0x05,
-  CANCEL: 0x06,
-  MESSAGE: 0x10,
-  MESSAGE_REPLY: 0x11,
-} as const);
-export type FrameTypeName = keyof typeof FrameType;
+// Frame types and their ranges are registered in one place: types.ts.
+export { FrameType, type FrameTypeName } from './types.js';
 
-/** Name of a frame type for logs and errors, or its hex value when unknown. */
+const CORE_NAMES = new Map<number, string>(Object.entries(FrameType).map(([name, value]) => [value, name]));
+
+/**
+ * Name of a control or message frame type, or its hex value for any other (a service's types
+ * included): the form the session's and the client's messages print (a test asserts a client's
+ * "sent 0x21 for request id 1"). For every type of v1 by name, use `frameTypeName` of types.ts
+ * (`protocol.frameTypeName` at the package root).
+ */
 export function frameTypeName(type: number): string {
-  for (const [name, value] of Object.entries(FrameType)) if (value === type) return name;
-  return `0x${type.toString(16).padStart(2, '0')}`;
+  return CORE_NAMES.get(type) ?? frameTypeHex(type);
 }
 
 /** Request ids are u32; 0 means "the connection itself" (hello, goodbye, connection errors). */
 export const CONNECTION_ID = 0;
+/** The largest request id. */
 export const MAX_REQUEST_ID = 0xffff_ffff;

@@ -1,17 +1,19 @@
 /**
  * Options of a tcpkit server, their defaults in one frozen object, validated once.
  */
-import * as tls from 'node:tls';
 import { OptionError } from '../errors.js';
 import { intOption, stripUndefined } from '../util/options.js';
 import { AccessList } from './access.js';
 import { DEFAULT_MAX_FRAME_BYTES, HARD_MAX_FRAME_BYTES, HELLO_MAX_FRAME_BYTES } from '../protocol/constants.js';
-import { echoHandler, type MessageHandler } from '../services/message.js';
 import type { RawHandler } from '../raw/handler.js';
 import type { Service } from './service.js';
 import { checkPort, DEFAULT_PORT } from '../transport/address.js';
+import { serverSecureContext, type SecureContext, type ServerCertificate } from '../transport/tls.js';
 
-/** Options of {@link createServer}. Every timeout is finite. */
+/**
+ * Options of a {@link Server}. Every timeout is finite. (The package root's `createServer` adds
+ * `onMessage`: the message service.)
+ */
 export interface ServerOptions {
   /** Interface to bind. @default undefined: all interfaces (IPv6 and IPv4 where the host has both) */
   host?: string;
@@ -19,9 +21,11 @@ export interface ServerOptions {
   port?: number;
   /** Listen backlog (connections the kernel holds before they are accepted). @default 128 */
   backlog?: number;
-  /** Answers each message. @default echo: the reply is the message itself */
-  onMessage?: MessageHandler;
-  /** More services (request families) beside the message service. @default [] */
+  /**
+   * The services (request families) served, in the order the HELLO lists them; a server serves
+   * exactly these. Their frame types must lie in the service ranges of docs/PROTOCOL.md §5 and
+   * not collide. @default []
+   */
   services?: Service[];
   /**
    * Serves raw clients (no framing; told apart by their first byte), e.g. with
@@ -69,7 +73,7 @@ export interface ServerOptions {
    * handshake (within the handshake deadline) before anything else; plaintext and raw clients
    * are refused. PEM text or buffers. @default undefined (plain TCP)
    */
-  tls?: { cert: string | Buffer; key: string | Buffer };
+  tls?: ServerCertificate;
   /**
    * Clients must present this token in their hello (compared in constant time); others get
    * AUTH_FAILED. Raw clients are then refused entirely. @default undefined (no authentication)
@@ -131,7 +135,6 @@ export interface ResolvedServerOptions {
   host: string | undefined;
   port: number;
   backlog: number;
-  onMessage: MessageHandler;
   services: Service[];
   raw: RawHandler | undefined;
   maxFrameBytes: number;
@@ -144,7 +147,7 @@ export interface ResolvedServerOptions {
   maxPreAuthPerIp: number;
   random: () => number;
   access: AccessList;
-  tls: tls.SecureContext | undefined;
+  tls: SecureContext | undefined;
   token: string | undefined;
   authFailureDelayMs: number;
   handshakeTimeoutMs: number;
@@ -157,10 +160,10 @@ export interface ResolvedServerOptions {
 
 const MAX_TIMEOUT_MS = 24 * 3600 * 1000;
 
-function secureContext(options: ServerOptions['tls']): tls.SecureContext | undefined {
+function secureContext(options: ServerOptions['tls']): SecureContext | undefined {
   if (options === undefined) return undefined;
   try {
-    return tls.createSecureContext({ cert: options.cert, key: options.key, minVersion: 'TLSv1.2' });
+    return serverSecureContext(options);
   } catch (error) {
     throw new OptionError('INVALID_OPTION', `tls: cannot use this certificate and key: ${(error as Error).message}`);
   }
@@ -180,8 +183,9 @@ export function resolveServerOptions(options: ServerOptions = {}): ResolvedServe
   if (o.host !== undefined && (typeof o.host !== 'string' || o.host.length === 0)) {
     throw new OptionError('INVALID_OPTION', 'host must be a non-empty string');
   }
-  if (o.onMessage !== undefined && typeof o.onMessage !== 'function') {
-    throw new OptionError('INVALID_OPTION', 'onMessage must be a function');
+  if ((options as { onMessage?: unknown }).onMessage !== undefined) {
+    // A Server serves only its `services`: a handler given here would be silently ignored.
+    throw new OptionError('INVALID_OPTION', 'onMessage: a Server serves only its services; use createServer() from the package root, or add messageService(onMessage) to services');
   }
   if (o.random !== undefined && typeof o.random !== 'function') {
     throw new OptionError('INVALID_OPTION', 'random must be a function returning numbers in [0, 1)');
@@ -196,7 +200,6 @@ export function resolveServerOptions(options: ServerOptions = {}): ResolvedServe
     host: o.host,
     port: checkPort(o.port, true),
     backlog: intOption('backlog', o.backlog, 1, 65535),
-    onMessage: o.onMessage ?? echoHandler,
     services: [...(o.services ?? [])],
     raw: o.raw,
     maxFrameBytes: intOption('maxFrameBytes', o.maxFrameBytes, HELLO_MAX_FRAME_BYTES, HARD_MAX_FRAME_BYTES),

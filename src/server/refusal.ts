@@ -6,7 +6,8 @@
  * refused connection is closed at once, without a word (a flood of refused connections must not
  * cost a descriptor each for the whole handshake deadline).
  */
-import type { Socket } from 'node:net';
+import type { Socket } from '../transport/dial.js';
+import { systemClock, type Clock } from '../util/clock.js';
 import { CONNECTION_ID, FrameType, PREAMBLE, preambleBytes } from '../protocol/constants.js';
 import { encodeErrorBody } from '../protocol/control.js';
 import { encodeFrame } from '../protocol/frame.js';
@@ -15,14 +16,17 @@ import type { ErrorCodeName } from '../errors.js';
 /** Refused connections that may wait for their first byte at once, per server. */
 export const MAX_PENDING_REFUSALS = 64;
 
+/** Refused connections of one server, each waiting (bounded in time and number) to be told why. */
 export class Refusals {
   readonly #maxPending: number;
   readonly #deadlineMs: number;
+  readonly #clock: Clock;
   #pending = 0;
 
-  constructor(deadlineMs: number, maxPending = MAX_PENDING_REFUSALS) {
+  constructor(deadlineMs: number, maxPending = MAX_PENDING_REFUSALS, clock: Clock = systemClock) {
     this.#deadlineMs = deadlineMs;
     this.#maxPending = maxPending;
+    this.#clock = clock;
   }
 
   /** Refused connections still waiting to be told (or to close). */
@@ -38,9 +42,9 @@ export class Refusals {
       return;
     }
     this.#pending++;
-    const timer = setTimeout(() => socket.destroy(), this.#deadlineMs);
+    const timer = this.#clock.setTimeout(destroy, this.#deadlineMs, socket);
     socket.on('close', () => {
-      clearTimeout(timer);
+      this.#clock.clearTimeout(timer);
       this.#pending--;
     });
     let answered = false;
@@ -56,4 +60,8 @@ export class Refusals {
     // The client read our answer and closed its side: we are done.
     socket.on('end', () => socket.destroy());
   }
+}
+
+function destroy(socket: Socket): void {
+  socket.destroy();
 }

@@ -3,14 +3,14 @@
  * and shuts down gracefully.
  */
 import { EventEmitter } from 'node:events';
-import * as net from 'node:net';
-import * as tls from 'node:tls';
 import type { ProtocolError } from '../errors.js';
 import { CONNECTION_ID, FrameType, preambleBytes } from '../protocol/constants.js';
 import { encodeFrame } from '../protocol/frame.js';
 import { encodeServerHello } from '../protocol/control.js';
-import { messageService } from '../services/message.js';
 import type { Service } from './service.js';
+import { checkService } from './registry.js';
+import { Listener } from '../transport/listener.js';
+import type { Socket } from '../transport/dial.js';
 import { formatAddress, type HostPort } from '../transport/address.js';
 import type { CloseReason, PeerInfo } from '../transport/connection.js';
 import type { Expiry } from '../transport/watchdog.js';
@@ -75,13 +75,18 @@ export interface ServerStats {
   bytesOut: number;
 }
 
+/**
+ * A tcpkit server: accepts connections (plain or TLS) through a transport {@link Listener}, keeps
+ * their registry, serves exactly the services of its options, and shuts down gracefully. The
+ * package root's `createServer()` adds the message service; `new Server()` adds nothing.
+ */
 export class Server extends EventEmitter<ServerEventMap> {
   readonly #options: ResolvedServerOptions;
   readonly #services = new Map<number, Service>();
   readonly #serviceNames: string[] = [];
   readonly #continuations = new Set<number>();
   readonly #sessions = new Set<ServerSession>();
-  readonly #net: net.Server;
+  readonly #listener: Listener;
   readonly #host: SessionHost;
   #closing: Promise<void> | undefined;
   #accepted = 0;
@@ -116,7 +121,8 @@ export class Server extends EventEmitter<ServerEventMap> {
       random: this.#options.random,
     });
     this.#refusals = new Refusals(this.#options.handshakeTimeoutMs);
-    for (const service of [messageService(this.#options.onMessage), ...this.#options.services]) this.#addService(service);
+    // Exactly the services given: the message service is the package root's default (create-server.ts), not the server's.
+    for (const service of this.#options.services) this.#addService(service);
     this.#host = {
       options: this.#options,
       timeouts: Object.freeze({
@@ -143,9 +149,7 @@ export class Server extends EventEmitter<ServerEventMap> {
       preAuthEnded: (session) => this.#preAuth.leave(this.#preAuthIp(session.admittedIp)),
       closed: (session, reason, error) => this.#onSessionClosed(session, reason, error),
     };
-    // allowHalfOpen: a client that half-closes after its request must still get every reply
-    // (Node's default would end our side at once and truncate them; RELIABILITY.md §2.7).
-    this.#net = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => this.#onSocket(socket));
+    this.#listener = new Listener((socket) => this.#onSocket(socket), this.#options.tls);
   }
 
   readonly #hellos = new Map<number, Buffer>();
@@ -168,40 +172,25 @@ export class Server extends EventEmitter<ServerEventMap> {
     return opening;
   }
 
+  /** Installs a service, after the checks of registry.ts (an OptionError names what is wrong). */
   #addService(service: Service): void {
-    const taken = (type: number): boolean => this.#services.has(type) || this.#continuations.has(type) || type < 0x10;
-    for (const type of service.requestTypes) {
-      if (taken(type)) throw new Error(`frame type ${type} is served twice, or is a control type`);
-      this.#services.set(type, service);
-    }
-    for (const type of service.continuationTypes ?? []) {
-      if (taken(type)) throw new Error(`frame type ${type} is served twice, or is a control type`);
-      this.#continuations.add(type);
-    }
+    checkService(service, (type) => this.#services.has(type) || this.#continuations.has(type), this.#serviceNames);
+    for (const type of service.requestTypes) this.#services.set(type, service);
+    for (const type of service.continuationTypes ?? []) this.#continuations.add(type);
     this.#serviceNames.push(service.name);
   }
 
   /** Binds and starts accepting. Resolves with the address actually bound (the real port when 0 was asked). */
-  listen(): Promise<HostPort> {
-    return new Promise((resolve, reject) => {
-      const onError = (error: Error): void => reject(error);
-      this.#net.once('error', onError);
-      this.#net.listen({ host: this.#options.host, port: this.#options.port, backlog: this.#options.backlog }, () => {
-        this.#net.off('error', onError);
-        // Errors after bind (e.g. EMFILE on accept) must never crash the process.
-        this.#net.on('error', () => {});
-        const address = this.address()!;
-        this.emit('listening', address);
-        resolve(address);
-      });
-    });
+  async listen(): Promise<HostPort> {
+    const { host, port, backlog } = this.#options;
+    const address = await this.#listener.listen({ host, port, backlog });
+    this.emit('listening', address);
+    return address;
   }
 
   /** The bound address, or undefined before listen(). */
   address(): HostPort | undefined {
-    const info = this.#net.address();
-    if (info === null || typeof info === 'string') return undefined;
-    return { host: info.address, port: info.port };
+    return this.#listener.address();
   }
 
   /** `host:port` of the bound address, IPv6 in brackets. */
@@ -215,6 +204,7 @@ export class Server extends EventEmitter<ServerEventMap> {
     return this.#sessions.size;
   }
 
+  /** Counters: connections now, refusals, requests and bytes since start. */
   stats(): ServerStats {
     const totals = { ...this.#finished };
     for (const session of this.#sessions) {
@@ -251,7 +241,7 @@ export class Server extends EventEmitter<ServerEventMap> {
   }
 
   async #shutdown(drainTimeoutMs: number): Promise<void> {
-    const listenerClosed = new Promise<void>((resolve) => this.#net.close(() => resolve()));
+    const listenerClosed = this.#listener.close();
     const allClosed = new Promise<void>((resolve) => {
       this.#allClosed = resolve;
       if (this.#sessions.size === 0) resolve();
@@ -270,7 +260,7 @@ export class Server extends EventEmitter<ServerEventMap> {
     this.emit('close');
   }
 
-  #onSocket(socket: net.Socket): void {
+  #onSocket(socket: Socket): void {
     if (this.#closing) {
       socket.destroy();
       return;
@@ -303,7 +293,7 @@ export class Server extends EventEmitter<ServerEventMap> {
       return;
     }
     // TLS: the handshake runs under the session's handshake deadline and counts against the caps.
-    const stream = this.#options.tls ? new tls.TLSSocket(socket, { isServer: true, secureContext: this.#options.tls }) : socket;
+    const stream = this.#listener.secure(socket);
     const session = new ServerSession(stream, this.#host, ip);
     this.#sessions.add(session);
     // Describing the peer costs a getpeername() call: only when someone will hear of it (it must
@@ -349,14 +339,4 @@ export class Server extends EventEmitter<ServerEventMap> {
     if (this.listenerCount('disconnect') > 0) this.emit('disconnect', session.peer, reason, error);
     if (this.#sessions.size === 0) this.#allClosed?.();
   }
-}
-
-/**
- * Creates a tcpkit server (call `listen()` to bind).
- * @example
- * const server = createServer({ port: 0, onMessage: (m, ctx) => `hello ${ctx.peer.address}` });
- * const { port } = await server.listen();
- */
-export function createServer(options?: ServerOptions): Server {
-  return new Server(options);
 }

@@ -4,8 +4,8 @@
 import { once } from 'node:events';
 import { after } from 'node:test';
 import * as net from 'node:net';
-import { createServer, type Server } from '../../src/server/server.js';
-import type { ServerOptions } from '../../src/server/options.js';
+import { createServer, type CreateServerOptions as ServerOptions } from '../../src/create-server.js';
+import type { Server } from '../../src/server/server.js';
 import { encodeFrame, FrameDecoder, type Frame } from '../../src/protocol/frame.js';
 import { FrameType, PREAMBLE } from '../../src/protocol/constants.js';
 import { encodeClientHello, encodeServerHello } from '../../src/protocol/control.js';

@@ -6,7 +6,7 @@ import { connect } from '../../src/client/client.js';
 import { TcpkitError } from '../../src/errors.js';
 import { FrameType, HEADER_BYTES } from '../../src/protocol/constants.js';
 import { decodeErrorBody, decodeServerHello } from '../../src/protocol/control.js';
-import { createServer } from '../../src/server/server.js';
+import { createServer } from '../../src/create-server.js';
 import { SERVER_DEFAULTS } from '../../src/server/options.js';
 import { LOOPBACK, RawPeer, clientOpening, gate, testServers, waitUntil, within } from '../helpers/net.js';
 

@@ -8,12 +8,12 @@ import { OptionError } from '../../errors.js';
 import { FileRoot } from '../../services/files/confined.js';
 import { fileService } from '../../services/files/service.js';
 import { rawFileHandler } from '../../raw/files.js';
-import { type MessageHandler } from '../../services/message.js';
+import { messageService, type MessageHandler } from '../../services/message.js';
 import { rawMessageHandler } from '../../raw/message.js';
 import type { RawHandler } from '../../raw/handler.js';
 import type { Service } from '../../server/service.js';
 import { sweepUploads, uploadService } from '../../services/files/upload.js';
-import { createServer } from '../../server/server.js';
+import { Server } from '../../server/server.js';
 import { DEFAULT_PORT, formatAddress } from '../../transport/address.js';
 import type { CloseReason } from '../../transport/connection.js';
 import { VERSION } from '../../version.js';
@@ -195,7 +195,7 @@ export function registerServe(program: Command): void {
           if (!flags.rawMessages) log(`${exchange.peer.label} raw request served: ${safeText(request)}`);
         };
       }
-      const server = createServer({
+      const server = new Server({
         ...(flags.host !== undefined && { host: flags.host }),
         port: flags.port,
         backlog: flags.backlog,
@@ -213,8 +213,8 @@ export function registerServe(program: Command): void {
         ...(tls && { tls }),
         allow: flags.allow,
         deny: flags.deny,
-        services: [files, ...(uploads ? [uploads.service] : [])],
-        onMessage,
+        // The message service first, as the HELLO lists it: messages, then files, then uploads.
+        services: [messageService(onMessage), files, ...(uploads ? [uploads.service] : [])],
         ...(raw && { raw }),
       });
       server.on('connection', (peer) => log(`${peer.label} connected`));

@@ -3,17 +3,8 @@
  */
 import { ProtocolError, TcpkitError } from '../../errors.js';
 
-/** Frame types of the download service. */
-export const FileFrame = Object.freeze({
-  GET: 0x20,
-  FILE_HEAD: 0x21,
-  DATA: 0x22,
-  FILE_END: 0x23,
-  STAT: 0x24,
-  STAT_REPLY: 0x25,
-  LIST: 0x26,
-  LIST_REPLY: 0x27,
-} as const);
+// Frame types of the download and upload services: registered in protocol/types.ts.
+export { FileFrame, UploadFrame } from '../../protocol/types.js';
 
 /** Largest DATA payload a server sends; every client accepts at least this. */
 export const DATA_CHUNK_BYTES = 1024 * 1024;
@@ -219,20 +210,6 @@ export function decodeListing(payload: Uint8Array): Listing {
   if (!Array.isArray(entries)) throw badReply('LIST_REPLY.entries must be a list');
   return { entries: entries.map((e) => decodeEntry(e, 'LIST_REPLY')), truncated: field(obj, 'truncated') === true };
 }
-
-/** Frame types of the upload service (docs/PROTOCOL.md §5.3). */
-export const UploadFrame = Object.freeze({
-  /** client → server, request: `{name, size, overwrite?}`. */
-  PUT: 0x30,
-  /** server → client: the temporary file is ready; send the content. */
-  PUT_READY: 0x31,
-  /** client → server, continuation of a PUT: bytes of the content, in order. */
-  PUT_DATA: 0x32,
-  /** client → server, continuation of a PUT: `{bytes, digest}`, the end of the content. */
-  PUT_END: 0x33,
-  /** server → client, final: `{name, size, digest}`, the file is in place under its name. */
-  PUT_DONE: 0x34,
-} as const);
 
 /** PUT: where the file goes, how big it is, and whether an existing file may be replaced. */
 export interface PutRequest {

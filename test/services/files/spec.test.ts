@@ -14,7 +14,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FrameType } from '../../../src/protocol/constants.js';
 import { decodeErrorBody, encodeErrorBody } from '../../../src/protocol/control.js';
-import { createServer } from '../../../src/server/server.js';
+import { createServer } from '../../../src/create-server.js';
 import { FileRoot } from '../../../src/services/files/confined.js';
 import { fileService } from '../../../src/services/files/service.js';
 import { uploadService } from '../../../src/services/files/upload.js';
