@@ -23,21 +23,13 @@ export type { RawExchange, RawHandler } from './raw/handler.js';
 export { rawMessageHandler } from './raw/message.js';
 export { rawFileHandler, rawDownload, type RawDownloadResult } from './raw/files.js';
 export { rawExchange, rawSend, type RawSink } from './raw/client.js';
-export { FileRoot } from './services/files/confined.js';
-export { fileService, type FileServiceOptions } from './services/files/service.js';
-export {
-  download,
-  getStream,
-  list,
-  stat,
-  partialPaths,
-  type DownloadOptions,
-  type DownloadProgress,
-  type DownloadResult,
-  type FileStream,
-} from './services/files/client.js';
-export { sweepUploads, uploadService, UPLOAD_DEFAULTS, type SweepResult, type UploadServiceOptions } from './services/files/upload.js';
-export { upload, uploadStream, type UploadOptions, type UploadResult } from './services/files/put.js';
+export { FileRoot } from './services/files/jail.js';
+export { fileService, type FileServiceOptions } from './services/files/download/service.js';
+export { getStream, list, stat, type FileStream } from './services/files/download/client.js';
+export { download, type DownloadOptions, type DownloadProgress, type DownloadResult } from './services/files/download/save.js';
+export { partialPaths } from './services/files/commit.js';
+export { sweepUploads, uploadService, UPLOAD_DEFAULTS, type SweepResult, type UploadServiceOptions } from './services/files/upload/service.js';
+export { upload, uploadStream, type UploadOptions, type UploadResult } from './services/files/upload/client.js';
 export type { EntryInfo, FileHead, Listing, PutDone } from './services/files/wire.js';
 export { validateName } from './services/files/names.js';
 export { withRetries, isRetryable, backoffMs } from './client/retry.js';

@@ -4,30 +4,35 @@
  * with no data. Client side, the whole stream is saved, atomically, whatever its size.
  */
 import { constants as fsc } from 'node:fs';
-import { link, open, rename, unlink, lstat } from 'node:fs/promises';
+import { open, unlink, lstat } from 'node:fs/promises';
 import path from 'node:path';
 import { rawExchange } from './client.js';
 import type { ClientOptions, Target } from '../client/options.js';
 import { TcpkitError } from '../errors.js';
 import type { RawHandler } from './handler.js';
-import type { FileRoot } from '../services/files/confined.js';
-import { DATA_CHUNK_BYTES } from '../services/files/wire.js';
-import { partialPaths } from '../services/files/client.js';
+import { commitFile, destinationExists, partialPaths } from '../services/files/commit.js';
+import type { FileRoot } from '../services/files/jail.js';
+import { bulkBuffers } from '../util/buffer-pool.js';
 
 /** Serves raw file requests from `root`, under every rule of the framed download service. */
 export function rawFileHandler(root: FileRoot): RawHandler {
   return async (request, exchange) => {
     const file = await root.openFile(request);
+    // The read buffer, one per transfer: a whole one from the bulk pool for a file of 1 MiB or more.
+    const size = Math.min(bulkBuffers.size, Math.max(1, file.size));
+    const buffer = size === bulkBuffers.size ? bulkBuffers.take() : Buffer.allocUnsafe(size);
     try {
-      const buffer = Buffer.allocUnsafe(Math.min(DATA_CHUNK_BYTES, Math.max(1, file.size)));
       for (let position = 0; position < file.size; ) {
         const { bytesRead } = await file.handle.read(buffer, 0, Math.min(buffer.length, file.size - position), position);
         if (bytesRead === 0) throw new TcpkitError('FILE_CHANGED', `${file.name} shrank during the transfer`);
-        // A copy per chunk: the socket may still hold the previous one when we read the next.
+        // A copy per chunk: the socket may still hold the previous one when we read the next (a
+        // raw exchange says when it can take more, not when it is done with a chunk), so only
+        // the read buffer, which never leaves this function, is the pool's.
         await exchange.write(Buffer.from(buffer.subarray(0, bytesRead)));
         position += bytesRead;
       }
     } finally {
+      bulkBuffers.give(buffer);
       await file.handle.close();
     }
   };
@@ -60,7 +65,7 @@ export async function rawDownload(
       () => true,
       () => false,
     );
-    if (exists) throw new TcpkitError('FILE_EXISTS', `${destination} exists (use --force to replace it)`);
+    if (exists) throw destinationExists(destination);
   }
   const { part } = partialPaths(finalPath);
   const handle = await open(part, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC | fsc.O_NOFOLLOW, 0o644);
@@ -77,17 +82,11 @@ export async function rawDownload(
     );
     await handle.close();
     if (bytes === 0) throw new TcpkitError('NOT_FOUND', 'server sent nothing (file missing?)');
-    if (options.force) {
-      await rename(part, finalPath);
-    } else {
-      await link(part, finalPath);
-      await unlink(part);
-    }
+    await commitFile(part, finalPath, { overwrite: Boolean(options.force), exists: () => destinationExists(destination), removeTemp: 'required' });
     return { path: finalPath, bytes, seconds: (performance.now() - started) / 1000 };
   } catch (error) {
     await handle.close().catch(() => {});
     await unlink(part).catch(() => {});
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new TcpkitError('FILE_EXISTS', `${destination} exists (use --force to replace it)`);
     throw error;
   }
 }

@@ -12,7 +12,10 @@
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { Clock } from './clock.js';
 
-/** The size of bulk payload buffers: DATA and PUT_DATA frames (1 MiB). */
+/**
+ * The size of bulk payload buffers (1 MiB): the largest DATA and PUT_DATA payload, which every
+ * client and server accepts. tcpkit's one constant for it (`DATA_CHUNK_BYTES` is this).
+ */
 export const BULK_BUFFER_BYTES = 1024 * 1024;
 
 /** Time and timers of a pool: the one {@link Clock} of tcpkit. */
@@ -51,6 +54,7 @@ export function releaseBuffer(buffer: Buffer): void {
   sink.postMessage(memory, [memory]);
 }
 
+/** A pool of equal-sized buffers, reused instead of allocated, and released when idle. */
 export class BufferPool {
   readonly size: number;
   readonly #max: number;
@@ -60,6 +64,7 @@ export class BufferPool {
   #lastTake = 0;
   #timer: unknown;
 
+  /** Buffers of `size` bytes; at most `max` free ones are kept. */
   constructor(size: number, max: number, options: BufferPoolOptions = {}) {
     this.size = size;
     this.#max = max;
@@ -110,3 +115,13 @@ export class BufferPool {
     for (const buffer of pool.#free.splice(0)) releaseBuffer(buffer);
   }
 }
+
+/**
+ * The process's one pool of {@link BULK_BUFFER_BYTES} buffers, shared by every bulk transfer:
+ * the download service's chunks, an upload's chunks, the payloads a connection assembles. 32
+ * free buffers (32 MiB) at most: the largest of the pools it replaces (the download service
+ * kept 32, the upload client 8, a server's connections 16, a client's 4), so a busy server
+ * reuses as much as before; and an idle pool gives all of it back within {@link
+ * BufferPoolOptions.idleMs}, so the bound costs nothing once transfers stop.
+ */
+export const bulkBuffers = new BufferPool(BULK_BUFFER_BYTES, 32);

@@ -12,13 +12,13 @@ import { after, before, describe, it } from 'node:test';
 import { connect } from '../../src/client/client.js';
 import type { TcpkitError } from '../../src/errors.js';
 import { createDigest } from '../../src/services/files/digest.js';
-import { uploadStream } from '../../src/services/files/put.js';
+import { uploadStream } from '../../src/services/files/upload/client.js';
 import { UploadFrame } from '../../src/services/files/wire.js';
 import { encodeFrame } from '../../src/protocol/frame.js';
 import { runCli, startCliServer, type RunningCli } from '../helpers/cli.js';
 import { gate, LOOPBACK, scriptedServer, waitUntil, within } from '../helpers/net.js';
 
-/** The prefix of the server's temporary files (src/services/files/upload.ts). */
+/** The prefix of the server's temporary files (src/services/files/commit.ts). */
 const TEMP_PREFIX = '.tcpkit-upload-';
 /** A `put` of a few MiB on a slow, busy machine: generous, still bounded. */
 const TRANSFER_MS = 60_000;

@@ -10,9 +10,10 @@ import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { connect } from '../../src/client/client.js';
 import type { TcpkitError } from '../../src/errors.js';
-import { download, partialPaths } from '../../src/services/files/client.js';
-import { FileRoot } from '../../src/services/files/confined.js';
-import { fileService } from '../../src/services/files/service.js';
+import { partialPaths } from '../../src/services/files/commit.js';
+import { download } from '../../src/services/files/download/save.js';
+import { FileRoot } from '../../src/services/files/jail.js';
+import { fileService } from '../../src/services/files/download/service.js';
 import { LOOPBACK, testServers } from '../helpers/net.js';
 import { faultProxy, type ProxyFaults } from '../helpers/proxy.js';
 

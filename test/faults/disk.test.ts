@@ -12,8 +12,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { FileRoot } from '../../src/services/files/confined.js';
-import { fileService } from '../../src/services/files/service.js';
+import { FileRoot } from '../../src/services/files/jail.js';
+import { fileService } from '../../src/services/files/download/service.js';
 import { runCli } from '../helpers/cli.js';
 import { testServers } from '../helpers/net.js';
 

@@ -13,12 +13,12 @@ import type { RunningCli } from './cli.js';
 /** A file of this size is cut after ~5 MB by the nft rules: well inside it, far from its end. */
 export const BIG_BYTES = 24_000_000;
 
-/** The client's partial file for a download saved as `destination` (src/services/files/client.ts). */
+/** The client's partial file for a download saved as `destination` (src/services/files/commit.ts). */
 export function partialOf(destination: string): string {
   return path.join(path.dirname(destination), `.${path.basename(destination)}.tcpkit-part`);
 }
 
-/** The prefix of the server's temporary upload files (src/services/files/upload.ts). */
+/** The prefix of the server's temporary upload files (src/services/files/commit.ts). */
 export const UPLOAD_TEMP_PREFIX = '.tcpkit-upload-';
 
 /** Size of `file`, or -1 when it does not exist. */

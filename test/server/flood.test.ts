@@ -8,8 +8,8 @@ import { describe, it } from 'node:test';
 import { connect } from '../../src/client/client.js';
 import { FrameType } from '../../src/protocol/constants.js';
 import { encodeFrame } from '../../src/protocol/frame.js';
-import { FileRoot } from '../../src/services/files/confined.js';
-import { fileService } from '../../src/services/files/service.js';
+import { FileRoot } from '../../src/services/files/jail.js';
+import { fileService } from '../../src/services/files/download/service.js';
 import { encodeGet, FileFrame } from '../../src/services/files/wire.js';
 import { RawPeer, testServers, waitUntil, within } from '../helpers/net.js';
 

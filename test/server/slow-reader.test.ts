@@ -6,9 +6,9 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
-import { FileRoot } from '../../src/services/files/confined.js';
+import { FileRoot } from '../../src/services/files/jail.js';
 import { rawFileHandler } from '../../src/raw/files.js';
-import { fileService } from '../../src/services/files/service.js';
+import { fileService } from '../../src/services/files/download/service.js';
 import { decodeFileEnd, encodeGet, FileFrame } from '../../src/services/files/wire.js';
 import { LOOPBACK, RawPeer, testServers, waitUntil, within } from '../helpers/net.js';
 

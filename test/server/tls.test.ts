@@ -10,9 +10,9 @@ import * as tls from 'node:tls';
 import { before, describe, it } from 'node:test';
 import { connect } from '../../src/client/client.js';
 import type { TcpkitError } from '../../src/errors.js';
-import { download } from '../../src/services/files/client.js';
-import { FileRoot } from '../../src/services/files/confined.js';
-import { fileService } from '../../src/services/files/service.js';
+import { download } from '../../src/services/files/download/save.js';
+import { FileRoot } from '../../src/services/files/jail.js';
+import { fileService } from '../../src/services/files/download/service.js';
 import { runCli, startCliServer } from '../helpers/cli.js';
 import { LOOPBACK, testServers, within } from '../helpers/net.js';
 

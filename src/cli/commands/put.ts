@@ -7,7 +7,7 @@ import { withRetries } from '../../client/retry.js';
 import { withClient } from '../../client/short.js';
 import { OptionError } from '../../errors.js';
 import { validateName } from '../../services/files/names.js';
-import { upload, type UploadResult } from '../../services/files/put.js';
+import { upload, type UploadResult } from '../../services/files/upload/client.js';
 import { DEFAULT_PORT } from '../../transport/address.js';
 import { clientCommand, clientOptions, errorLine, exitCodeFor, ExitCode, fileError, intArg, safeText, type ClientFlags } from '../output.js';
 import { sharedConnection } from '../connections.js';

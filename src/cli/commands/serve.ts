@@ -5,14 +5,14 @@
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { OptionError } from '../../errors.js';
-import { FileRoot } from '../../services/files/confined.js';
-import { fileService } from '../../services/files/service.js';
+import { FileRoot } from '../../services/files/jail.js';
+import { fileService } from '../../services/files/download/service.js';
 import { rawFileHandler } from '../../raw/files.js';
 import { messageService, type MessageHandler } from '../../services/message.js';
 import { rawMessageHandler } from '../../raw/message.js';
 import type { RawHandler } from '../../raw/handler.js';
 import type { Service } from '../../server/service.js';
-import { sweepUploads, uploadService } from '../../services/files/upload.js';
+import { sweepUploads, uploadService } from '../../services/files/upload/service.js';
 import { Server } from '../../server/server.js';
 import { DEFAULT_PORT, formatAddress } from '../../transport/address.js';
 import type { CloseReason } from '../../transport/connection.js';

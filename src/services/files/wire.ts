@@ -2,12 +2,13 @@
  * Payloads of the download service's frames (docs/PROTOCOL.md §5.2). Pure: bytes in, values out.
  */
 import { ProtocolError, TcpkitError } from '../../errors.js';
+import { BULK_BUFFER_BYTES } from '../../util/buffer-pool.js';
 
 // Frame types of the download and upload services: registered in protocol/types.ts.
 export { FileFrame, UploadFrame } from '../../protocol/types.js';
 
-/** Largest DATA payload a server sends; every client accepts at least this. */
-export const DATA_CHUNK_BYTES = 1024 * 1024;
+/** Largest DATA payload a server sends; every client accepts at least this (the one 1 MiB constant). */
+export const DATA_CHUNK_BYTES = BULK_BUFFER_BYTES;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 /** Replaces invalid UTF-8 with U+FFFD: only to find out where the invalid bytes were. */
@@ -101,10 +102,12 @@ export interface GetRequest {
   ifMtimeMs?: number;
 }
 
+/** The payload of a GET. */
 export function encodeGet(request: GetRequest): Buffer {
   return encode(request);
 }
 
+/** A GET payload, checked (BAD_REQUEST, or INVALID_NAME for a name that is not valid Unicode). */
 export function decodeGet(payload: Uint8Array): GetRequest {
   const obj = parseRequest(payload, 'GET');
   const request: GetRequest = { name: nameText(obj, 'GET'), offset: count(obj, 'offset', 'GET', badRequest, true) };
@@ -121,10 +124,12 @@ export interface FileHead {
   digest: string;
 }
 
+/** The payload of a FILE_HEAD. */
 export function encodeFileHead(head: FileHead): Buffer {
   return encode(head);
 }
 
+/** A FILE_HEAD payload, checked (PROTOCOL_ERROR: it comes from the server). */
 export function decodeFileHead(payload: Uint8Array): FileHead {
   const obj = parse(payload, 'FILE_HEAD', badReply);
   const head: FileHead = {
@@ -143,6 +148,7 @@ export interface FileEnd {
   bytes: number;
 }
 
+/** The payload of a FILE_END. */
 export function encodeFileEnd(end: FileEnd): Buffer {
   return encode(end);
 }
@@ -153,6 +159,7 @@ function decodeEnd(payload: Uint8Array, what: string, bad: (m: string) => Error)
   return { digest: text(obj, 'digest', what, bad), bytes: count(obj, 'bytes', what, bad) };
 }
 
+/** A FILE_END payload, checked (PROTOCOL_ERROR). */
 export function decodeFileEnd(payload: Uint8Array): FileEnd {
   return decodeEnd(payload, 'FILE_END', badReply);
 }
@@ -178,18 +185,22 @@ function decodeEntry(value: unknown, what: string): EntryInfo {
   };
 }
 
+/** The payload of a STAT or LIST: `{name}`. */
 export function encodeNameRequest(name: string): Buffer {
   return encode({ name });
 }
 
+/** The name of a STAT or LIST payload (`what` names the request in errors). */
 export function decodeNameRequest(payload: Uint8Array, what: string): string {
   return nameText(parseRequest(payload, what), what);
 }
 
+/** The payload of a STAT_REPLY. */
 export function encodeEntry(entry: EntryInfo): Buffer {
   return encode(entry);
 }
 
+/** A STAT_REPLY payload, checked (PROTOCOL_ERROR). */
 export function decodeStatReply(payload: Uint8Array): EntryInfo {
   return decodeEntry(parse(payload, 'STAT_REPLY', badReply), 'STAT_REPLY');
 }
@@ -200,10 +211,12 @@ export interface Listing {
   truncated: boolean;
 }
 
+/** The payload of a LIST_REPLY. */
 export function encodeListing(listing: Listing): Buffer {
   return encode(listing);
 }
 
+/** A LIST_REPLY payload, checked (PROTOCOL_ERROR). */
 export function decodeListing(payload: Uint8Array): Listing {
   const obj = parse(payload, 'LIST_REPLY', badReply);
   const entries = field(obj, 'entries');
@@ -218,10 +231,12 @@ export interface PutRequest {
   overwrite: boolean;
 }
 
+/** The payload of a PUT. */
 export function encodePut(request: PutRequest): Buffer {
   return encode(request);
 }
 
+/** A PUT payload, checked (BAD_REQUEST, or INVALID_NAME for a name that is not valid Unicode). */
 export function decodePut(payload: Uint8Array): PutRequest {
   const obj = parseRequest(payload, 'PUT');
   const overwrite = field(obj, 'overwrite');
@@ -232,6 +247,7 @@ export function decodePut(payload: Uint8Array): PutRequest {
 /** PUT_END: the count of bytes sent and the digest of all of them (the shape of FILE_END). */
 export const encodePutEnd = encodeFileEnd;
 
+/** A PUT_END payload, checked (BAD_REQUEST: it comes from the client). */
 export function decodePutEnd(payload: Uint8Array): FileEnd {
   return decodeEnd(payload, 'PUT_END', badRequest);
 }
@@ -243,10 +259,12 @@ export interface PutDone {
   digest: string;
 }
 
+/** The payload of a PUT_DONE. */
 export function encodePutDone(done: PutDone): Buffer {
   return encode(done);
 }
 
+/** A PUT_DONE payload, checked (PROTOCOL_ERROR). */
 export function decodePutDone(payload: Uint8Array): PutDone {
   const obj = parse(payload, 'PUT_DONE', badReply);
   return { name: text(obj, 'name', 'PUT_DONE', badReply), size: count(obj, 'size', 'PUT_DONE', badReply), digest: text(obj, 'digest', 'PUT_DONE', badReply) };

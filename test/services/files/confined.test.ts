@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { TcpkitError } from '../../../src/errors.js';
-import { FileRoot, type FileRootOptions, type OpenedFile, type SymlinkPolicy } from '../../../src/services/files/confined.js';
+import { FileRoot, type FileRootOptions, type OpenedFile, type SymlinkPolicy } from '../../../src/services/files/jail.js';
 
 const MARKER = 'OUTSIDE-MARKER-7f3a';
 const HELLO = 'hello, world\n';

@@ -15,9 +15,9 @@ import { after, before, describe, it } from 'node:test';
 import { FrameType } from '../../../src/protocol/constants.js';
 import { decodeErrorBody, encodeErrorBody } from '../../../src/protocol/control.js';
 import { createServer } from '../../../src/create-server.js';
-import { FileRoot } from '../../../src/services/files/confined.js';
-import { fileService } from '../../../src/services/files/service.js';
-import { uploadService } from '../../../src/services/files/upload.js';
+import { FileRoot } from '../../../src/services/files/jail.js';
+import { fileService } from '../../../src/services/files/download/service.js';
+import { uploadService } from '../../../src/services/files/upload/service.js';
 import { decodeFileHead, decodeListing, decodeStatReply, encodeGet, FileFrame, UploadFrame } from '../../../src/services/files/wire.js';
 import { RawPeer, testServers } from '../../helpers/net.js';
 

@@ -20,11 +20,11 @@ import { FrameType } from '../../../src/protocol/constants.js';
 import { encodeErrorBody } from '../../../src/protocol/control.js';
 import { encodeFrame, type Frame } from '../../../src/protocol/frame.js';
 import type { Service } from '../../../src/server/service.js';
-import { FileRoot } from '../../../src/services/files/confined.js';
+import { FileRoot } from '../../../src/services/files/jail.js';
 import { createDigest } from '../../../src/services/files/digest.js';
-import { upload, uploadStream } from '../../../src/services/files/put.js';
-import { fileService } from '../../../src/services/files/service.js';
-import { uploadService, type UploadServiceOptions } from '../../../src/services/files/upload.js';
+import { upload, uploadStream } from '../../../src/services/files/upload/client.js';
+import { fileService } from '../../../src/services/files/download/service.js';
+import { uploadService, type UploadServiceOptions } from '../../../src/services/files/upload/service.js';
 import { decodePut, decodePutDone, decodePutEnd, encodePut, encodePutDone, encodePutEnd, UploadFrame, type PutRequest } from '../../../src/services/files/wire.js';
 import { RawPeer, scriptedServer, testServers, waitUntil, within } from '../../helpers/net.js';
 

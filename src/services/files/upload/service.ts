@@ -7,18 +7,20 @@
  * refused, cut, over size, corrupt or out of disk space leaves nothing under the final name and
  * no temporary file behind.
  */
-import { randomBytes } from 'node:crypto';
-import { constants as fsc } from 'node:fs';
-import { link, lstat, open, opendir, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { opendir, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { OptionError, TcpkitError } from '../../errors.js';
-import type { Frame } from '../../protocol/frame.js';
-import { intOption, stripUndefined } from '../../util/options.js';
-import type { Exchange, Service } from '../../server/service.js';
-import { refusal, type FileRoot, type ParentDirectory } from './confined.js';
-import { createDigest } from './digest.js';
-import type { PeerInfo } from '../../transport/connection.js';
-import { decodePut, decodePutEnd, encodePutDone, UploadFrame, type FileEnd, type PutDone, type PutRequest } from './wire.js';
+import { OptionError, TcpkitError } from '../../../errors.js';
+import type { Frame } from '../../../protocol/frame.js';
+import type { Exchange, Service } from '../../../server/service.js';
+import type { PeerInfo } from '../../../transport/connection.js';
+import { systemClock, type Clock } from '../../../util/clock.js';
+import { intOption, stripUndefined } from '../../../util/options.js';
+import { UPLOAD_TEMP_NAME } from '../commit.js';
+import { createDigest } from '../digest.js';
+import { storageError } from '../errors.js';
+import type { FileRoot } from '../jail.js';
+import { decodePut, decodePutEnd, encodePutDone, UploadFrame, type FileEnd, type PutDone, type PutRequest } from '../wire.js';
+import { IncomingFile } from './incoming.js';
 
 type Resolved = Required<Omit<UploadServiceOptions, 'onStored'>> & Pick<UploadServiceOptions, 'onStored'>;
 
@@ -37,10 +39,12 @@ export interface UploadServiceOptions {
   maxConcurrent?: number;
   /** Called once a file is stored under its name (for logs). */
   onStored?: (stored: PutDone, peer: PeerInfo) => void;
+  /** Time and timers of the stall deadline (tests pass a fake one). @default systemClock */
+  clock?: Clock;
 }
 
 /** The defaults of {@link UploadServiceOptions}, in one place. */
-export const UPLOAD_DEFAULTS: Readonly<Required<Omit<UploadServiceOptions, 'onStored'>>> = Object.freeze({
+export const UPLOAD_DEFAULTS: Readonly<Required<Omit<UploadServiceOptions, 'onStored' | 'clock'>>> = Object.freeze({
   maxFileBytes: 1024 ** 3,
   allowOverwrite: false,
   stallTimeoutMs: 30_000,
@@ -49,136 +53,16 @@ export const UPLOAD_DEFAULTS: Readonly<Required<Omit<UploadServiceOptions, 'onSt
 
 const READY = Buffer.from('{}');
 
-/** Temporary files are named this, then 16 hex digits. */
-const TEMP_PREFIX = '.tcpkit-upload-';
-const TEMP_NAME = /^\.tcpkit-upload-[0-9a-f]{16}$/;
-
-/** An upload is flushed to disk every this many bytes, not only at the end. */
-const SYNC_EVERY_BYTES = 128 * 1024 * 1024;
-
-/** Errno codes that mean "no room": disk full, quota, inodes. */
-const NO_ROOM = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
-
-/** What the client is told when storing failed: no room, a directory in the way, or what a download would be told. */
-function storageError(error: unknown, name: string): TcpkitError {
-  if (error instanceof TcpkitError) return error;
-  const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && NO_ROOM.has(code)) return new TcpkitError('NO_SPACE', `no room on the server for ${name} (${code})`);
-  if (code === 'EISDIR' || code === 'ENOTEMPTY') return new TcpkitError('FORBIDDEN', `${name}: is a directory`);
-  return refusal(error, name, 'store');
-}
-
-/**
- * A file being received: a hidden temporary file in the destination's directory, created
- * through that directory's checked descriptor.
- */
-class IncomingFile {
-  readonly #dir: ParentDirectory;
-  readonly #temp: string;
-  #handle: FileHandle | undefined;
-  /** Bytes written since the last flush to disk. */
-  #unsynced = 0;
-
-  private constructor(dir: ParentDirectory, temp: string, handle: FileHandle) {
-    this.#dir = dir;
-    this.#temp = temp;
-    this.#handle = handle;
-  }
-
-  /** Checks that the name is free (or may be replaced), then creates the temporary file. */
-  static async create(root: FileRoot, put: PutRequest, overwrite: boolean): Promise<IncomingFile> {
-    const dir = await root.openParent(put.name).catch((error: unknown) => {
-      if (!(error instanceof TcpkitError) || error.wireCode !== 'NOT_FOUND') throw error;
-      throw new TcpkitError('NOT_FOUND', `no such directory on the server for ${put.name}`);
-    });
-    try {
-      const existing = await lstat(`${dir.path}/${dir.base}`).catch(() => undefined);
-      if (existing !== undefined) {
-        if (existing.isDirectory()) throw new TcpkitError('FORBIDDEN', `${dir.name}: is a directory`);
-        if (!overwrite) {
-          const why = put.overwrite ? 'this server does not allow overwriting' : 'not replaced: overwriting was not asked for';
-          throw new TcpkitError('FILE_EXISTS', `${dir.name} exists on the server (${why})`);
-        }
-      }
-      // Hidden (never served or listed), and short whatever the name's length.
-      const temp = `${dir.path}/${TEMP_PREFIX}${randomBytes(8).toString('hex')}`;
-      const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
-      const handle = await open(temp, flags, 0o644);
-      return new IncomingFile(dir, temp, handle);
-    } catch (error) {
-      await dir.handle.close();
-      throw storageError(error, put.name);
-    }
-  }
-
-  async write(chunk: Uint8Array): Promise<void> {
-    const handle = this.#handle!;
-    for (let written = 0; written < chunk.length; ) {
-      const { bytesWritten } = await handle.write(chunk, written, chunk.length - written);
-      written += bytesWritten;
-    }
-    // Flushed as it goes, so the final flush before PUT_DONE stays short even for a huge file on
-    // a slow disk (the client waits for it, under its request timeout).
-    this.#unsynced += chunk.length;
-    if (this.#unsynced >= SYNC_EVERY_BYTES) {
-      this.#unsynced = 0;
-      await handle.datasync();
-    }
-  }
-
-  /**
-   * Puts the complete file under its name: flushed to disk first, then renamed (when replacing
-   * is allowed) or hard-linked, which fails if the name was taken meanwhile. On failure the
-   * temporary file is removed and nothing is under the name.
-   */
-  async commit(overwrite: boolean): Promise<void> {
-    const handle = this.#handle!;
-    this.#handle = undefined;
-    const final = `${this.#dir.path}/${this.#dir.base}`;
-    try {
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      if (overwrite) await rename(this.#temp, final);
-      else await link(this.#temp, final);
-    } catch (error) {
-      await unlink(this.#temp).catch(() => {});
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
-        throw new TcpkitError('FILE_EXISTS', `${this.#dir.name} appeared on the server during the upload`);
-      }
-      throw error;
-    }
-    // The file is in place from here on: nothing after this may report the upload failed.
-    if (!overwrite) await unlink(this.#temp).catch(() => {});
-    // The directory entry itself, so a crash after PUT_DONE does not lose the file (best effort).
-    const dir = await open(this.#dir.path, fsc.O_RDONLY | fsc.O_DIRECTORY).catch(() => undefined);
-    await dir?.sync().catch(() => {});
-    await dir?.close();
-  }
-
-  /** Closes everything; removes the temporary file unless it was committed. */
-  async close(): Promise<void> {
-    if (this.#handle !== undefined) {
-      await this.#handle.close().catch(() => {});
-      await unlink(this.#temp).catch(() => {});
-      this.#handle = undefined;
-    }
-    await this.#dir.handle.close().catch(() => {});
-  }
-}
-
 /** The next continuation frame, or TIMEOUT when the client sends nothing for `ms`. */
-async function nextFrame(exchange: Exchange, ms: number, name: string): Promise<Frame> {
-  let timer: NodeJS.Timeout | undefined;
+async function nextFrame(exchange: Exchange, ms: number, name: string, clock: Clock): Promise<Frame> {
+  let timer: unknown;
   const stalled = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new TcpkitError('TIMEOUT', `the upload of ${name} made no progress for ${ms} ms`)), ms);
+    timer = clock.setTimeout(() => reject(new TcpkitError('TIMEOUT', `the upload of ${name} made no progress for ${ms} ms`)), ms, undefined);
   });
   try {
     return await Promise.race([exchange.receive(), stalled]);
   } finally {
-    clearTimeout(timer);
+    clock.clearTimeout(timer);
   }
 }
 
@@ -194,7 +78,7 @@ async function receiveContent(exchange: Exchange, file: IncomingFile, put: PutRe
   let writing: Promise<void> = Promise.resolve();
   try {
     for (;;) {
-      const frame = await nextFrame(exchange, options.stallTimeoutMs, put.name);
+      const frame = await nextFrame(exchange, options.stallTimeoutMs, put.name, options.clock);
       if (frame.type === UploadFrame.PUT_END) {
         await writing;
         return { received, digest: digest.value(), end: decodePutEnd(frame.payload) };
@@ -267,7 +151,7 @@ export async function sweepUploads(root: FileRoot, maxEntries = 100_000): Promis
   try {
     for await (const entry of dir) {
       if (++seen > maxEntries) return { removed, truncated: true };
-      if (!entry.isFile() || !TEMP_NAME.test(entry.name)) continue;
+      if (!entry.isFile() || !UPLOAD_TEMP_NAME.test(entry.name)) continue;
       const found = await unlink(path.join(entry.parentPath ?? entry.path, entry.name)).then(
         () => true,
         () => false,
@@ -281,11 +165,12 @@ export async function sweepUploads(root: FileRoot, maxEntries = 100_000): Promis
 }
 
 function resolveUploadOptions(options: UploadServiceOptions): Resolved {
-  const resolved: Resolved = { ...UPLOAD_DEFAULTS, ...stripUndefined(options) };
+  const resolved: Resolved = { ...UPLOAD_DEFAULTS, clock: systemClock, ...stripUndefined(options) };
   intOption('maxFileBytes', resolved.maxFileBytes, 0, Number.MAX_SAFE_INTEGER);
   intOption('stallTimeoutMs', resolved.stallTimeoutMs, 1, 86_400_000);
   intOption('maxConcurrent', resolved.maxConcurrent, 1, 1_000_000);
   if (resolved.onStored !== undefined && typeof resolved.onStored !== 'function') throw new OptionError('INVALID_OPTION', 'onStored must be a function');
+  if (typeof resolved.clock?.setTimeout !== 'function') throw new OptionError('INVALID_OPTION', 'clock must be a Clock');
   if (typeof resolved.allowOverwrite !== 'boolean') throw new OptionError('INVALID_OPTION', 'allowOverwrite must be true or false');
   return resolved;
 }

@@ -1,188 +1,19 @@
 /**
- * The download service, client side: stat, list, get as a verified stream, and download to a
- * path atomically (temporary file beside the destination, renamed only once verified), resuming
- * from a partial file left by an interrupted run.
+ * The download service, client side: download to a path atomically (a partial file beside the
+ * destination, put under its name only once verified: see `commit.ts`), resuming from a partial
+ * file left by an interrupted run.
  */
 import { constants as fsc } from 'node:fs';
-import { lstat, open, readFile, rename, link, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { lstat, open, readFile, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
-import type { Client, RequestOptions } from '../../client/client.js';
-import { ProtocolError, TcpkitError } from '../../errors.js';
-import type { Frame } from '../../protocol/frame.js';
-import { createDigest, DIGEST_ALGORITHM, type Digest } from './digest.js';
-import {
-  decodeFileEnd,
-  decodeFileHead,
-  decodeListing,
-  decodeStatReply,
-  encodeGet,
-  encodeNameRequest,
-  FileFrame,
-  type EntryInfo,
-  type FileHead,
-  type GetRequest,
-  type Listing,
-} from './wire.js';
-
-/** Describes one entry on the server. */
-export async function stat(client: Client, name: string, options?: RequestOptions): Promise<EntryInfo> {
-  const frame = await client.request(FileFrame.STAT, encodeNameRequest(name), FileFrame.STAT_REPLY, options);
-  return decodeStatReply(frame.payload);
-}
-
-/** Lists a directory on the server (`''` is the served root). */
-export async function list(client: Client, dir = '', options?: RequestOptions): Promise<Listing> {
-  const frame = await client.request(FileFrame.LIST, encodeNameRequest(dir), FileFrame.LIST_REPLY, options);
-  return decodeListing(frame.payload);
-}
-
-/** What a GET is told as its bytes arrive. */
-interface BodySink {
-  /** FILE_HEAD arrived. May return a promise; DATA is held back until it settles. */
-  head(head: FileHead): void;
-  /** One DATA chunk, already counted and hashed. */
-  data(chunk: Buffer): void;
-}
-
-/** Outcome of a verified GET. */
-interface BodyResult {
-  head: FileHead;
-  digest: string;
-  /** Bytes received in this GET (from head.offset). */
-  received: number;
-}
-
-/**
- * Runs one GET and checks everything a hostile or broken server could get wrong: the reply
- * order, the announced size (never more, never less), and the digest of the whole file
- * (`prefix` must already hold the digest of the bytes before `request.offset`).
- */
-async function getBody(
-  client: Client,
-  request: GetRequest,
-  prefix: Digest | undefined,
-  sink: BodySink,
-  options: RequestOptions,
-): Promise<BodyResult> {
-  let head: FileHead | undefined;
-  let digest: Digest | undefined;
-  let received = 0;
-  let expected = 0;
-  let end: { digest: string; bytes: number } | undefined;
-  await client.stream(
-    FileFrame.GET,
-    encodeGet(request),
-    {
-      isFinal: (frame) => frame.type === FileFrame.FILE_END,
-      frame: (frame: Frame) => {
-        switch (frame.type) {
-          case FileFrame.FILE_HEAD: {
-            if (head) throw new ProtocolError('PROTOCOL_ERROR', 'FILE_HEAD sent twice');
-            head = decodeFileHead(frame.payload);
-            if (!head.digest.startsWith(DIGEST_ALGORITHM)) {
-              throw new TcpkitError('UNSUPPORTED_REQUEST', `the server uses digest ${head.digest}, this client knows ${DIGEST_ALGORITHM}`);
-            }
-            if (head.offset !== 0 && head.offset !== request.offset) {
-              throw new ProtocolError('PROTOCOL_ERROR', `the server resumed at ${head.offset}, not at ${request.offset} or 0`);
-            }
-            expected = head.size - head.offset;
-            // Resumed: continue the digest of the prefix we hold; refused: start a fresh one.
-            digest = head.offset > 0 && prefix ? prefix : createDigest();
-            sink.head(head);
-            return;
-          }
-          case FileFrame.DATA: {
-            if (!head || !digest) throw new ProtocolError('PROTOCOL_ERROR', 'DATA before FILE_HEAD');
-            received += frame.payload.length;
-            if (received > expected) {
-              throw new ProtocolError('PROTOCOL_ERROR', `the server sent more than the ${head.size} bytes it announced`);
-            }
-            digest.update(frame.payload);
-            sink.data(frame.payload);
-            return;
-          }
-          case FileFrame.FILE_END: {
-            if (!head) throw new ProtocolError('PROTOCOL_ERROR', 'FILE_END before FILE_HEAD');
-            end = decodeFileEnd(frame.payload);
-            if (received !== expected || end.bytes !== expected) {
-              throw new ProtocolError('PROTOCOL_ERROR', `the server announced ${head.size} bytes but sent ${head.offset + received}`);
-            }
-            return;
-          }
-          default:
-            throw new ProtocolError('PROTOCOL_ERROR', `unexpected frame 0x${frame.type.toString(16)} in a file transfer`);
-        }
-      },
-    },
-    options,
-  );
-  const actual = digest!.value();
-  if (actual !== end!.digest) {
-    throw new TcpkitError('DIGEST_MISMATCH', `${request.name}: content does not match the server's digest (got ${actual}, expected ${end!.digest})`);
-  }
-  return { head: head!, digest: actual, received };
-}
-
-/** A file being received as a stream. */
-export interface FileStream {
-  /** Size, modification time and starting offset, as announced by the server. */
-  head: FileHead;
-  /** The bytes. It errors (never ends cleanly) if the content is short, long or corrupt. */
-  body: Readable;
-  /** Resolves with the digest once the whole body arrived and was verified. */
-  verified: Promise<string>;
-}
-
-/**
- * Gets a file as a readable stream with backpressure: a slow reader pauses the connection.
- * @example const { head, body } = await getStream(client, 'big.iso'); body.pipe(process.stdout);
- */
-export function getStream(client: Client, name: string, options: RequestOptions = {}): Promise<FileStream> {
-  return new Promise((resolve, reject) => {
-    let paused = false;
-    const body = new Readable({
-      highWaterMark: 4 * 1024 * 1024,
-      read() {
-        if (paused) {
-          paused = false;
-          client.resumeReading();
-        }
-      },
-    });
-    let started = false;
-    const verified = getBody(
-      client,
-      { name, offset: 0 },
-      undefined,
-      {
-        head(head) {
-          started = true;
-          resolve({ head, body, verified });
-        },
-        data(chunk) {
-          if (!body.push(chunk) && !paused) {
-            paused = true;
-            client.pauseReading();
-          }
-        },
-      },
-      options,
-    ).then(
-      (result) => {
-        body.push(null);
-        return result.digest;
-      },
-      (error: unknown) => {
-        if (paused) client.resumeReading();
-        if (started) body.destroy(error as Error);
-        else reject(error as Error);
-        throw error;
-      },
-    );
-    verified.catch(() => {});
-  });
-}
+import type { Client, RequestOptions } from '../../../client/client.js';
+import { TcpkitError } from '../../../errors.js';
+import { bulkBuffers } from '../../../util/buffer-pool.js';
+import { commitFile, destinationExists, partialPaths } from '../commit.js';
+import { createDigest, type Digest } from '../digest.js';
+import { localError, writeFailure } from '../errors.js';
+import { DATA_CHUNK_BYTES, type GetRequest } from '../wire.js';
+import { getBody } from './client.js';
 
 /** Progress of a download. */
 export interface DownloadProgress {
@@ -218,11 +49,6 @@ export interface DownloadResult {
   seconds: number;
 }
 
-/** Where a download keeps its partial file and what it knows about it. */
-export function partialPaths(destination: string): { part: string; meta: string } {
-  const part = path.join(path.dirname(destination), `.${path.basename(destination)}.tcpkit-part`);
-  return { part, meta: `${part}.json` };
-}
 
 interface PartMeta {
   name: string;
@@ -248,22 +74,6 @@ async function exists(file: string): Promise<boolean> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw error;
   }
-}
-
-function localError(what: string, error: unknown): TcpkitError {
-  if (error instanceof TcpkitError) return error;
-  const code = (error as NodeJS.ErrnoException).code ?? String(error);
-  return new TcpkitError('LOCAL_FILE_ERROR', `${what}: ${code}`, { cause: error });
-}
-
-/** What a failed write to the partial file says: the cause a person acts on first. */
-function writeFailure(part: string, error: unknown): TcpkitError {
-  if (error instanceof TcpkitError) return error;
-  const code = (error as NodeJS.ErrnoException).code;
-  const why =
-    code === 'ENOSPC' ? 'no space left on the device' : code === 'EDQUOT' ? 'disk quota exceeded' : code === 'EFBIG' ? 'file too large for the file system' : undefined;
-  if (why === undefined) return localError(`cannot write ${part}`, error);
-  return new TcpkitError('LOCAL_FILE_ERROR', `${why} writing ${part}`, { cause: error });
 }
 
 /** `4.0 MB of 50.0 MB`: decimal units, one decimal, both in the unit that suits `size`. */
@@ -301,21 +111,26 @@ function interrupted(error: unknown, remote: string, got: number, size: number, 
 /** Digest of the first `length` bytes of a local file. */
 async function digestPrefix(handle: FileHandle, length: number): Promise<Digest> {
   const digest = createDigest();
-  const buffer = Buffer.allocUnsafe(1024 * 1024);
-  for (let position = 0; position < length; ) {
-    const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, length - position), position);
-    if (bytesRead === 0) throw new TcpkitError('LOCAL_FILE_ERROR', 'the partial file shrank while resuming');
-    digest.update(buffer.subarray(0, bytesRead));
-    position += bytesRead;
+  const buffer = bulkBuffers.take();
+  try {
+    for (let position = 0; position < length; ) {
+      const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, length - position), position);
+      if (bytesRead === 0) throw new TcpkitError('LOCAL_FILE_ERROR', 'the partial file shrank while resuming');
+      digest.update(buffer.subarray(0, bytesRead));
+      position += bytesRead;
+    }
+  } finally {
+    // Hashed synchronously: nothing holds the buffer once the loop is over.
+    bulkBuffers.give(buffer);
   }
   return digest;
 }
 
 /** Bounds the bytes queued for the disk: reading pauses above the high mark. */
-const WRITE_HIGH_BYTES = 3 * 1024 * 1024;
-const WRITE_LOW_BYTES = 1024 * 1024;
+const WRITE_HIGH_BYTES = 3 * DATA_CHUNK_BYTES;
+const WRITE_LOW_BYTES = DATA_CHUNK_BYTES;
 /** Files up to this size are not worth a resume record (they fit in one DATA frame). */
-const RESUME_RECORD_MIN_BYTES = 1024 * 1024;
+const RESUME_RECORD_MIN_BYTES = DATA_CHUNK_BYTES;
 
 /**
  * Downloads `name` to `destination`: bytes go to a partial file beside it, which is renamed into
@@ -342,7 +157,7 @@ async function downloadOnce(client: Client, name: string, destination: string, o
   const target = path.resolve(destination);
   const { part, meta } = partialPaths(target);
   if (!options.force && (await exists(target))) {
-    throw new TcpkitError('FILE_EXISTS', `${destination} exists (use --force to replace it)`);
+    throw destinationExists(destination);
   }
   // O_NOFOLLOW: never write through a symbolic link planted at the partial file's name.
   const flags = fsc.O_RDWR | fsc.O_CREAT | fsc.O_NOFOLLOW;
@@ -466,17 +281,8 @@ async function downloadOnce(client: Client, name: string, destination: string, o
     if (writeError) throw writeFailure(part, writeError);
     await handle.close().catch(() => {});
     try {
-      if (options.force) {
-        await rename(part, target);
-      } else {
-        // link() fails if the destination appeared meanwhile: never replace it silently.
-        await link(part, target);
-        await unlink(part);
-      }
+      await commitFile(part, target, { overwrite: Boolean(options.force), exists: () => destinationExists(destination), removeTemp: 'required' });
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
-        throw new TcpkitError('FILE_EXISTS', `${destination} exists (use --force to replace it)`);
-      }
       throw localError(`cannot save ${destination}`, error);
     }
     if (metaWritten) await unlink(meta).catch(() => {});

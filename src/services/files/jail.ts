@@ -52,9 +52,13 @@ import { constants as fsConstants, type Dirent, type Stats } from 'node:fs';
 import { open, opendir, lstat, readlink, realpath, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { OptionError, TcpkitError } from '../../errors.js';
-import { intOption, stripUndefined } from '../../util/options.js';
+import { errnoOf, forbidden, refusal } from './errors.js';
+import { resolveRootOptions, type AccessOptions, type FileRootOptions, type OpenedFile, type ParentDirectory } from './jail-options.js';
 import { isInside, validateDirName, validateName, type NameRules } from './names.js';
 import type { EntryInfo, Listing } from './wire.js';
+
+/** The root's options and results, with {@link FileRoot}. */
+export { FILE_ROOT_DEFAULTS, type AccessOptions, type FileRootOptions, type OpenedFile, type ParentDirectory, type SymlinkPolicy } from './jail-options.js';
 
 // O_PATH from <asm-generic/fcntl.h>, the value on every architecture Node supports on Linux;
 // Node's fs.constants does not export it. FileRoot.open proves the kernel took it as O_PATH.
@@ -62,129 +66,6 @@ const O_PATH = 0o10000000;
 const { O_RDONLY, O_NONBLOCK, O_DIRECTORY } = fsConstants;
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-
-/** How symlinks inside the root are treated. */
-export type SymlinkPolicy = 'inside' | 'refuse';
-
-/** Options of {@link FileRoot.open}. */
-export interface FileRootOptions {
-  /** Serve (and list) names with a component starting with `.`. @default false */
-  allowHidden?: boolean;
-  /**
-   * `'inside'`: follow a symlink when what it leads to is inside the root, refuse it otherwise.
-   * `'refuse'`: refuse any name with a symlink on the way.
-   * @default 'inside'
-   */
-  symlinks?: SymlinkPolicy;
-  /**
-   * Serve (and list) regular files that have more than one hard link. Off by default: another
-   * name of the same inode may lie outside the root, so such a file is refused like a symlink
-   * leading outside. @default false
-   */
-  allowHardLinks?: boolean;
-  /** Most entries one {@link FileRoot.list} returns; past it the listing says `truncated`. @default 10000 */
-  maxListEntries?: number;
-  /** Longest name accepted, in UTF-8 bytes. @default 1024 */
-  maxNameBytes?: number;
-  /** Longest name component accepted, in UTF-8 bytes. @default 255 */
-  maxComponentBytes?: number;
-  /**
-   * Accept a root that every local user may write to (mode o+w, such as `/tmp`): anyone on the
-   * machine could then plant files and links in it. @default false
-   */
-  allowWorldWritable?: boolean;
-}
-
-/** The defaults of {@link FileRootOptions}, in one place. */
-export const FILE_ROOT_DEFAULTS: Readonly<Required<FileRootOptions>> = Object.freeze({
-  allowHidden: false,
-  symlinks: 'inside',
-  allowHardLinks: false,
-  maxListEntries: 10_000,
-  maxNameBytes: 1024,
-  maxComponentBytes: 255,
-  allowWorldWritable: false,
-});
-
-/** Per-request overrides of the root's policy. */
-export interface AccessOptions {
-  /** Overrides {@link FileRootOptions.allowHidden} for this call. */
-  allowHidden?: boolean;
-}
-
-/** The directory a new entry goes in, checked inside the root. The caller closes `handle`. */
-export interface ParentDirectory {
-  /** O_PATH handle on the directory; `/proc/self/fd/N/<base>` names entries inside it. */
-  handle: FileHandle;
-  /** `/proc/self/fd/N` of {@link handle}. */
-  path: string;
-  /** The last component of the name. */
-  base: string;
-  /** The validated name. */
-  name: string;
-}
-
-/** A regular file opened for reading, confined to the root. The caller closes `handle`. */
-export interface OpenedFile {
-  /** Read-only handle on the file that was checked. */
-  handle: FileHandle;
-  /** Size in bytes when it was opened. */
-  size: number;
-  /** Modification time when it was opened, in ms since the epoch. */
-  mtimeMs: number;
-  /** The validated name. */
-  name: string;
-}
-
-function resolveOptions(options: FileRootOptions): Required<FileRootOptions> {
-  const resolved: Required<FileRootOptions> = { ...FILE_ROOT_DEFAULTS, ...stripUndefined(options) };
-  for (const key of ['allowHidden', 'allowHardLinks', 'allowWorldWritable'] as const) {
-    if (typeof resolved[key] !== 'boolean') throw new OptionError('INVALID_OPTION', `${key} must be true or false`);
-  }
-  if (resolved.symlinks !== 'inside' && resolved.symlinks !== 'refuse') {
-    throw new OptionError('INVALID_OPTION', `symlinks must be 'inside' or 'refuse', got ${String(resolved.symlinks)}`);
-  }
-  intOption('maxListEntries', resolved.maxListEntries, 1, 1_000_000);
-  intOption('maxNameBytes', resolved.maxNameBytes, 1, 4096);
-  intOption('maxComponentBytes', resolved.maxComponentBytes, 1, 255);
-  return resolved;
-}
-
-function errnoOf(error: unknown): string {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : 'unknown error';
-}
-
-function forbidden(name: string, reason: string): TcpkitError {
-  return new TcpkitError('FORBIDDEN', `${name}: ${reason}`);
-}
-
-/**
- * The client-facing meaning of a failed filesystem call. The Node error is not kept as `cause`:
- * its message holds the absolute path, and a logger printing causes would leak it.
- */
-export function refusal(error: unknown, name: string, verb = 'open'): TcpkitError {
-  const code = errnoOf(error);
-  switch (code) {
-    case 'ENOENT':
-    case 'ENOTDIR':
-      return new TcpkitError('NOT_FOUND', `no such file: ${name}`);
-    case 'EACCES':
-    case 'EPERM':
-    case 'EROFS':
-      return forbidden(name, 'permission denied');
-    case 'ELOOP':
-      return forbidden(name, 'too many levels of symbolic links');
-    case 'ENXIO':
-    case 'ENODEV':
-      return forbidden(name, 'not a regular file');
-    case 'ENAMETOOLONG':
-      return new TcpkitError('INVALID_NAME', `invalid name: ${name} is too long for this server`);
-    default:
-      // A local-scope code: the server logs it (handler-error) and the client gets HANDLER_ERROR.
-      return new TcpkitError('LOCAL_FILE_ERROR', `cannot ${verb} ${name}: ${code}`);
-  }
-}
 
 function typeOf(stats: Stats): EntryInfo['type'] {
   if (stats.isFile()) return 'file';
@@ -231,19 +112,19 @@ export class FileRoot {
    * Throws `INVALID_OPTION` otherwise; these messages name `dir`, for the operator.
    */
   static async open(dir: string, options: FileRootOptions = {}): Promise<FileRoot> {
-    const resolved = resolveOptions(options);
+    const resolved = resolveRootOptions(options);
     let real: string;
     try {
       real = strictUtf8.decode(await realpath(dir, { encoding: 'buffer' }));
     } catch (error) {
-      const why = error instanceof TypeError ? 'its real path is not valid UTF-8' : errnoOf(error) === 'ENOENT' ? 'no such directory' : errnoOf(error);
+      const why = error instanceof TypeError ? 'its real path is not valid UTF-8' : errnoOf(error) === 'ENOENT' ? 'no such directory' : (errnoOf(error) ?? 'unknown error');
       throw new OptionError('INVALID_OPTION', `root ${dir}: ${why}`);
     }
     let handle: FileHandle;
     try {
       handle = await open(real, O_PATH | O_DIRECTORY);
     } catch (error) {
-      const why = errnoOf(error) === 'ENOTDIR' ? 'not a directory' : errnoOf(error);
+      const why = errnoOf(error) === 'ENOTDIR' ? 'not a directory' : (errnoOf(error) ?? 'unknown error');
       throw new OptionError('INVALID_OPTION', `root ${dir}: ${why}`);
     }
     try {

@@ -7,13 +7,14 @@
 import { constants as fsc } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import type { Client, RequestChannel, RequestOptions } from '../../client/client.js';
-import { ProtocolError, TcpkitError } from '../../errors.js';
-import { frameTypeName } from '../../protocol/constants.js';
-import { BufferPool, BULK_BUFFER_BYTES } from '../../util/buffer-pool.js';
-import { createDigest } from './digest.js';
-import { validateName } from './names.js';
-import { DATA_CHUNK_BYTES, decodePutDone, encodePut, encodePutEnd, UploadFrame, type PutDone } from './wire.js';
+import type { Client, RequestChannel, RequestOptions } from '../../../client/client.js';
+import { ProtocolError, TcpkitError } from '../../../errors.js';
+import { frameTypeName } from '../../../protocol/constants.js';
+import { bulkBuffers } from '../../../util/buffer-pool.js';
+import { createDigest } from '../digest.js';
+import { localError } from '../errors.js';
+import { validateName } from '../names.js';
+import { DATA_CHUNK_BYTES, decodePutDone, encodePut, encodePutEnd, UploadFrame, type PutDone } from '../wire.js';
 
 /** Options of {@link upload} and {@link uploadStream}. */
 export interface UploadOptions extends RequestOptions {
@@ -26,20 +27,13 @@ export interface UploadOptions extends RequestOptions {
 /** What the server stored. */
 export type UploadResult = PutDone;
 
-function localError(what: string, error?: unknown): TcpkitError {
-  const code = (error as { code?: unknown } | null)?.code;
-  return new TcpkitError('LOCAL_FILE_ERROR', typeof code === 'string' ? `${what}: ${code}` : what);
-}
-
 /**
- * Chunk buffers of every upload of the process: the connection sends a chunk without copying
- * it, and gives it back here once the socket is done with it.
+ * Reads `length` bytes at `position` into a buffer the connection may send without copying: a
+ * whole chunk comes from the process's bulk pool, and goes back to it once the socket is done
+ * with it.
  */
-const chunks = new BufferPool(BULK_BUFFER_BYTES, 8);
-
-/** Reads `length` bytes at `position` into a buffer the connection may send without copying. */
 async function readAt(handle: FileHandle, position: number, length: number, label: string): Promise<Buffer> {
-  const buffer = length === chunks.size ? chunks.take() : Buffer.allocUnsafe(length);
+  const buffer = length === bulkBuffers.size ? bulkBuffers.take() : Buffer.allocUnsafe(length);
   for (let filled = 0; filled < length; ) {
     const { bytesRead } = await handle.read(buffer, filled, length - filled, position + filled);
     if (bytesRead === 0) throw localError(`${label} shrank while it was being sent`);
@@ -121,7 +115,7 @@ export async function upload(client: Client, localPath: string, name = path.base
       const after = await handle.stat();
       if (after.size !== before.size || after.mtimeMs !== before.mtimeMs) throw localError(`${localPath} changed while it was being sent`);
     };
-    return await sendContent(client, name, content(), before.size, options, (chunk) => chunks.give(chunk));
+    return await sendContent(client, name, content(), before.size, options, (chunk) => bulkBuffers.give(chunk));
   } finally {
     await handle.close();
   }

@@ -3,13 +3,13 @@
  * with a digest of the whole file), STAT describes one entry, LIST a directory. Read-only.
  */
 import type { FileHandle } from 'node:fs/promises';
-import { TcpkitError } from '../../errors.js';
-import type { Frame } from '../../protocol/frame.js';
-import type { Exchange, Service } from '../../server/service.js';
-import type { PeerInfo } from '../../transport/connection.js';
-import type { FileRoot } from './confined.js';
-import { createDigest, DIGEST_ALGORITHM, type Digest } from './digest.js';
-import { BufferPool } from '../../util/buffer-pool.js';
+import { TcpkitError } from '../../../errors.js';
+import type { Frame } from '../../../protocol/frame.js';
+import type { Exchange, Service } from '../../../server/service.js';
+import type { PeerInfo } from '../../../transport/connection.js';
+import { bulkBuffers } from '../../../util/buffer-pool.js';
+import type { FileRoot } from '../jail.js';
+import { createDigest, DIGEST_ALGORITHM, type Digest } from '../digest.js';
 import {
   DATA_CHUNK_BYTES,
   decodeGet,
@@ -19,7 +19,7 @@ import {
   encodeFileHead,
   encodeListing,
   FileFrame,
-} from './wire.js';
+} from '../wire.js';
 
 /** Options of {@link fileService}. */
 export interface FileServiceOptions {
@@ -54,14 +54,11 @@ function reportingRefusals(service: Service, onRefused: NonNullable<FileServiceO
 }
 
 /**
- * Chunk buffers shared by every transfer of the process, reused once the socket is done with
- * them; released when idle (see {@link BufferPool}). Exported for tests.
+ * Reads `length` bytes at `position`; fewer only at end of file. A whole chunk is read into a
+ * buffer of the process's bulk pool, given back once the socket is done with it.
  */
-export const chunks = new BufferPool(DATA_CHUNK_BYTES, 32);
-
-/** Reads `length` bytes at `position`; fewer only at end of file. */
 async function readChunk(handle: FileHandle, position: number, length: number): Promise<Buffer> {
-  const buffer = length === DATA_CHUNK_BYTES ? chunks.take() : Buffer.allocUnsafe(length);
+  const buffer = length === DATA_CHUNK_BYTES ? bulkBuffers.take() : Buffer.allocUnsafe(length);
   let filled = 0;
   while (filled < length) {
     const { bytesRead } = await handle.read(buffer, filled, length - filled, position + filled);
@@ -83,7 +80,7 @@ async function hashRange(handle: FileHandle, from: number, to: number, digest: D
     if (chunk.length === 0) throw changed(name);
     digest.update(chunk);
     position += chunk.length;
-    chunks.give(chunk);
+    bulkBuffers.give(chunk);
   }
 }
 
@@ -108,12 +105,12 @@ async function serveGet(root: FileRoot, chunkBytes: number, request: Frame, exch
       const chunk = await readChunk(handle, position, Math.min(chunkBytes, size - position));
       if (chunk.length === 0) throw changed(get.name);
       if (signal.aborted) {
-        chunks.give(chunk);
+        bulkBuffers.give(chunk);
         throw new TcpkitError('CANCELLED', 'the client cancelled the transfer');
       }
       position += chunk.length;
       digest.update(chunk);
-      await exchange.write(FileFrame.DATA, chunk, () => chunks.give(chunk));
+      await exchange.write(FileFrame.DATA, chunk, () => bulkBuffers.give(chunk));
     }
     // Exactly `size` bytes were sent, whatever the file does now; a file that grew is still
     // caught, because its first `size` bytes and their digest are what the client checks.

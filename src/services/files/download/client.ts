@@ -1,0 +1,181 @@
+/**
+ * The download service, client side: STAT and LIST, and GET as a verified stream. Saving to a
+ * path (atomic, resumable) is {@link download} in `save.ts`, built on the same verified GET.
+ */
+import { Readable } from 'node:stream';
+import type { Client, RequestOptions } from '../../../client/client.js';
+import { ProtocolError, TcpkitError } from '../../../errors.js';
+import type { Frame } from '../../../protocol/frame.js';
+import { createDigest, DIGEST_ALGORITHM, type Digest } from '../digest.js';
+import {
+  decodeFileEnd,
+  decodeFileHead,
+  decodeListing,
+  decodeStatReply,
+  encodeGet,
+  encodeNameRequest,
+  FileFrame,
+  type EntryInfo,
+  type FileHead,
+  type GetRequest,
+  type Listing,
+} from '../wire.js';
+
+/** Describes one entry on the server. */
+export async function stat(client: Client, name: string, options?: RequestOptions): Promise<EntryInfo> {
+  const frame = await client.request(FileFrame.STAT, encodeNameRequest(name), FileFrame.STAT_REPLY, options);
+  return decodeStatReply(frame.payload);
+}
+
+/** Lists a directory on the server (`''` is the served root). */
+export async function list(client: Client, dir = '', options?: RequestOptions): Promise<Listing> {
+  const frame = await client.request(FileFrame.LIST, encodeNameRequest(dir), FileFrame.LIST_REPLY, options);
+  return decodeListing(frame.payload);
+}
+
+/** What a GET is told as its bytes arrive (for {@link getBody}). */
+export interface BodySink {
+  /** FILE_HEAD arrived. May return a promise; DATA is held back until it settles. */
+  head(head: FileHead): void;
+  /** One DATA chunk, already counted and hashed. */
+  data(chunk: Buffer): void;
+}
+
+/** Outcome of a verified GET ({@link getBody}). */
+export interface BodyResult {
+  head: FileHead;
+  digest: string;
+  /** Bytes received in this GET (from head.offset). */
+  received: number;
+}
+
+/**
+ * Runs one GET and checks everything a hostile or broken server could get wrong: the reply
+ * order, the announced size (never more, never less), and the digest of the whole file
+ * (`prefix` must already hold the digest of the bytes before `request.offset`).
+ */
+export async function getBody(
+  client: Client,
+  request: GetRequest,
+  prefix: Digest | undefined,
+  sink: BodySink,
+  options: RequestOptions,
+): Promise<BodyResult> {
+  let head: FileHead | undefined;
+  let digest: Digest | undefined;
+  let received = 0;
+  let expected = 0;
+  let end: { digest: string; bytes: number } | undefined;
+  await client.stream(
+    FileFrame.GET,
+    encodeGet(request),
+    {
+      isFinal: (frame) => frame.type === FileFrame.FILE_END,
+      frame: (frame: Frame) => {
+        switch (frame.type) {
+          case FileFrame.FILE_HEAD: {
+            if (head) throw new ProtocolError('PROTOCOL_ERROR', 'FILE_HEAD sent twice');
+            head = decodeFileHead(frame.payload);
+            if (!head.digest.startsWith(DIGEST_ALGORITHM)) {
+              throw new TcpkitError('UNSUPPORTED_REQUEST', `the server uses digest ${head.digest}, this client knows ${DIGEST_ALGORITHM}`);
+            }
+            if (head.offset !== 0 && head.offset !== request.offset) {
+              throw new ProtocolError('PROTOCOL_ERROR', `the server resumed at ${head.offset}, not at ${request.offset} or 0`);
+            }
+            expected = head.size - head.offset;
+            // Resumed: continue the digest of the prefix we hold; refused: start a fresh one.
+            digest = head.offset > 0 && prefix ? prefix : createDigest();
+            sink.head(head);
+            return;
+          }
+          case FileFrame.DATA: {
+            if (!head || !digest) throw new ProtocolError('PROTOCOL_ERROR', 'DATA before FILE_HEAD');
+            received += frame.payload.length;
+            if (received > expected) {
+              throw new ProtocolError('PROTOCOL_ERROR', `the server sent more than the ${head.size} bytes it announced`);
+            }
+            digest.update(frame.payload);
+            sink.data(frame.payload);
+            return;
+          }
+          case FileFrame.FILE_END: {
+            if (!head) throw new ProtocolError('PROTOCOL_ERROR', 'FILE_END before FILE_HEAD');
+            end = decodeFileEnd(frame.payload);
+            if (received !== expected || end.bytes !== expected) {
+              throw new ProtocolError('PROTOCOL_ERROR', `the server announced ${head.size} bytes but sent ${head.offset + received}`);
+            }
+            return;
+          }
+          default:
+            throw new ProtocolError('PROTOCOL_ERROR', `unexpected frame 0x${frame.type.toString(16)} in a file transfer`);
+        }
+      },
+    },
+    options,
+  );
+  const actual = digest!.value();
+  if (actual !== end!.digest) {
+    throw new TcpkitError('DIGEST_MISMATCH', `${request.name}: content does not match the server's digest (got ${actual}, expected ${end!.digest})`);
+  }
+  return { head: head!, digest: actual, received };
+}
+
+/** A file being received as a stream. */
+export interface FileStream {
+  /** Size, modification time and starting offset, as announced by the server. */
+  head: FileHead;
+  /** The bytes. It errors (never ends cleanly) if the content is short, long or corrupt. */
+  body: Readable;
+  /** Resolves with the digest once the whole body arrived and was verified. */
+  verified: Promise<string>;
+}
+
+/**
+ * Gets a file as a readable stream with backpressure: a slow reader pauses the connection.
+ * @example const { head, body } = await getStream(client, 'big.iso'); body.pipe(process.stdout);
+ */
+export function getStream(client: Client, name: string, options: RequestOptions = {}): Promise<FileStream> {
+  return new Promise((resolve, reject) => {
+    let paused = false;
+    const body = new Readable({
+      highWaterMark: 4 * 1024 * 1024,
+      read() {
+        if (paused) {
+          paused = false;
+          client.resumeReading();
+        }
+      },
+    });
+    let started = false;
+    const verified = getBody(
+      client,
+      { name, offset: 0 },
+      undefined,
+      {
+        head(head) {
+          started = true;
+          resolve({ head, body, verified });
+        },
+        data(chunk) {
+          if (!body.push(chunk) && !paused) {
+            paused = true;
+            client.pauseReading();
+          }
+        },
+      },
+      options,
+    ).then(
+      (result) => {
+        body.push(null);
+        return result.digest;
+      },
+      (error: unknown) => {
+        if (paused) client.resumeReading();
+        if (started) body.destroy(error as Error);
+        else reject(error as Error);
+        throw error;
+      },
+    );
+    verified.catch(() => {});
+  });
+}
