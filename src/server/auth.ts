@@ -30,8 +30,8 @@ export class TokenCheck {
     return timingSafeEqual(digest(given), this.#expected);
   }
 
-  /** Records a failure from `ip`; returns how long to wait before answering it. */
-  failed(ip: string, now = Date.now()): number {
+  /** Records a failure from `ip` at `now` (the server's clock); returns how long to wait before answering it. */
+  failed(ip: string, now: number): number {
     const record = this.#failures.get(ip);
     const count = record && now - record.last < FORGET_MS ? record.count + 1 : 1;
     this.#failures.delete(ip);

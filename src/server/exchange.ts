@@ -6,11 +6,12 @@ import { TcpkitError } from '../errors.js';
 import type { Frame } from '../protocol/frame.js';
 import type { Exchange } from './service.js';
 import type { PeerInfo } from '../transport/connection.js';
+import type { SessionStateName } from '../session/session.js';
 
 /** What an exchange needs of its session. */
 export interface ExchangeHost {
   readonly peer: PeerInfo;
-  readonly state: string;
+  readonly state: SessionStateName;
   send(type: number, id: number, payload?: Uint8Array): boolean;
   sendStreamed(type: number, id: number, payload: Uint8Array, onSent?: () => void): Promise<void>;
   /** A continuation frame of `bytes` waits in a queue for its handler. */

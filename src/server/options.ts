@@ -9,6 +9,7 @@ import type { RawHandler } from '../raw/handler.js';
 import type { Service } from './service.js';
 import { checkPort, DEFAULT_PORT } from '../transport/address.js';
 import { serverSecureContext, type SecureContext, type ServerCertificate } from '../transport/tls.js';
+import { systemClock, type Clock } from '../util/clock.js';
 
 /**
  * Options of a {@link Server}. Every timeout is finite. (The package root's `createServer` adds
@@ -108,6 +109,11 @@ export interface ServerOptions {
   drainTimeoutMs?: number;
   /** After the server ends a connection, the peer has this long to close its side. @default 5000 */
   lingerTimeoutMs?: number;
+  /**
+   * Time and timers of every deadline (the phase deadlines, linger, the auth-failure delay, the
+   * shutdown's drain deadline); tests pass a fake one. @default systemClock
+   */
+  clock?: Clock;
 }
 
 /** Defaults of {@link ServerOptions}, in one place. */
@@ -156,6 +162,7 @@ export interface ResolvedServerOptions {
   sendTimeoutMs: number;
   drainTimeoutMs: number;
   lingerTimeoutMs: number;
+  clock: Clock;
 }
 
 const MAX_TIMEOUT_MS = 24 * 3600 * 1000;
@@ -190,6 +197,10 @@ export function resolveServerOptions(options: ServerOptions = {}): ResolvedServe
   if (o.random !== undefined && typeof o.random !== 'function') {
     throw new OptionError('INVALID_OPTION', 'random must be a function returning numbers in [0, 1)');
   }
+  const clock = o.clock ?? systemClock;
+  if (typeof clock !== 'object' || clock === null || typeof clock.now !== 'function' || typeof clock.setTimeout !== 'function' || typeof clock.clearTimeout !== 'function') {
+    throw new OptionError('INVALID_OPTION', 'clock must have now(), setTimeout() and clearTimeout()');
+  }
   const maxPreAuth = intOption('maxPreAuth', o.maxPreAuth, 0, 10_000_000);
   const preAuthDropStart =
     o.preAuthDropStart === undefined ? Math.floor(maxPreAuth / 2) : intOption('preAuthDropStart', o.preAuthDropStart, 0, 10_000_000);
@@ -221,5 +232,6 @@ export function resolveServerOptions(options: ServerOptions = {}): ResolvedServe
     sendTimeoutMs: intOption('sendTimeoutMs', o.sendTimeoutMs, 1, MAX_TIMEOUT_MS),
     drainTimeoutMs: intOption('drainTimeoutMs', o.drainTimeoutMs, 0, MAX_TIMEOUT_MS),
     lingerTimeoutMs: intOption('lingerTimeoutMs', o.lingerTimeoutMs, 1, MAX_TIMEOUT_MS),
+    clock,
   };
 }

@@ -139,11 +139,8 @@ export class Server extends EventEmitter<ServerEventMap> {
       hello: (version) => this.#hello(version),
       protocolError: (peer, error) => this.emit('protocol-error', peer, error),
       handlerError: (peer, error) => this.emit('handler-error', peer, error),
-      // Raw clients cannot authenticate, nor speak TLS: with a token or TLS, raw mode is off.
-      raw: this.#options.token === undefined && this.#options.tls === undefined ? this.#options.raw : undefined,
       auth: this.#options.token === undefined ? undefined : new TokenCheck(this.#options.token, this.#options.authFailureDelayMs),
       authFailed: (peer) => this.emit('auth-failed', peer),
-      rawError: (peer, error, cut) => this.emit('raw-error', peer, error, cut),
       timedOut: (peer, why) => this.emit('timeout', peer, why),
       peerEnded: (peer) => this.emit('peer-end', peer),
       preAuthEnded: (session) => this.#preAuth.leave(this.#preAuthIp(session.admittedIp)),
@@ -247,15 +244,20 @@ export class Server extends EventEmitter<ServerEventMap> {
       if (this.#sessions.size === 0) resolve();
     });
     for (const session of this.#sessions) session.drain();
-    let deadline: NodeJS.Timeout | undefined;
+    const clock = this.#options.clock;
+    let deadline: unknown;
     const timedOut = new Promise<void>((resolve) => {
-      deadline = setTimeout(() => {
-        for (const session of this.#sessions) session.destroy();
-        resolve();
-      }, drainTimeoutMs);
+      deadline = clock.setTimeout(
+        (sessions: ReadonlySet<ServerSession>) => {
+          for (const session of sessions) session.destroy();
+          resolve();
+        },
+        drainTimeoutMs,
+        this.#sessions,
+      );
     });
     await Promise.race([allClosed, timedOut]);
-    clearTimeout(deadline);
+    clock.clearTimeout(deadline);
     await listenerClosed;
     this.emit('close');
   }

@@ -1,33 +1,22 @@
 /**
- * One accepted connection on the server side: the hello exchange, request dispatch with a cap on
- * requests in flight, backpressure, goodbye and half-close handling.
+ * The server role of one accepted connection, over the framed-session core (src/session/):
+ * hello negotiation and authentication, request dispatch with a cap on requests in flight,
+ * continuation frames held for their handlers, CANCEL, drain for shutdown, the phase deadlines.
+ * Preamble, PING/PONG, GOODBYE, ERROR(0), protocol errors and linger are the core's.
  */
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { ProtocolError, TcpkitError, ERROR_CODES, type ErrorCodeName } from '../errors.js';
-import {
-  CONNECTION_ID,
-  FrameType,
-  HELLO_MAX_FRAME_BYTES,
-  PREAMBLE,
-  MAX_PING_BYTES,
-  SUPPORTED_VERSIONS,
-  frameTypeName,
-  preambleBytes,
-} from '../protocol/constants.js';
-import { decodeClientHello, encodeErrorBody, negotiateVersion } from '../protocol/control.js';
+import { CONNECTION_ID, FrameType, HELLO_MAX_FRAME_BYTES, SUPPORTED_VERSIONS, frameTypeName } from '../protocol/constants.js';
+import { decodeClientHello, negotiateVersion, type ErrorBody } from '../protocol/control.js';
 import type { Frame } from '../protocol/frame.js';
-import type { RawHandler } from '../raw/handler.js';
 import type { Service } from './service.js';
-import { ServerExchange } from './exchange.js';
-import { RAW_QUIET_MS, RawRequestReader, type RawVerdict } from '../raw/request.js';
-import { Connection, type CloseReason, type ConnectionHandlers, type PeerInfo } from '../transport/connection.js';
+import { ServerExchange, type ExchangeHost } from './exchange.js';
+import type { CloseReason, Connection, PeerInfo } from '../transport/connection.js';
 import type { Expiry, WatchdogTimeouts } from '../transport/watchdog.js';
 import type { BufferPool } from '../util/buffer-pool.js';
+import { FramedSession, type SessionRole, type SessionStateName } from '../session/session.js';
 import type { TokenCheck } from './auth.js';
 import type { ResolvedServerOptions } from './options.js';
-
-/** Lifecycle of a session: waiting for hello, serving, draining (no new requests), closed. */
-export type SessionState = 'hello' | 'open' | 'draining' | 'closed';
 
 /** What a session reports to its server. */
 export interface SessionHost {
@@ -46,10 +35,6 @@ export interface SessionHost {
   hello(version: number): Buffer;
   protocolError(peer: PeerInfo, error: ProtocolError): void;
   handlerError(peer: PeerInfo, error: unknown): void;
-  /** Serves raw (unframed) clients; undefined: they are closed without a byte. */
-  readonly raw: RawHandler | undefined;
-  /** A raw request was refused or failed; the client got no data (or a cut-short stream). */
-  rawError(peer: PeerInfo, error: unknown, cut: boolean): void;
   /** Checks tokens, when the server requires one. */
   readonly auth: TokenCheck | undefined;
   /** A client failed authentication (the token itself is never reported). */
@@ -57,14 +42,9 @@ export interface SessionHost {
   /** A phase deadline passed and the connection is being closed. */
   timedOut(peer: PeerInfo, why: Expiry): void;
   peerEnded(peer: PeerInfo): void;
-  /** The connection completed its hello (or raw request) or closed: it no longer counts as pre-auth. Once per session at most. */
+  /** The connection completed its hello or closed: it no longer counts as pre-auth. Once per session at most. */
   preAuthEnded(session: ServerSession): void;
   closed(session: ServerSession, reason: CloseReason, error: Error | undefined): void;
-}
-
-/** A framed client starts with the preamble's 0x89, which no text can start with. */
-function isFramed(first: number): boolean {
-  return first === PREAMBLE[0];
 }
 
 /**
@@ -73,9 +53,13 @@ function isFramed(first: number): boolean {
  */
 const HOLD_BYTES = 2 * 1024 * 1024;
 
-export class ServerSession implements ConnectionHandlers {
+const SHUTTING_DOWN: ErrorBody = Object.freeze({ code: 'SHUTTING_DOWN', message: 'the server is shutting down' });
+const GOODBYE_REPLY: ErrorBody = Object.freeze({ code: 'NORMAL', message: 'goodbye' });
+
+/** One accepted connection, served: the server role over a {@link FramedSession}. */
+export class ServerSession implements SessionRole, ExchangeHost {
   readonly #host: SessionHost;
-  readonly #conn: Connection;
+  readonly #session: FramedSession;
   /**
    * Requests not yet answered, by id (created on the first that does not answer at once): what
    * CANCEL and continuation frames find, and what makes a reused id a duplicate. An id is free
@@ -84,16 +68,9 @@ export class ServerSession implements ConnectionHandlers {
   #inFlight: Map<number, ServerExchange> | undefined;
   /** Handlers still running: what counts against maxInFlight and keeps the connection busy. */
   #running = 0;
-  #state: SessionState = 'hello';
-  #preambleSent = false;
-  #peerSaidGoodbye = false;
-  #lingerTimer: NodeJS.Timeout | undefined;
   #requests = 0;
-  #rawReader: RawRequestReader | undefined;
-  #authTimer: NodeJS.Timeout | undefined;
-  #quietTimer: NodeJS.Timeout | undefined;
-  /** The raw request being served, if any (raw connections carry exactly one). */
-  #rawActive: AbortController | undefined;
+  /** The delayed AUTH_FAILED answer to a wrong token, while it waits. */
+  #authTimer: unknown;
   /** Bytes of continuation frames waiting for their handlers; reading stops at {@link HOLD_BYTES}. */
   #held = 0;
   /** Not yet past its hello (TLS handshake included): counted against the pre-auth cap. */
@@ -102,50 +79,29 @@ export class ServerSession implements ConnectionHandlers {
   /** The address this connection was admitted under (its slot in the caps), '' when not tracked. */
   readonly admittedIp: string;
 
-  constructor(socket: Socket, host: SessionHost, admittedIp = '') {
+  constructor(stream: Duplex, host: SessionHost, admittedIp = '') {
     this.#host = host;
     this.admittedIp = admittedIp;
-    // The session itself is the connection's handler object: no closures per connection.
-    this.#conn = new Connection(socket, this, {
+    // The session itself is the core's role object: no closures per connection.
+    this.#session = new FramedSession(stream, this, {
+      side: 'server',
       maxFrameBytes: HELLO_MAX_FRAME_BYTES,
-      controlTypes: host.controlTypes,
-      payloadPool: host.payloads,
-      timeouts: host.timeouts,
-      ...(host.raw && { sniff: isFramed }),
+      lingerMs: host.options.lingerTimeoutMs,
+      clock: host.options.clock,
+      connection: { controlTypes: host.controlTypes, payloadPool: host.payloads, timeouts: host.timeouts },
     });
   }
 
-  // ConnectionHandlers, on the prototype.
-  /** @internal */
-  frame(frame: Frame): void {
-    this.#onFrame(frame);
-  }
-  /** @internal */
-  peerEnd(): void {
-    this.#onPeerEnd();
-  }
-  /** @internal */
-  protocolError(error: ProtocolError): void {
-    this.#onProtocolError(error);
-  }
-  /** @internal */
-  close(reason: CloseReason, error: Error | undefined): void {
-    this.#onClose(reason, error);
-  }
-  /** @internal */
-  raw(chunk: Buffer): void {
-    this.#onRaw(chunk);
-  }
-  /** @internal */
-  timeout(why: Expiry): void {
-    this.#onTimeout(why);
+  get #conn(): Connection {
+    return this.#session.connection;
   }
 
   get peer(): PeerInfo {
-    return this.#conn.peer;
+    return this.#session.peer;
   }
-  get state(): SessionState {
-    return this.#state;
+  /** Where the connection is: hello, open, closing (no new requests), ended (lingering), closed. */
+  get state(): SessionStateName {
+    return this.#session.state.name;
   }
   /** Requests being served right now. */
   get inFlight(): number {
@@ -164,11 +120,7 @@ export class ServerSession implements ConnectionHandlers {
 
   /** Queues one frame, the server preamble first if it has not gone out yet. */
   send(type: number, id: number, payload?: Uint8Array, onSent?: () => void): boolean {
-    if (!this.#preambleSent) {
-      this.#preambleSent = true;
-      this.#conn.write(preambleBytes());
-    }
-    return this.#conn.sendFrame(type, id, payload, onSent);
+    return this.#session.send(type, id, payload, onSent);
   }
 
   /** Sends a frame of a streamed reply and waits for room in the send buffer. */
@@ -209,22 +161,14 @@ export class ServerSession implements ConnectionHandlers {
     return this.#held >= HOLD_BYTES;
   }
 
-  #sendError(id: number, code: ErrorCodeName, message: string, details?: Record<string, unknown>): void {
-    this.send(FrameType.ERROR, id, encodeErrorBody(details ? { code, message, details } : { code, message }));
-  }
-
   /**
    * Graceful stop (server shutdown): no new requests; idle now means goodbye now, busy means
-   * goodbye once the requests in flight are answered.
+   * goodbye once the requests in flight are answered. A connection still in its hello is closed.
    */
   drain(): void {
-    if (this.#state === 'closed' || this.#state === 'draining') return;
-    if (this.#state === 'hello') {
-      this.#conn.destroy();
-      return;
-    }
-    this.#state = 'draining';
-    this.#maybeFinish();
+    const name = this.#session.state.name;
+    if (name === 'hello') this.#conn.destroy();
+    else if (name === 'open') this.#session.closeWhenDone('shutdown', SHUTTING_DOWN);
   }
 
   /** Aborts at once. */
@@ -232,8 +176,10 @@ export class ServerSession implements ConnectionHandlers {
     this.#conn.destroy(error);
   }
 
-  /** A phase deadline passed: each phase has its own way out (RELIABILITY.md G5). */
-  #onTimeout(why: Expiry): void {
+  // SessionRole, on the prototype.
+
+  /** @internal A phase deadline passed: each phase has its own way out (RELIABILITY.md G5). */
+  timeout(why: Expiry): void {
     this.#host.timedOut(this.peer, why);
     switch (why) {
       case 'handshake':
@@ -242,119 +188,75 @@ export class ServerSession implements ConnectionHandlers {
         return;
       case 'send-stall':
         // The peer stopped reading: reset, so the kernel frees what it still holds for it.
-        this.#conn.reset();
+        this.#session.reset();
         return;
-      case 'request':
-        if (!this.#conn.raw) {
-          const ms = this.#host.options.requestTimeoutMs;
-          this.#sendError(CONNECTION_ID, 'TIMEOUT', `a frame was not completed within ${ms} ms`);
-        }
+      case 'request': {
+        const ms = this.#host.options.requestTimeoutMs;
         this.#conn.pause();
-        this.#endAndLinger();
+        this.#session.endNow('request-timeout', { type: FrameType.ERROR, body: { code: 'TIMEOUT', message: `a frame was not completed within ${ms} ms` } });
         return;
+      }
       case 'idle': {
-        if (!this.#conn.raw && !this.#conn.writeEnded) {
-          const ms = this.#host.options.idleTimeoutMs;
-          this.send(FrameType.GOODBYE, CONNECTION_ID, encodeErrorBody({ code: 'IDLE_TIMEOUT', message: `idle for ${ms} ms` }));
-        }
-        this.#state = 'draining';
-        this.#endAndLinger();
+        const ms = this.#host.options.idleTimeoutMs;
+        this.#session.endNow('idle', { type: FrameType.GOODBYE, body: { code: 'IDLE_TIMEOUT', message: `idle for ${ms} ms` } });
       }
     }
   }
 
-  /** Bytes from a raw client: gather its request (one per connection), then serve it. */
-  #onRaw(chunk: Buffer): void {
-    if (this.#state !== 'hello') return; // bytes after the request are ignored
-    this.#rawReader ??= new RawRequestReader();
-    const verdict = this.#rawReader.push(chunk);
-    if (verdict.done) {
-      this.#serveRaw(verdict);
-      return;
-    }
-    clearTimeout(this.#quietTimer);
-    this.#quietTimer = setTimeout(() => this.#serveRaw(this.#rawReader!.end()), RAW_QUIET_MS);
-  }
-
-  #serveRaw(verdict: RawVerdict): void {
-    if (!verdict.done || this.#state !== 'hello') return;
-    clearTimeout(this.#quietTimer);
-    this.#state = 'open';
-    this.#handshakeDone();
-    this.#conn.pause();
-    if ('tooLong' in verdict) {
-      this.#host.rawError(this.peer, new TcpkitError('BAD_REQUEST', 'raw request too long'), false);
-      this.#endAndLinger();
-      return;
-    }
-    const controller = new AbortController();
-    this.#rawActive = controller;
-    this.#conn.setBusy(true);
-    this.#requests++;
-    const conn = this.#conn;
-    const exchange = {
-      peer: this.peer,
-      signal: controller.signal,
-      async write(chunk: Uint8Array): Promise<void> {
-        controller.signal.throwIfAborted();
-        if (!conn.write(chunk)) await conn.drained();
-      },
-    };
-    const finish = (error: unknown): void => {
-      this.#rawActive = undefined;
-      this.#conn.setBusy(false);
-      if (this.#state === 'closed') return;
-      if (error === undefined) {
-        this.#endAndLinger();
-        return;
-      }
-      // Nothing sent: close with no data. Something sent: reset, so the cut is visible.
-      const cut = conn.bytesOut > 0;
-      this.#host.rawError(this.peer, error, cut);
-      if (cut) conn.reset();
-      else this.#endAndLinger();
-    };
-    let result: void | Promise<void>;
+  /** @internal The client's HELLO: negotiate a version, check the token, answer with ours. */
+  hello(frame: Frame): void {
+    let version: number | undefined;
+    let hello: ReturnType<typeof decodeClientHello>;
     try {
-      result = this.#host.raw!(verdict.request, exchange);
+      hello = decodeClientHello(frame.payload);
+      version = negotiateVersion(hello.versions);
     } catch (error) {
-      finish(error);
+      this.#session.failProtocol(error as ProtocolError);
       return;
     }
-    if (result instanceof Promise) result.then(() => finish(undefined), finish);
-    else finish(undefined);
+    if (version === undefined) {
+      this.#session.failProtocol(new ProtocolError('UNSUPPORTED_VERSION', `this server speaks protocol versions ${SUPPORTED_VERSIONS.join(', ')}`), {
+        versions: [...SUPPORTED_VERSIONS],
+      });
+      return;
+    }
+    const auth = this.#host.auth;
+    if (auth !== undefined) {
+      const ip = this.peer.address;
+      if (!auth.matches(hello.auth?.token)) {
+        // Slower with every failure from this address; the connection holds its slot meanwhile.
+        const clock = this.#host.options.clock;
+        const delay = auth.failed(ip, clock.now());
+        const message = hello.auth?.token === undefined ? 'this server requires a token' : 'wrong token';
+        this.#host.authFailed(this.peer);
+        this.#conn.pause();
+        this.#authTimer = clock.setTimeout(ServerSession.#refuseAuth, delay, { session: this, message });
+        this.#session.closeWhenDone('auth-failed'); // busy until the answer went out
+        return;
+      }
+      auth.succeeded(ip);
+    }
+    this.#session.open(this.#host.hello(version), this.#host.options.maxFrameBytes);
+    this.#leavePreAuth();
   }
 
-  #onFrame(frame: Frame): void {
-    if (this.#state === 'hello') {
-      this.#onHello(frame);
-      return;
-    }
+  static #refuseAuth({ session, message }: { session: ServerSession; message: string }): void {
+    session.#authTimer = undefined;
+    session.#session.sendError(CONNECTION_ID, 'AUTH_FAILED', message);
+    session.#session.endNow('auth-failed');
+  }
+
+  /** @internal A frame past the hello that the core leaves to us: requests, CANCEL, continuations. */
+  frame(frame: Frame): void {
     switch (frame.type) {
-      case FrameType.PING:
-        if (frame.payload.length > MAX_PING_BYTES) {
-          this.#abortProtocol(new ProtocolError('PROTOCOL_ERROR', `PING payload over ${MAX_PING_BYTES} bytes`));
-        } else {
-          this.send(FrameType.PONG, frame.id, frame.payload);
-          // A PING flood from a client that does not read: stop reading it.
-          if (this.#conn.needsDrain) this.#waitForDrain();
-        }
-        return;
       case FrameType.PONG:
-        return;
-      case FrameType.GOODBYE:
-        this.#peerSaidGoodbye = true;
-        this.#maybeFinish();
         return;
       case FrameType.CANCEL:
         this.#inFlight?.get(frame.id)?.abort(new TcpkitError('ABORTED', 'the client cancelled the request'));
         return;
       case FrameType.ERROR:
-        // A client reports a connection-level problem with our frames: nothing to answer.
+        // A client reports a problem with our frames: nothing to answer.
         this.#conn.destroy();
-        return;
-      case FrameType.HELLO:
-        this.#abortProtocol(new ProtocolError('PROTOCOL_ERROR', 'HELLO sent twice'));
         return;
       default:
         if (this.#host.continuations.has(frame.type)) {
@@ -366,56 +268,33 @@ export class ServerSession implements ConnectionHandlers {
     }
   }
 
-  #onHello(frame: Frame): void {
-    if (frame.type !== FrameType.HELLO || frame.id !== CONNECTION_ID) {
-      this.#abortProtocol(new ProtocolError('PROTOCOL_ERROR', `expected HELLO first, got ${frameTypeName(frame.type)}`));
-      return;
-    }
-    let version: number | undefined;
-    let hello: ReturnType<typeof decodeClientHello>;
-    try {
-      hello = decodeClientHello(frame.payload);
-      version = negotiateVersion(hello.versions);
-    } catch (error) {
-      this.#abortProtocol(error as ProtocolError);
-      return;
-    }
-    if (version === undefined) {
-      this.#abortProtocol(new ProtocolError('UNSUPPORTED_VERSION', `this server speaks protocol versions ${SUPPORTED_VERSIONS.join(', ')}`), {
-        versions: [...SUPPORTED_VERSIONS],
-      });
-      return;
-    }
-    const auth = this.#host.auth;
-    if (auth !== undefined) {
-      const ip = this.peer.address;
-      if (!auth.matches(hello.auth?.token)) {
-        // Slower with every failure from this address; the connection holds its slot meanwhile.
-        const delay = auth.failed(ip);
-        this.#host.authFailed(this.peer);
-        this.#conn.pause();
-        this.#state = 'draining';
-        this.#authTimer = setTimeout(() => {
-          this.#sendError(CONNECTION_ID, 'AUTH_FAILED', hello.auth?.token === undefined ? 'this server requires a token' : 'wrong token');
-          this.#endAndLinger();
-        }, delay);
-        return;
-      }
-      auth.succeeded(ip);
-    }
-    this.#state = 'open';
-    this.#handshakeDone();
-    this.#conn.setMaxFrameBytes(this.#host.options.maxFrameBytes);
-    this.#preambleSent = true;
-    this.#conn.write(this.#host.hello(version));
+  /** @internal The client said goodbye: no new requests; ours goes out once those in flight are answered. */
+  goodbye(): void {
+    this.#session.closeWhenDone('peer-goodbye', GOODBYE_REPLY);
   }
 
-  /** Past the hello: the handshake deadline stops, and the pre-auth slot is given back. */
-  #handshakeDone(): void {
-    this.#conn.handshakeDone();
-    this.#leavePreAuth();
+  /** @internal ERROR(0): a client reports a connection-level problem with our frames; it is closed. */
+  remoteError(): Error | undefined {
+    return undefined;
   }
 
+  /** @internal The client broke the protocol (the core tells it why). */
+  protocolError(error: ProtocolError): Error | undefined {
+    this.#host.protocolError(this.peer, error);
+    return undefined;
+  }
+
+  /** @internal Requests run, or a refused token waits for its answer. */
+  busy(): boolean {
+    return this.#running > 0 || this.#authTimer !== undefined;
+  }
+
+  /** @internal A PING flood from a client that does not read: stop reading it. */
+  outputFull(): void {
+    this.#waitForDrain();
+  }
+
+  /** Past the hello: the pre-auth slot is given back. */
   #leavePreAuth(): void {
     if (!this.#preAuth) return;
     this.#preAuth = false;
@@ -425,14 +304,14 @@ export class ServerSession implements ConnectionHandlers {
   #onRequest(frame: Frame): void {
     const { id } = frame;
     if (id === CONNECTION_ID) {
-      this.#abortProtocol(new ProtocolError('PROTOCOL_ERROR', `${frameTypeName(frame.type)} request with id 0`));
+      this.#session.failProtocol(new ProtocolError('PROTOCOL_ERROR', `${frameTypeName(frame.type)} request with id 0`));
       return;
     }
     if (this.#inFlight?.has(id) === true) {
-      this.#abortProtocol(new ProtocolError('PROTOCOL_ERROR', `request id ${id} is already in flight`));
+      this.#session.failProtocol(new ProtocolError('PROTOCOL_ERROR', `request id ${id} is already in flight`));
       return;
     }
-    if (this.#state !== 'open' || this.#peerSaidGoodbye) {
+    if (this.#session.state.name !== 'open') {
       this.#refuseRequest(id, 'SHUTTING_DOWN', 'the connection is closing: no new requests');
       return;
     }
@@ -469,7 +348,7 @@ export class ServerSession implements ConnectionHandlers {
 
   /** Answers a request with an error at once; a client that does not read those either is read no more. */
   #refuseRequest(id: number, code: ErrorCodeName, message: string): void {
-    this.#sendError(id, code, message);
+    this.#session.sendError(id, code, message);
     if (this.#conn.needsDrain) this.#waitForDrain();
   }
 
@@ -487,14 +366,14 @@ export class ServerSession implements ConnectionHandlers {
     this.answered(exchange);
     if (running && --this.#running === 0) this.#conn.setBusy(false);
     exchange.discard();
-    if (this.#state === 'closed') return;
+    if (this.#session.state.name === 'closed') return;
     if (!exchange.done) {
       if (error instanceof TcpkitError && ERROR_CODES[error.wireCode].scope === 'wire') {
-        this.#sendError(exchange.id, error.wireCode, error.message);
+        this.#session.sendError(exchange.id, error.wireCode, error.message);
       } else {
         if (error === undefined) error = new Error('the handler returned without answering');
         this.#host.handlerError(this.peer, error);
-        this.#sendError(exchange.id, 'HANDLER_ERROR', 'the server failed to serve this request');
+        this.#session.sendError(exchange.id, 'HANDLER_ERROR', 'the server failed to serve this request');
       }
     } else if (error !== undefined) {
       // Failed after answering (e.g. mid-stream): the reply cannot be trusted, end the connection.
@@ -502,99 +381,38 @@ export class ServerSession implements ConnectionHandlers {
       this.#conn.destroy();
       return;
     }
-    if (this.#maybeFinish()) return;
+    if (this.#session.workDone()) return;
     if (this.#conn.needsDrain) this.#waitForDrain();
     else this.#maybeResume();
   }
 
   #maybeResume(): void {
-    if (this.#state === 'closed' || this.#conn.needsDrain || this.#holding) return;
-    if (this.inFlight < this.#host.options.maxInFlight) {
+    if (this.#session.state.name === 'closed' || this.#conn.needsDrain || this.#holding) return;
+    if (this.#running < this.#host.options.maxInFlight) {
       this.#conn.resume();
       // Requests held while paused may all have been answered now, after the peer's EOF.
-      this.#maybeFinish();
+      this.#session.workDone();
     } else {
       this.#conn.pause('soft');
     }
   }
 
-  /**
-   * Ends our side once nothing is in flight and the peer is done (EOF or goodbye) or we drain.
-   * Returns true when it ended the connection.
-   */
-  #maybeFinish(): boolean {
-    if (this.inFlight > 0 || this.#rawActive || this.#conn.writeEnded || this.#conn.hasBacklog) return false;
-    if (this.#conn.raw) {
-      if (this.#state === 'draining' || this.#conn.peerEnded) {
-        this.#endAndLinger();
-        return true;
-      }
-      return false;
-    }
-    if (this.#state === 'draining' || this.#peerSaidGoodbye) {
-      const code: ErrorCodeName = this.#state === 'draining' ? 'SHUTTING_DOWN' : 'NORMAL';
-      const message = code === 'SHUTTING_DOWN' ? 'the server is shutting down' : 'goodbye';
-      if (!this.#conn.peerEnded) this.send(FrameType.GOODBYE, CONNECTION_ID, encodeErrorBody({ code, message }));
-      this.#endAndLinger();
-      return true;
-    }
-    if (this.#conn.peerEnded) {
-      // Half-close after the last request: every reply has been sent, now close our side too.
-      this.#endAndLinger();
-      return true;
-    }
-    return false;
-  }
-
-  #endAndLinger(): void {
-    this.#conn.end();
-    this.#lingerTimer ??= setTimeout(() => this.#conn.destroy(), this.#host.options.lingerTimeoutMs);
-  }
-
-  /**
-   * The peer broke the protocol: tell it why (unless it never sent our preamble, in which case
-   * it may be a raw client that would save our words as its file), then close.
-   */
-  #abortProtocol(error: ProtocolError, details?: Record<string, unknown>): void {
-    this.#host.protocolError(this.peer, error);
-    if (this.#state === 'closed') return;
-    if (error.wireCode !== 'NOT_TCPKIT' && !this.#conn.writeEnded) {
-      this.#sendError(CONNECTION_ID, error.wireCode, error.message, details);
-    }
-    this.#conn.pause();
-    this.#endAndLinger();
-  }
-
-  #onProtocolError(error: ProtocolError): void {
-    if (error.wireCode === 'NOT_TCPKIT') {
-      this.#host.protocolError(this.peer, error);
-      this.#conn.destroy();
-      return;
-    }
-    this.#abortProtocol(error);
-  }
-
-  #onPeerEnd(): void {
+  /** @internal The client half-closed: requests it sent are still answered, then our side ends. */
+  peerEnded(): void {
     this.#host.peerEnded(this.peer);
-    if (this.#rawReader !== undefined && this.#state === 'hello') {
-      this.#serveRaw(this.#rawReader.end());
-      return;
-    }
-    if (this.#state === 'hello') {
+    if (this.#session.state.name === 'hello') {
       this.#conn.destroy();
       return;
     }
     if (this.#inFlight !== undefined) for (const exchange of this.#inFlight.values()) exchange.peerEnded();
-    this.#maybeFinish();
+    this.#session.workDone();
   }
 
-  #onClose(reason: CloseReason, error: Error | undefined): void {
-    this.#state = 'closed';
+  /** @internal The stream closed: stop what still runs, report to the server. */
+  closed(reason: CloseReason, error: Error | undefined): void {
     this.#leavePreAuth();
-    clearTimeout(this.#lingerTimer);
-    clearTimeout(this.#quietTimer);
-    clearTimeout(this.#authTimer);
-    this.#rawActive?.abort(new TcpkitError('CONNECTION_CLOSED', 'the connection closed'));
+    this.#host.options.clock.clearTimeout(this.#authTimer);
+    this.#authTimer = undefined;
     if (this.#inFlight !== undefined && this.#inFlight.size > 0) {
       // Those answered already only tidy up (close a file): nothing to stop.
       const gone = new TcpkitError('CONNECTION_CLOSED', 'the connection closed');

@@ -1,14 +1,17 @@
 /**
- * A Connection is a socket plus a frame decoder plus a batched, backpressure-aware writer. It is
- * the only layer that touches a `net.Socket`; client and server sessions sit on top of it.
+ * A Connection is a byte stream plus a frame decoder plus a batched, backpressure-aware writer.
+ * The stream is any `Duplex`: a TCP or TLS socket in service, an in-memory pair in tests.
+ * Socket-only features (no-delay, reset, the kernel's queues, the peer's address) are used when
+ * the stream has them, with plain fallbacks otherwise. Sessions (src/session/) sit on top of it.
  */
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { ProtocolError } from '../errors.js';
 import { encodeFrame, encodeHeader, FrameDecoder, type Frame } from '../protocol/frame.js';
 import { formatAddress, normalizeIp } from './address.js';
 import type { BufferPool } from '../util/buffer-pool.js';
 import { unacknowledgedBytes } from './tcp-queue.js';
-import type { Clock } from '../util/clock.js';
+import { systemClock, type Clock } from '../util/clock.js';
 import { Watchdog, type Expiry, type WatchdogOwner, type WatchdogTimeouts } from './watchdog.js';
 
 /** Who is at the other end, with IPv4-mapped IPv6 addresses shown as IPv4. */
@@ -32,11 +35,6 @@ export interface ConnectionHandlers {
   protocolError(error: ProtocolError): void;
   /** The socket closed; called exactly once. */
   close(reason: CloseReason, error: Error | undefined): void;
-  /**
-   * Bytes of a connection switched to raw mode (see {@link Connection.sniff}): no framing, the
-   * session reads the bytes itself.
-   */
-  raw?(chunk: Buffer): void;
   /** A phase deadline of the watchdog passed (only with `timeouts`). */
   timeout?(why: Expiry): void;
 }
@@ -45,11 +43,8 @@ export interface ConnectionHandlers {
 export interface ConnectionOptions {
   /** Frame payload limit until changed with {@link Connection.setMaxFrameBytes}. */
   maxFrameBytes: number;
-  /**
-   * Looks at the first byte received and says whether the peer is framed (true) or raw
-   * (false: every byte, that first one included, goes to `handlers.raw`). @default always framed
-   */
-  sniff?: (firstByte: number) => boolean;
+  /** Who is at the other end. @default the socket's remote address; `memory` for a stream that is not a socket */
+  peer?: PeerInfo;
   /**
    * Frame types delivered even while paused (PING, CANCEL...): a soft pause holds back requests,
    * not the control of the connection.
@@ -66,9 +61,12 @@ export interface ConnectionOptions {
   payloadPool?: BufferPool;
   /** Phase deadlines; without them the connection never times out by itself. */
   timeouts?: WatchdogTimeouts;
-  /** Clock of the watchdog (tests inject a fake one). */
+  /** Clock of the watchdog and the kernel-queue samples (tests inject a fake one). @default systemClock */
   clock?: Clock;
 }
+
+/** The peer of a stream that is not a socket (an in-memory pair). */
+export const MEMORY_PEER: PeerInfo = Object.freeze({ address: 'memory', port: 0, label: 'memory' });
 
 /** Describes the peer of a socket (after `connect` on a client, at once on a server). */
 export function peerOf(socket: Socket): PeerInfo {
@@ -84,11 +82,12 @@ const UNCOPIED_PAYLOAD_BYTES = 64 * 1024;
 /** An outbox this full is sent at once, without waiting for the end of the turn. */
 const OUTBOX_FLUSH_BYTES = 64 * 1024;
 
-/** The Connection of each socket, for listeners shared by all sockets (no closures per connection). */
-const owners = new WeakMap<Socket, Connection>();
+/** The Connection of each stream, for listeners shared by all streams (no closures per connection). */
+const owners = new WeakMap<Duplex, Connection>();
 
+/** One framed connection over a byte stream; see the file comment. */
 export class Connection implements WatchdogOwner {
-  readonly #socket: Socket;
+  readonly #socket: Duplex;
   readonly #decoder: FrameDecoder;
   readonly #handlers: ConnectionHandlers;
   #peer: PeerInfo | undefined;
@@ -107,8 +106,7 @@ export class Connection implements WatchdogOwner {
   #outboxBytes = 0;
   #bytesIn = 0;
   #bytesOut = 0;
-  #sniff: ((firstByte: number) => boolean) | undefined;
-  #raw = false;
+  readonly #clock: Clock;
   readonly #watchdog: Watchdog | undefined;
   readonly #controlTypes: ReadonlySet<number> | undefined;
   readonly #softPauseBytes: number;
@@ -116,48 +114,49 @@ export class Connection implements WatchdogOwner {
   #hard = false;
   #backlogBytes = 0;
 
-  constructor(socket: Socket, handlers: ConnectionHandlers, options: ConnectionOptions) {
+  constructor(socket: Duplex, handlers: ConnectionHandlers, options: ConnectionOptions) {
     this.#socket = socket;
     this.#handlers = handlers;
+    this.#clock = options.clock ?? systemClock;
+    if (options.peer !== undefined) this.#peer = options.peer;
     const pool = options.payloadPool;
     this.#decoder = new FrameDecoder({
       maxFrameBytes: options.maxFrameBytes,
       reusedInput: options.externalReads === true,
       ...(pool && { allocate: pool.allocate }),
     });
-    this.#sniff = options.sniff;
     this.#controlTypes = options.controlTypes;
     this.#softPauseBytes = options.softPauseBytes ?? 64 * 1024;
-    socket.setNoDelay(true);
+    if (socket instanceof Socket) socket.setNoDelay(true);
     owners.set(socket, this);
     if (!options.externalReads) socket.on('data', Connection.#socketData);
     socket.on('end', Connection.#socketEnd);
     socket.on('error', Connection.#socketError);
     socket.on('close', Connection.#socketClose);
     if (options.timeouts) {
-      this.#watchdog = new Watchdog(options.timeouts, this, options.clock);
+      this.#watchdog = new Watchdog(options.timeouts, this, this.#clock);
       socket.on('drain', Connection.#socketDrain);
     }
   }
 
   // Listeners shared by every socket: per-connection closures cost memory on idle connections.
-  static #socketData(this: Socket, chunk: Buffer): void {
+  static #socketData(this: Duplex, chunk: Buffer): void {
     const conn = owners.get(this);
     if (conn) conn.#onData(chunk);
   }
-  static #socketEnd(this: Socket): void {
+  static #socketEnd(this: Duplex): void {
     const conn = owners.get(this);
     if (conn) conn.#onEnd();
   }
-  static #socketError(this: Socket, error: Error): void {
+  static #socketError(this: Duplex, error: Error): void {
     const conn = owners.get(this);
     if (conn) conn.#error ??= error;
   }
-  static #socketClose(this: Socket): void {
+  static #socketClose(this: Duplex): void {
     const conn = owners.get(this);
     if (conn) conn.#onClose();
   }
-  static #socketDrain(this: Socket): void {
+  static #socketDrain(this: Duplex): void {
     const conn = owners.get(this);
     if (conn) conn.#watchdog?.sendBlocked(false);
   }
@@ -198,7 +197,7 @@ export class Connection implements WatchdogOwner {
 
   /** @internal For the watchdog: bytes the peer has not acknowledged, as the kernel counts them. */
   unacknowledgedBytes(): number | undefined {
-    return unacknowledgedBytes(this.#socket, Date.now());
+    return this.#socket instanceof Socket ? unacknowledgedBytes(this.#socket, this.#clock.now()) : undefined;
   }
 
   /** @internal For the watchdog: a phase deadline passed. */
@@ -206,7 +205,7 @@ export class Connection implements WatchdogOwner {
     this.#handlers.timeout?.(why);
   }
 
-  /** The hello (or raw request) is complete. */
+  /** The hello is complete. */
   handshakeDone(): void {
     this.#watchdog?.handshakeDone();
   }
@@ -218,7 +217,7 @@ export class Connection implements WatchdogOwner {
 
   /** Who is at the other end (looked up once, on first use). */
   get peer(): PeerInfo {
-    this.#peer ??= peerOf(this.#socket);
+    this.#peer ??= this.#socket instanceof Socket ? peerOf(this.#socket) : MEMORY_PEER;
     return this.#peer;
   }
 
@@ -240,10 +239,6 @@ export class Connection implements WatchdogOwner {
   /** True once we ended or destroyed our side: nothing more can be written. */
   get writeEnded(): boolean {
     return this.#ended || this.#closed;
-  }
-  /** True once the first byte showed a raw (unframed) peer. */
-  get raw(): boolean {
-    return this.#raw;
   }
   /** True while frames received during a pause wait to be delivered. */
   get hasBacklog(): boolean {
@@ -385,11 +380,15 @@ export class Connection implements WatchdogOwner {
     this.#socket.end();
   }
 
-  /** Closes at once with a reset (SO_LINGER 0): frees the kernel's buffers of a peer that stopped reading. */
+  /**
+   * Closes at once with a reset (SO_LINGER 0): frees the kernel's buffers of a peer that stopped
+   * reading. A stream that is not a socket is destroyed.
+   */
   reset(): void {
     if (this.#closed) return;
     this.#destroyedLocally = true;
-    this.#socket.resetAndDestroy();
+    if (this.#socket instanceof Socket) this.#socket.resetAndDestroy();
+    else this.#socket.destroy();
   }
 
   /** Closes at once, dropping what is queued. Idempotent. */
@@ -403,14 +402,6 @@ export class Connection implements WatchdogOwner {
   #onData(chunk: Buffer): void {
     this.#bytesIn += chunk.length;
     this.#watchdog?.activity();
-    if (this.#sniff !== undefined) {
-      this.#raw = !this.#sniff(chunk[0]!);
-      this.#sniff = undefined;
-    }
-    if (this.#raw) {
-      this.#handlers.raw?.(chunk);
-      return;
-    }
     let frames: Frame[];
     try {
       frames = this.#decoder.push(chunk);
