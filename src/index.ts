@@ -7,7 +7,7 @@ export { createServer, type CreateServerOptions } from './create-server.js';
 export { Server, type ServerEventMap, type ServerStats } from './server/server.js';
 /** Options of a Server (without `onMessage`, which {@link createServer} adds), and their defaults. */
 export { SERVER_DEFAULTS, type ServerOptions } from './server/options.js';
-export { connect, Client, type ClientState, type RequestChannel, type RequestOptions, type StreamConsumer } from './client/client.js';
+export { connect, Client, type ClientEventMap, type ClientState, type RequestChannel, type RequestOptions, type StreamConsumer } from './client/client.js';
 export { withClient, sendOnce } from './client/short.js';
 export { CLIENT_DEFAULTS, type ClientOptions, type Target } from './client/options.js';
 export {

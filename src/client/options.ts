@@ -5,6 +5,7 @@ import { OptionError } from '../errors.js';
 import { HARD_MAX_FRAME_BYTES, HELLO_MAX_FRAME_BYTES } from '../protocol/constants.js';
 import { intOption, stripUndefined } from '../util/options.js';
 import { checkPort, DEFAULT_PORT, formatAddress, parseAddress } from '../transport/address.js';
+import { systemClock, type Clock } from '../util/clock.js';
 
 /** Options of {@link connect}. */
 export interface ClientOptions {
@@ -34,6 +35,11 @@ export interface ClientOptions {
   token?: string;
   /** Aborts connecting. */
   signal?: AbortSignal;
+  /**
+   * Time and timers of the client: request deadlines, the sweep, the heartbeat, the linger
+   * after a goodbye, the hello deadline (tests inject a fake one). @default systemClock
+   */
+  clock?: Clock;
 }
 
 /** Defaults of {@link ClientOptions}, in one place. */
@@ -46,6 +52,7 @@ export const CLIENT_DEFAULTS = Object.freeze({
   maxFrameBytes: HARD_MAX_FRAME_BYTES,
 });
 
+/** {@link ClientOptions} merged over {@link CLIENT_DEFAULTS} and checked: what the client runs on. */
 export interface ResolvedClientOptions {
   host: string;
   port: number;
@@ -58,6 +65,7 @@ export interface ResolvedClientOptions {
   token: string | undefined;
   tls: { ca?: string | Buffer; pin?: string; insecure?: boolean } | undefined;
   signal: AbortSignal | undefined;
+  clock: Clock;
 }
 
 /** Where to connect: `"HOST[:PORT]"` or options carrying host and port. */
@@ -83,5 +91,6 @@ export function resolveClientOptions(target: Target, options: ClientOptions = {}
     token: o.token,
     tls: o.tls,
     signal: o.signal,
+    clock: o.clock ?? systemClock,
   };
 }

@@ -2,6 +2,7 @@
  * Reconnecting with backoff: which failures are worth another try, and how long to wait.
  */
 import { TcpkitError } from '../errors.js';
+import { systemClock, type Clock } from '../util/clock.js';
 
 /** Failures of the network or of a busy server, not of the request: trying again may succeed. */
 export function isRetryable(error: unknown): boolean {
@@ -44,13 +45,13 @@ export function backoffMs(attempt: number, options: BackoffOptions = {}): number
 
 /**
  * Runs `work` up to `1 + retries` times, waiting {@link backoffMs} between tries, as long as it
- * fails with a retryable error. `onRetry` hears of each retry.
+ * fails with a retryable error. `onRetry` hears of each retry. The waits run on `options.clock`.
  */
 export async function withRetries<T>(
   retries: number,
   work: (attempt: number) => Promise<T>,
   onRetry?: (error: unknown, attempt: number, delayMs: number) => void,
-  options: BackoffOptions & { signal?: AbortSignal } = {},
+  options: BackoffOptions & { signal?: AbortSignal; clock?: Clock } = {},
 ): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     try {
@@ -59,7 +60,8 @@ export async function withRetries<T>(
       if (attempt >= retries || !isRetryable(error) || options.signal?.aborted) throw error;
       const delay = backoffMs(attempt + 1, options);
       onRetry?.(error, attempt + 1, delay);
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      const clock = options.clock ?? systemClock;
+      await new Promise<void>((resolve) => clock.setTimeout(resolve, delay, undefined));
     }
   }
 }

@@ -6,6 +6,8 @@ import type { TcpkitError } from '../../src/errors.js';
 import { FrameType, PREAMBLE } from '../../src/protocol/constants.js';
 import { encodeServerHello } from '../../src/protocol/control.js';
 import { encodeFrame, FrameDecoder } from '../../src/protocol/frame.js';
+import { createConnection, type Socket } from 'node:net';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { LOOPBACK, faultyServer, freePort, gate, testServers, trickle, waitUntil, within } from '../helpers/net.js';
 
 const { cleanups, serve } = testServers();
@@ -345,19 +347,48 @@ describe('client: heartbeats', () => {
     });
   });
 
-  it('a tcpkit server busy with its maximum of requests still answers heartbeats', async () => {
+  it('a tcpkit server busy with its maximum of requests still answers heartbeats (fake clock)', async () => {
     const release = gate();
-    const { address } = await serve({ maxInFlight: 2, onMessage: async (m) => (await release.promise, m) });
-    const client = await connect(address, { heartbeatMs: 50, requestTimeoutMs: 0 });
+    const { port } = await serve({ maxInFlight: 2, onMessage: async (m) => (await release.promise, m) });
+    const proxy = await heartbeatCounter(port);
+    const clock = new FakeClock();
+    const client = await connect(`${LOOPBACK}:${proxy.port}`, { heartbeatMs: 50, requestTimeoutMs: 0, clock });
     const replies = Promise.all(['a', 'b', 'c'].map((m) => client.send(m)));
     let failed: unknown;
     replies.catch((error: unknown) => (failed = error));
-    const started = Date.now();
-    // Several heartbeat periods pass with the server at its cap (requests held back).
-    await new Promise((resolve) => setTimeout(resolve, 400));
-    assert.equal(failed, undefined, `failed after ${Date.now() - started} ms`);
+    // Eight heartbeat periods of fake time pass with the server at its cap (requests held back):
+    // every PING the client sends gets its PONG, and the client never declares the server dead.
+    for (let elapsed = 0; elapsed < 400; elapsed += 5) {
+      clock.advance(5);
+      await waitUntil(() => proxy.pongs >= proxy.pings, `the PONG of PING ${proxy.pings}`);
+      for (let turn = 0; turn < 5; turn++) await new Promise((resolve) => setImmediate(resolve));
+    }
+    assert.ok(proxy.pings >= 6, `only ${proxy.pings} heartbeats in 400 ms of fake time`);
+    assert.equal(failed, undefined);
     release.open();
     assert.deepEqual((await replies).map(String), ['a', 'b', 'c']);
     await client.close();
   });
 });
+
+/** A TCP proxy to `port` that counts the heartbeat PINGs (id 0) going up and the PONGs coming back. */
+async function heartbeatCounter(port: number): Promise<{ port: number; pings: number; pongs: number }> {
+  const counts = { port: 0, pings: 0, pongs: 0 };
+  const count = (from: Socket, to: Socket, type: number, key: 'pings' | 'pongs') => {
+    const decoder = new FrameDecoder({ maxFrameBytes: 1 << 24 });
+    from.on('data', (chunk: Buffer) => {
+      to.write(chunk);
+      for (const frame of decoder.push(chunk)) if (frame.type === type && frame.id === 0) counts[key]++;
+    });
+    from.on('end', () => to.end());
+    from.on('error', () => to.destroy());
+  };
+  const { port: listening } = await faulty((client) => {
+    const upstream = createConnection({ host: LOOPBACK, port, allowHalfOpen: true });
+    count(client, upstream, FrameType.PING, 'pings');
+    count(upstream, client, FrameType.PONG, 'pongs');
+    client.on('close', () => upstream.destroy());
+  });
+  counts.port = listening;
+  return counts;
+}

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it, mock } from 'node:test';
 import { connect } from '../../src/client/client.js';
+import { clientInternals } from '../../src/client/internal.js';
 import type { TcpkitError } from '../../src/errors.js';
 import { FrameType } from '../../src/protocol/constants.js';
 import { encodeFrame } from '../../src/protocol/frame.js';
@@ -54,12 +55,12 @@ describe('client: paused reading is not the server going silent', () => {
     let failure = undefined as TcpkitError | undefined;
     const pending = client.send('slow');
     pending.catch((error: TcpkitError) => (failure = error));
-    client.pauseReading();
+    clientInternals(client).pauseReading();
     // A minute of fake time paused: 60 heartbeat periods, 20 request timeouts.
     await pass(60_000);
     assert.equal(failure, undefined, `failed while paused: ${failure?.message}`);
     assert.equal(alive.pings, 0, 'no PING while paused: its PONG could not be read');
-    client.resumeReading();
+    clientInternals(client).resumeReading();
     // Reading again, a server that answers nothing is found out: PING after 1 s, verdict after 2 s.
     await pass(1000);
     await spin(() => alive.pings === 1, 'the PING');
@@ -78,18 +79,18 @@ describe('client: paused reading is not the server going silent', () => {
     let failure = undefined as TcpkitError | undefined;
     client.send('slow').catch((error: TcpkitError) => (failure = error));
     // A quiet second: the heartbeat PINGs; we pause before its PONG is read.
-    client.pauseReading();
+    clientInternals(client).pauseReading();
     mock.timers.tick(1000);
     await settle();
     assert.equal(alive.pings, 0, 'paused: no PING');
-    client.resumeReading();
+    clientInternals(client).resumeReading();
     await pass(1000);
     await spin(() => alive.pings === 1, 'the PING to reach the server');
-    client.pauseReading();
+    clientInternals(client).pauseReading();
     // Its PONG waits in the socket while fake time runs far past the heartbeat's verdict.
     await pass(10_000);
     assert.equal(failure, undefined, `failed while paused: ${failure?.message}`);
-    client.resumeReading();
+    clientInternals(client).resumeReading();
     await pass(500);
     for (let i = 0; i < 50; i++) await settle();
     assert.equal(failure, undefined, "failed after resuming");

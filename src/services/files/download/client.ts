@@ -4,6 +4,7 @@
  */
 import { Readable } from 'node:stream';
 import type { Client, RequestOptions } from '../../../client/client.js';
+import { clientInternals } from '../../../client/internal.js';
 import { ProtocolError, TcpkitError } from '../../../errors.js';
 import type { Frame } from '../../../protocol/frame.js';
 import { createDigest, DIGEST_ALGORITHM, type Digest } from '../digest.js';
@@ -142,7 +143,7 @@ export function getStream(client: Client, name: string, options: RequestOptions 
       read() {
         if (paused) {
           paused = false;
-          client.resumeReading();
+          clientInternals(client).resumeReading();
         }
       },
     });
@@ -159,7 +160,7 @@ export function getStream(client: Client, name: string, options: RequestOptions 
         data(chunk) {
           if (!body.push(chunk) && !paused) {
             paused = true;
-            client.pauseReading();
+            clientInternals(client).pauseReading();
           }
         },
       },
@@ -170,7 +171,7 @@ export function getStream(client: Client, name: string, options: RequestOptions 
         return result.digest;
       },
       (error: unknown) => {
-        if (paused) client.resumeReading();
+        if (paused) clientInternals(client).resumeReading();
         if (started) body.destroy(error as Error);
         else reject(error as Error);
         throw error;

@@ -7,6 +7,7 @@ import { constants as fsc } from 'node:fs';
 import { lstat, open, readFile, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Client, RequestOptions } from '../../../client/client.js';
+import { clientInternals } from '../../../client/internal.js';
 import { TcpkitError } from '../../../errors.js';
 import { bulkBuffers } from '../../../util/buffer-pool.js';
 import { commitFile, destinationExists, partialPaths } from '../commit.js';
@@ -242,16 +243,16 @@ async function downloadOnce(client: Client, name: string, destination: string, o
               failWrite(error);
             }
             // Written: the buffer can carry the next chunk (the digest was computed on arrival).
-            client.releasePayload(chunk);
+            clientInternals(client).releasePayload(chunk);
             queued -= chunk.length;
             if (paused && queued <= WRITE_LOW_BYTES) {
               paused = false;
-              client.resumeReading();
+              clientInternals(client).resumeReading();
             }
           });
           if (!paused && queued >= WRITE_HIGH_BYTES) {
             paused = true;
-            client.pauseReading();
+            clientInternals(client).pauseReading();
           }
           options.onProgress?.({ name, bytes: position, size });
         },
@@ -259,7 +260,7 @@ async function downloadOnce(client: Client, name: string, destination: string, o
       { ...options, signal },
     ).catch(async (error: unknown) => {
       await writes;
-      if (paused) client.resumeReading();
+      if (paused) clientInternals(client).resumeReading();
       if (error instanceof TcpkitError && error.wireCode === 'DIGEST_MISMATCH') {
         keepPartial = false;
         if (request.offset > 0 && headSeen) throw new ResumedMismatch('DIGEST_MISMATCH', error.message);
