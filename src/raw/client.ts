@@ -16,19 +16,28 @@ export type RawSink = (chunk: Buffer) => void | Promise<void>;
  */
 export async function rawExchange(target: Target, request: Uint8Array, sink: RawSink, options: ClientOptions = {}): Promise<number> {
   const resolved = resolveClientOptions(target, options);
+  const { clock } = resolved; // the wait for data runs on the client's clock
   const socket = await openSocket(resolved, Date.now() + resolved.connectTimeoutMs);
   return new Promise<number>((resolve, reject) => {
     let received = 0;
     let failed: Error | undefined;
     let writing: Promise<void> = Promise.resolve();
     const idle = resolved.requestTimeoutMs;
-    if (idle > 0) {
-      socket.setTimeout(idle, () => {
-        failed ??= new TimeoutError('REQUEST_TIMEOUT', `no data from ${resolved.label} within ${idle} ms`);
-        socket.destroy();
-      });
-    }
+    // The wait for data: restarted by every chunk, so only a server silent that long fails.
+    let timer: unknown;
+    const silent = (): void => {
+      timer = undefined;
+      failed ??= new TimeoutError('REQUEST_TIMEOUT', `no data from ${resolved.label} within ${idle} ms`);
+      socket.destroy();
+    };
+    const wait = (): void => {
+      if (idle <= 0) return;
+      if (timer !== undefined) clock.clearTimeout(timer);
+      timer = clock.setTimeout(silent, idle, undefined);
+    };
+    wait();
     socket.on('data', (chunk: Buffer) => {
+      wait();
       received += chunk.length;
       let step: void | Promise<void>;
       try {
@@ -56,6 +65,8 @@ export async function rawExchange(target: Target, request: Uint8Array, sink: Raw
     });
     socket.on('end', () => socket.end());
     socket.on('close', () => {
+      if (timer !== undefined) clock.clearTimeout(timer);
+      timer = undefined;
       void writing.then(() => (failed ? reject(failed) : resolve(received)));
     });
     socket.end(request);

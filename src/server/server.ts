@@ -11,11 +11,14 @@ import type { Service } from './service.js';
 import { checkService } from './registry.js';
 import { Listener } from '../transport/listener.js';
 import type { Socket } from '../transport/dial.js';
+import type { Duplex } from 'node:stream';
 import { formatAddress, type HostPort } from '../transport/address.js';
 import type { CloseReason, PeerInfo } from '../transport/connection.js';
 import type { Expiry } from '../transport/watchdog.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options.js';
 import { ServerSession, type SessionHost } from './session.js';
+import type { Accepted } from './accepted.js';
+import { Sniffer, type SnifferHost } from '../raw/sniffer.js';
 import { Admission, PreAuthAdmission, type RefusalReason } from './admission.js';
 import { Refusals } from './refusal.js';
 import { TokenCheck } from './auth.js';
@@ -85,9 +88,11 @@ export class Server extends EventEmitter<ServerEventMap> {
   readonly #services = new Map<number, Service>();
   readonly #serviceNames: string[] = [];
   readonly #continuations = new Set<number>();
-  readonly #sessions = new Set<ServerSession>();
+  /** Every accepted connection, whatever it became (framed, raw, or still waiting for its first byte). */
+  readonly #sessions = new Set<Accepted>();
   readonly #listener: Listener;
-  readonly #host: SessionHost;
+  /** What framed and raw sessions (and, with raw mode on, the first-byte choice) report to. */
+  readonly #host: SessionHost & SnifferHost;
   #closing: Promise<void> | undefined;
   #accepted = 0;
   readonly #admission: Admission;
@@ -139,12 +144,18 @@ export class Server extends EventEmitter<ServerEventMap> {
       hello: (version) => this.#hello(version),
       protocolError: (peer, error) => this.emit('protocol-error', peer, error),
       handlerError: (peer, error) => this.emit('handler-error', peer, error),
+      // Raw clients cannot authenticate, nor speak TLS: with a token or TLS, raw mode is off.
+      raw: this.#options.token === undefined && this.#options.tls === undefined ? this.#options.raw : undefined,
       auth: this.#options.token === undefined ? undefined : new TokenCheck(this.#options.token, this.#options.authFailureDelayMs),
       authFailed: (peer) => this.emit('auth-failed', peer),
-      timedOut: (peer, why) => this.emit('timeout', peer, why),
-      peerEnded: (peer) => this.emit('peer-end', peer),
-      preAuthEnded: (session) => this.#preAuth.leave(this.#preAuthIp(session.admittedIp)),
-      closed: (session, reason, error) => this.#onSessionClosed(session, reason, error),
+      rawError: (peer: PeerInfo, error: unknown, cut: boolean) => this.emit('raw-error', peer, error, cut),
+      // The first byte of a client chose what it speaks (src/raw/sniffer.ts).
+      framed: (stream: Duplex, ip: string, startedAt: number) => new ServerSession(stream, this.#host, ip, startedAt),
+      chosen: (waiting: Accepted, session: Accepted) => this.#onChosen(waiting, session),
+      timedOut: (peer: PeerInfo, why: Expiry) => this.emit('timeout', peer, why),
+      peerEnded: (peer: PeerInfo) => this.emit('peer-end', peer),
+      preAuthEnded: (session: Accepted) => this.#preAuth.leave(this.#preAuthIp(session.admittedIp)),
+      closed: (session: Accepted, reason: CloseReason, error: Error | undefined) => this.#onSessionClosed(session, reason, error),
     };
     this.#listener = new Listener((socket) => this.#onSocket(socket), this.#options.tls);
   }
@@ -248,7 +259,7 @@ export class Server extends EventEmitter<ServerEventMap> {
     let deadline: unknown;
     const timedOut = new Promise<void>((resolve) => {
       deadline = clock.setTimeout(
-        (sessions: ReadonlySet<ServerSession>) => {
+        (sessions: ReadonlySet<Accepted>) => {
           for (const session of sessions) session.destroy();
           resolve();
         },
@@ -296,7 +307,9 @@ export class Server extends EventEmitter<ServerEventMap> {
     }
     // TLS: the handshake runs under the session's handshake deadline and counts against the caps.
     const stream = this.#listener.secure(socket);
-    const session = new ServerSession(stream, this.#host, ip);
+    // With raw mode on (never with a token or TLS), the first byte tells a framed client from
+    // a raw one; the registry entry is replaced by the session chosen (#onChosen).
+    const session: Accepted = this.#host.raw === undefined ? new ServerSession(stream, this.#host, ip) : new Sniffer(stream, this.#host, ip);
     this.#sessions.add(session);
     // Describing the peer costs a getpeername() call: only when someone will hear of it (it must
     // be looked up now, while the socket is open, for a later 'disconnect').
@@ -332,7 +345,18 @@ export class Server extends EventEmitter<ServerEventMap> {
     if (this.listenerCount('refused') > 0) this.emit('refused', { address, port, label: formatAddress(address, port) }, reason);
   }
 
-  #onSessionClosed(session: ServerSession, reason: CloseReason, error: Error | undefined): void {
+  /** A connection waiting for its first byte became `session`: same admission, same slot in the registry. */
+  #onChosen(waiting: Accepted, session: Accepted): void {
+    if (!this.#sessions.delete(waiting)) {
+      session.destroy();
+      return;
+    }
+    this.#sessions.add(session);
+    // Looked up now, while the socket is open, for a later 'disconnect' (see #onSocket).
+    if (this.listenerCount('disconnect') > 0) void session.peer;
+  }
+
+  #onSessionClosed(session: Accepted, reason: CloseReason, error: Error | undefined): void {
     if (!this.#sessions.delete(session)) return;
     this.#admission.release(session.admittedIp);
     this.#finished.requests += session.requests;

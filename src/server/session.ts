@@ -79,7 +79,8 @@ export class ServerSession implements SessionRole, ExchangeHost {
   /** The address this connection was admitted under (its slot in the caps), '' when not tracked. */
   readonly admittedIp: string;
 
-  constructor(stream: Duplex, host: SessionHost, admittedIp = '') {
+  /** `startedAt`: when the connection was accepted, on the host's clock (the handshake deadline counts from it), when that was before now. */
+  constructor(stream: Duplex, host: SessionHost, admittedIp = '', startedAt?: number) {
     this.#host = host;
     this.admittedIp = admittedIp;
     // The session itself is the core's role object: no closures per connection.
@@ -88,7 +89,8 @@ export class ServerSession implements SessionRole, ExchangeHost {
       maxFrameBytes: HELLO_MAX_FRAME_BYTES,
       lingerMs: host.options.lingerTimeoutMs,
       clock: host.options.clock,
-      connection: { controlTypes: host.controlTypes, payloadPool: host.payloads, timeouts: host.timeouts },
+      // Raw clients are told apart at accept (src/raw/sniffer.ts): this connection is framed.
+      connection: { controlTypes: host.controlTypes, payloadPool: host.payloads, timeouts: host.timeouts, ...(startedAt !== undefined && { startedAt }) },
     });
   }
 

@@ -63,6 +63,8 @@ export interface ConnectionOptions {
   timeouts?: WatchdogTimeouts;
   /** Clock of the watchdog and the kernel-queue samples (tests inject a fake one). @default systemClock */
   clock?: Clock;
+  /** When the connection was accepted, on the clock: the handshake deadline counts from it. @default now */
+  startedAt?: number;
 }
 
 /** The peer of a stream that is not a socket (an in-memory pair). */
@@ -134,7 +136,7 @@ export class Connection implements WatchdogOwner {
     socket.on('error', Connection.#socketError);
     socket.on('close', Connection.#socketClose);
     if (options.timeouts) {
-      this.#watchdog = new Watchdog(options.timeouts, this, this.#clock);
+      this.#watchdog = new Watchdog(options.timeouts, this, this.#clock, options.startedAt);
       socket.on('drain', Connection.#socketDrain);
     }
   }

@@ -74,12 +74,16 @@ export class Watchdog {
   #armedFor = Infinity;
   #stopped = false;
 
-  /** `timeouts` may be shared by every connection of a server: it is only read. */
-  constructor(timeouts: WatchdogTimeouts, owner: WatchdogOwner, clock: Clock = systemClock) {
+  /**
+   * `timeouts` may be shared by every connection of a server: it is only read. `startedAt` is
+   * when the connection was accepted (the handshake deadline counts from it), when that was
+   * before the watchdog was made (a server that first looked at the client's first byte).
+   */
+  constructor(timeouts: WatchdogTimeouts, owner: WatchdogOwner, clock: Clock = systemClock, startedAt: number = clock.now()) {
     this.#timeouts = timeouts;
     this.#owner = owner;
     this.#clock = clock;
-    this.#startedAt = clock.now();
+    this.#startedAt = startedAt;
     this.#lastActivity = this.#startedAt;
     this.#rearm();
   }

@@ -8,7 +8,8 @@ import type { Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { rawExchange, rawSend } from '../../src/raw/client.js';
 import type { TcpkitError } from '../../src/errors.js';
-import { faultyServer, freePort, gate, LOOPBACK, within } from '../helpers/net.js';
+import { faultyServer, freePort, gate, LOOPBACK, waitUntil, within } from '../helpers/net.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 const closers: Array<() => Promise<void>> = [];
 after(async () => {
@@ -108,6 +109,34 @@ describe('rawSend / rawExchange', () => {
   it('times out on a stall after some data, not only on a silent server', async () => {
     const address = await rawServer((socket) => readRequest(socket, () => socket.write('partial')));
     await assert.rejects(within(rawSend(address, 'x', { requestTimeoutMs: 150 }), 5000, 'raw send'), { code: 'TCPKIT_ERR_REQUEST_TIMEOUT' });
+  });
+
+  it('waits for data on the injected clock, each chunk restarting the wait', async () => {
+    let server: Socket | undefined;
+    const address = await rawServer((socket) =>
+      readRequest(socket, () => {
+        server = socket;
+        socket.write('one');
+      }),
+    );
+    const clock = new FakeClock();
+    const chunks: string[] = [];
+    let outcome: string | undefined;
+    rawExchange(address, Buffer.from('x'), (chunk) => void chunks.push(chunk.toString()), { requestTimeoutMs: 60_000, clock }).then(
+      () => (outcome = 'resolved'),
+      (error: TcpkitError) => (outcome = error.code),
+    );
+    await waitUntil(() => chunks.length === 1, 'the first chunk');
+    clock.advance(59_999);
+    server!.write('two');
+    await waitUntil(() => chunks.length === 2, 'the second chunk');
+    clock.advance(59_999);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(outcome, undefined, 'each chunk restarted the wait');
+    clock.advance(1);
+    await waitUntil(() => outcome !== undefined, 'the exchange to fail');
+    assert.equal(outcome, 'TCPKIT_ERR_REQUEST_TIMEOUT');
+    assert.equal(clock.pending, 0, 'no timer left once closed');
   });
 
   it('fails with CONNECTION_REFUSED when nothing listens', async () => {
