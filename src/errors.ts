@@ -47,6 +47,7 @@ export const ERROR_CODES = Object.freeze({
   ABORTED: { scope: 'local', summary: 'the operation was aborted by its AbortSignal' },
   INVALID_ADDRESS: { scope: 'local', summary: 'the address is not HOST[:PORT]' },
   INVALID_OPTION: { scope: 'local', summary: 'an option has a bad value' },
+  INVALID_STATE: { scope: 'local', summary: 'a method was called in a state that does not allow it (a programming error)' },
   REMOTE_ERROR: { scope: 'local', summary: 'the peer sent an error code this version does not know' },
   LOCAL_FILE_ERROR: { scope: 'local', summary: 'a local file could not be read or written' },
   TLS_FAILED: { scope: 'local', summary: "the TLS handshake failed or the server's certificate was refused" },

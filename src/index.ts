@@ -33,7 +33,7 @@ export { upload, uploadStream, type UploadOptions, type UploadResult } from './s
 export type { EntryInfo, FileHead, Listing, PutDone } from './services/files/wire.js';
 export { validateName } from './services/files/names.js';
 export { withRetries, isRetryable, backoffMs } from './client/retry.js';
-export type { PeerInfo, CloseReason } from './transport/connection.js';
+export type { PeerInfo, CloseReason } from './transport/peer.js';
 export { DEFAULT_PORT, parseAddress, formatAddress, normalizeIp, type HostPort } from './transport/address.js';
 export {
   ERROR_CODES,

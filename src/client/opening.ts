@@ -43,7 +43,7 @@ export async function openConnection(options: ResolvedClientOptions): Promise<Op
   // Large reads into a reused buffer need a plain socket (TLS sockets read through OpenSSL).
   const reads: LargeReads | undefined = options.tls ? undefined : { target: undefined };
   // The dial keeps its own timer, on the system's time (transport/dial.ts).
-  const socket = await openSocket(options, Date.now() + options.connectTimeoutMs, reads);
+  const socket = await openSocket(options, options.clock.now() + options.connectTimeoutMs, reads);
   return { socket, reads };
 }
 

@@ -10,8 +10,8 @@ import { SUPPORTED_VERSIONS } from '../protocol/constants.js';
 import { decodeServerHello, type ErrorBody, type ServerHello } from '../protocol/control.js';
 import type { Frame } from '../protocol/frame.js';
 import { FramedSession, type SessionRole } from '../session/session.js';
-import type { CloseReason } from '../transport/connection.js';
-import { BufferPool, BULK_BUFFER_BYTES } from '../util/buffer-pool.js';
+import type { CloseReason } from '../transport/peer.js';
+import { bulkBuffers } from '../util/buffer-pool.js';
 import type { Clock } from '../util/clock.js';
 import { Flight, type RequestOptions } from './flight.js';
 import { CLIENT_OPENING, clientOpening, helloBy, openConnection, type Opened } from './opening.js';
@@ -55,7 +55,7 @@ export class ClientRole {
   #resolveClosed!: (error: Error | undefined) => void;
   #closeReported = false;
   /** DATA payloads of downloads are assembled in these and given back once written. */
-  readonly #payloads = new BufferPool(BULK_BUFFER_BYTES, 4);
+  readonly #payloads = bulkBuffers;
   /** A protocol error that broke the connection when no caller awaited anything: close() reports it. */
   #unreported: Error | undefined;
 

@@ -1,7 +1,6 @@
 /**
  * Wire constants of tcpkit protocol v1 (docs/PROTOCOL.md). Nothing here does I/O.
  */
-import { FrameType, frameTypeHex } from './types.js';
 
 /**
  * Every framed connection opens with these 8 bytes, from each side. The first byte, 0x89, can
@@ -31,19 +30,7 @@ export const MAX_PING_BYTES = 64;
 export const SUPPORTED_VERSIONS: readonly number[] = Object.freeze([1]);
 
 // Frame types and their ranges are registered in one place: types.ts.
-export { FrameType, type FrameTypeName } from './types.js';
-
-const CORE_NAMES = new Map<number, string>(Object.entries(FrameType).map(([name, value]) => [value, name]));
-
-/**
- * Name of a control or message frame type, or its hex value for any other (a service's types
- * included): the form the session's and the client's messages print (a test asserts a client's
- * "sent 0x21 for request id 1"). For every type of v1 by name, use `frameTypeName` of types.ts
- * (`protocol.frameTypeName` at the package root).
- */
-export function frameTypeName(type: number): string {
-  return CORE_NAMES.get(type) ?? frameTypeHex(type);
-}
+export { FrameType, frameTypeName, type FrameTypeName } from './types.js';
 
 /** Request ids are u32; 0 means "the connection itself" (hello, goodbye, connection errors). */
 export const CONNECTION_ID = 0;

@@ -4,7 +4,7 @@
 export * from './constants.js';
 export * from './frame.js';
 export * from './control.js';
-// The registry's frameTypeName names every type of v1 (constants.ts's only the control and message ones).
+// The frame-type registry (constants.ts re-exports FrameType and frameTypeName from it).
 export {
   FileFrame,
   FRAME_TYPES,

@@ -17,7 +17,7 @@ export type RawSink = (chunk: Buffer) => void | Promise<void>;
 export async function rawExchange(target: Target, request: Uint8Array, sink: RawSink, options: ClientOptions = {}): Promise<number> {
   const resolved = resolveClientOptions(target, options);
   const { clock } = resolved; // the wait for data runs on the client's clock
-  const socket = await openSocket(resolved, Date.now() + resolved.connectTimeoutMs);
+  const socket = await openSocket(resolved, clock.now() + resolved.connectTimeoutMs);
   return new Promise<number>((resolve, reject) => {
     let received = 0;
     let failed: Error | undefined;

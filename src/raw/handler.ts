@@ -2,7 +2,7 @@
  * The contract of raw mode, server side: a handler answers one unframed request (the bytes a
  * client such as the tutorial's programs sent), writing bare bytes back.
  */
-import type { PeerInfo } from '../transport/connection.js';
+import type { PeerInfo } from '../transport/peer.js';
 
 /** One raw (unframed) request: a client that sent bare bytes, such as the tutorial's programs. */
 export interface RawExchange {

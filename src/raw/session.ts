@@ -15,7 +15,7 @@
 import type { Duplex } from 'node:stream';
 import { TcpkitError } from '../errors.js';
 import type { Accepted } from '../server/accepted.js';
-import type { CloseReason, PeerInfo } from '../transport/connection.js';
+import type { CloseReason, PeerInfo } from '../transport/peer.js';
 import { Watchdog, type Expiry, type WatchdogOwner, type WatchdogTimeouts } from '../transport/watchdog.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import type { RawExchange, RawHandler } from './handler.js';

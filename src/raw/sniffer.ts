@@ -10,7 +10,7 @@
 import type { Duplex } from 'node:stream';
 import { PREAMBLE } from '../protocol/constants.js';
 import type { Accepted } from '../server/accepted.js';
-import type { PeerInfo } from '../transport/connection.js';
+import type { PeerInfo } from '../transport/peer.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { RawSession, type RawSessionHost } from './session.js';
 import { closeReason, streamPeer } from './stream.js';

@@ -6,7 +6,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { Socket } from '../transport/dial.js';
-import { MEMORY_PEER, peerOf, type CloseReason, type PeerInfo } from '../transport/connection.js';
+import { MEMORY_PEER, peerOf, type CloseReason, type PeerInfo } from '../transport/peer.js';
 import { unacknowledgedBytes } from '../transport/tcp-queue.js';
 
 /** The stream is a TCP (or TLS) socket. */

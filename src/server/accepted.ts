@@ -3,7 +3,7 @@
  * session, a raw one, or one still waiting for its first byte to tell which. Admitted (and
  * counted in the caps) once, at accept; released once, when it closes.
  */
-import type { PeerInfo } from '../transport/connection.js';
+import type { PeerInfo } from '../transport/peer.js';
 
 /** One accepted connection, as the server's registry, stats and shutdown see it. */
 export interface Accepted {

@@ -3,6 +3,7 @@
  * and the rules for connections still in their hello (pre-auth). Pure policies: the server asks
  * and reports; these keep the counts.
  */
+import { TcpkitError } from '../errors.js';
 
 /**
  * Why a connection was refused: `total` and `per-ip` connection caps; `pre-auth` (as many
@@ -45,7 +46,7 @@ class AddressCounts {
   remove(ip: string, what: string): void {
     if (ip !== '') {
       const held = this.#perIp.get(ip);
-      if (held === undefined) throw new Error(`${what} of ${ip}, which holds no connection`);
+      if (held === undefined) throw new TcpkitError('INVALID_STATE', `${what} of ${ip}, which holds no connection`);
       if (held <= 1) this.#perIp.delete(ip);
       else this.#perIp.set(ip, held - 1);
     }

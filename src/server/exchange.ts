@@ -5,7 +5,7 @@
 import { TcpkitError } from '../errors.js';
 import type { Frame } from '../protocol/frame.js';
 import type { Exchange } from './service.js';
-import type { PeerInfo } from '../transport/connection.js';
+import type { PeerInfo } from '../transport/peer.js';
 import type { SessionStateName } from '../session/session.js';
 
 /** What an exchange needs of its session. */
@@ -100,7 +100,7 @@ export class ServerExchange implements Exchange {
       return Promise.resolve(frame);
     }
     if (this.#ended !== undefined) return Promise.reject(this.#ended);
-    if (this.#waiter !== undefined) return Promise.reject(new Error(`request ${this.id}: receive() called again before the last one settled`));
+    if (this.#waiter !== undefined) return Promise.reject(new TcpkitError('INVALID_STATE', `request ${this.id}: receive() called again before the last one settled`));
     return new Promise((resolve, reject) => {
       this.#waiter = { resolve, reject };
     });
@@ -117,14 +117,14 @@ export class ServerExchange implements Exchange {
   }
 
   reply(type: number, payload?: Uint8Array): void {
-    if (this.#done) throw new Error(`request ${this.id} was already answered`);
+    if (this.#done) throw new TcpkitError('INVALID_STATE', `request ${this.id} was already answered`);
     this.#done = true;
     this.#session.send(type, this.id, payload);
     this.#session.answered(this);
   }
 
   write(type: number, payload: Uint8Array, onSent?: () => void): Promise<void> {
-    if (this.#done) return Promise.reject(new Error(`request ${this.id} was already answered`));
+    if (this.#done) return Promise.reject(new TcpkitError('INVALID_STATE', `request ${this.id} was already answered`));
     return this.#session.sendStreamed(type, this.id, payload, onSent);
   }
 }

@@ -13,18 +13,19 @@ import { Listener } from '../transport/listener.js';
 import type { Socket } from '../transport/dial.js';
 import type { Duplex } from 'node:stream';
 import { formatAddress, type HostPort } from '../transport/address.js';
-import type { CloseReason, PeerInfo } from '../transport/connection.js';
+import type { CloseReason, PeerInfo } from '../transport/peer.js';
 import type { Expiry } from '../transport/watchdog.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options.js';
-import { ServerSession, type SessionHost } from './session.js';
+import { ServerSession } from './session.js';
+import type { SessionHost } from './host.js';
 import type { Accepted } from './accepted.js';
 import { Sniffer, type SnifferHost } from '../raw/sniffer.js';
 import { Admission, PreAuthAdmission, type RefusalReason } from './admission.js';
-import { Refusals } from './refusal.js';
+import { MAX_PENDING_REFUSALS, Refusals } from './refusal.js';
 import { TokenCheck } from './auth.js';
 import { normalizeIp } from '../transport/address.js';
 import { VERSION } from '../version.js';
-import { BufferPool, BULK_BUFFER_BYTES } from '../util/buffer-pool.js';
+import { bulkBuffers } from '../util/buffer-pool.js';
 
 /** Events of a {@link Server}, each with what a log line needs. */
 export interface ServerEventMap {
@@ -125,7 +126,7 @@ export class Server extends EventEmitter<ServerEventMap> {
       maxPreAuthPerIp: this.#options.maxPreAuthPerIp,
       random: this.#options.random,
     });
-    this.#refusals = new Refusals(this.#options.handshakeTimeoutMs);
+    this.#refusals = new Refusals(this.#options.handshakeTimeoutMs, MAX_PENDING_REFUSALS, this.#options.clock);
     // Exactly the services given: the message service is the package root's default (create-server.ts), not the server's.
     for (const service of this.#options.services) this.#addService(service);
     this.#host = {
@@ -139,7 +140,7 @@ export class Server extends EventEmitter<ServerEventMap> {
       services: this.#services,
       continuations: this.#continuations,
       controlTypes: new Set([FrameType.PING, FrameType.PONG, FrameType.CANCEL, ...this.#continuations]),
-      payloads: new BufferPool(BULK_BUFFER_BYTES, 16),
+      payloads: bulkBuffers,
       serviceNames: this.#serviceNames,
       hello: (version) => this.#hello(version),
       protocolError: (peer, error) => this.emit('protocol-error', peer, error),

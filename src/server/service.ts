@@ -4,7 +4,7 @@
  * test with a hand-made {@link Exchange}.
  */
 import type { Frame } from '../protocol/frame.js';
-import type { PeerInfo } from '../transport/connection.js';
+import type { PeerInfo } from '../transport/peer.js';
 
 /** One request being served: who asked, and how to answer. */
 export interface Exchange {

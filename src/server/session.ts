@@ -9,43 +9,12 @@ import { ProtocolError, TcpkitError, ERROR_CODES, type ErrorCodeName } from '../
 import { CONNECTION_ID, FrameType, HELLO_MAX_FRAME_BYTES, SUPPORTED_VERSIONS, frameTypeName } from '../protocol/constants.js';
 import { decodeClientHello, negotiateVersion, type ErrorBody } from '../protocol/control.js';
 import type { Frame } from '../protocol/frame.js';
-import type { Service } from './service.js';
+import type { SessionHost } from './host.js';
 import { ServerExchange, type ExchangeHost } from './exchange.js';
-import type { CloseReason, Connection, PeerInfo } from '../transport/connection.js';
-import type { Expiry, WatchdogTimeouts } from '../transport/watchdog.js';
-import type { BufferPool } from '../util/buffer-pool.js';
+import type { Connection } from '../transport/connection.js';
+import type { CloseReason, PeerInfo } from '../transport/peer.js';
+import type { Expiry } from '../transport/watchdog.js';
 import { FramedSession, type SessionRole, type SessionStateName } from '../session/session.js';
-import type { TokenCheck } from './auth.js';
-import type { ResolvedServerOptions } from './options.js';
-
-/** What a session reports to its server. */
-export interface SessionHost {
-  readonly options: ResolvedServerOptions;
-  /** The phase deadlines, one object shared by every connection. */
-  readonly timeouts: WatchdogTimeouts;
-  readonly services: ReadonlyMap<number, Service>;
-  /** Continuation frame types of the services: routed to their request by id. */
-  readonly continuations: ReadonlySet<number>;
-  /** Frames handled even while requests are held back: PING, PONG, CANCEL and the continuations. */
-  readonly controlTypes: ReadonlySet<number>;
-  /** 1 MiB payload buffers (an upload's content) shared by every connection, reused once handed back. */
-  readonly payloads: BufferPool;
-  readonly serviceNames: readonly string[];
-  /** Preamble plus HELLO frame for a negotiated version (the same for every connection). */
-  hello(version: number): Buffer;
-  protocolError(peer: PeerInfo, error: ProtocolError): void;
-  handlerError(peer: PeerInfo, error: unknown): void;
-  /** Checks tokens, when the server requires one. */
-  readonly auth: TokenCheck | undefined;
-  /** A client failed authentication (the token itself is never reported). */
-  authFailed(peer: PeerInfo): void;
-  /** A phase deadline passed and the connection is being closed. */
-  timedOut(peer: PeerInfo, why: Expiry): void;
-  peerEnded(peer: PeerInfo): void;
-  /** The connection completed its hello or closed: it no longer counts as pre-auth. Once per session at most. */
-  preAuthEnded(session: ServerSession): void;
-  closed(session: ServerSession, reason: CloseReason, error: Error | undefined): void;
-}
 
 /**
  * Continuation frames (an upload's content) held for handlers that have not taken them yet,
@@ -373,7 +342,7 @@ export class ServerSession implements SessionRole, ExchangeHost {
       if (error instanceof TcpkitError && ERROR_CODES[error.wireCode].scope === 'wire') {
         this.#session.sendError(exchange.id, error.wireCode, error.message);
       } else {
-        if (error === undefined) error = new Error('the handler returned without answering');
+        if (error === undefined) error = new TcpkitError('HANDLER_ERROR', 'the handler returned without answering');
         this.#host.handlerError(this.peer, error);
         this.#session.sendError(exchange.id, 'HANDLER_ERROR', 'the server failed to serve this request');
       }

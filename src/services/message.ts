@@ -2,7 +2,7 @@
  * The message service: a client sends a message (text or bytes), the server's handler answers.
  */
 import { FrameType } from '../protocol/constants.js';
-import type { PeerInfo } from '../transport/connection.js';
+import type { PeerInfo } from '../transport/peer.js';
 import type { Exchange, Service } from '../server/service.js';
 
 /** What a message handler may answer: text (sent as UTF-8) or bytes. */

@@ -5,7 +5,8 @@
 import type { ProtocolError } from '../errors.js';
 import type { ErrorBody } from '../protocol/control.js';
 import type { Frame } from '../protocol/frame.js';
-import type { CloseReason, ConnectionOptions } from '../transport/connection.js';
+import type { ConnectionOptions } from '../transport/connection.js';
+import type { CloseReason } from '../transport/peer.js';
 import type { Expiry } from '../transport/watchdog.js';
 import type { Clock } from '../util/clock.js';
 

@@ -8,22 +8,12 @@ import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ProtocolError } from '../errors.js';
 import { encodeFrame, encodeHeader, FrameDecoder, type Frame } from '../protocol/frame.js';
-import { formatAddress, normalizeIp } from './address.js';
+import { MEMORY_PEER, peerOf, type CloseReason, type PeerInfo } from './peer.js';
 import type { BufferPool } from '../util/buffer-pool.js';
 import { unacknowledgedBytes } from './tcp-queue.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { Watchdog, type Expiry, type WatchdogOwner, type WatchdogTimeouts } from './watchdog.js';
-
-/** Who is at the other end, with IPv4-mapped IPv6 addresses shown as IPv4. */
-export interface PeerInfo {
-  readonly address: string;
-  readonly port: number;
-  /** `address:port`, IPv6 in brackets: what logs print. */
-  readonly label: string;
-}
-
-/** Why a connection closed. `eof`: the peer closed cleanly; `reset`: the peer reset it; `local`: we closed it. */
-export type CloseReason = 'eof' | 'reset' | 'error' | 'local';
+import { BatchedWriter } from './writer.js';
 
 /** Callbacks a session gives its connection. */
 export interface ConnectionHandlers {
@@ -67,22 +57,8 @@ export interface ConnectionOptions {
   startedAt?: number;
 }
 
-/** The peer of a stream that is not a socket (an in-memory pair). */
-export const MEMORY_PEER: PeerInfo = Object.freeze({ address: 'memory', port: 0, label: 'memory' });
-
-/** Describes the peer of a socket (after `connect` on a client, at once on a server). */
-export function peerOf(socket: Socket): PeerInfo {
-  const address = normalizeIp(socket.remoteAddress ?? 'unknown');
-  const port = socket.remotePort ?? 0;
-  return { address, port, label: formatAddress(address, port) };
-}
-
-/** Frames up to this size are gathered per turn; larger ones are written on their own. */
-const OUTBOX_FRAME_BYTES = 16 * 1024;
 /** Payloads at least this large are written as they are, after their header, never copied. */
 const UNCOPIED_PAYLOAD_BYTES = 64 * 1024;
-/** An outbox this full is sent at once, without waiting for the end of the turn. */
-const OUTBOX_FLUSH_BYTES = 64 * 1024;
 
 /** The Connection of each stream, for listeners shared by all streams (no closures per connection). */
 const owners = new WeakMap<Duplex, Connection>();
@@ -92,8 +68,8 @@ export class Connection implements WatchdogOwner {
   readonly #socket: Duplex;
   readonly #decoder: FrameDecoder;
   readonly #handlers: ConnectionHandlers;
+  readonly #writer: BatchedWriter;
   #peer: PeerInfo | undefined;
-  #corked = false;
   #paused = false;
   /** Frames decoded while paused, delivered on resume (created on first use). Bounded by `softPauseBytes`. */
   #backlog: Frame[] | undefined;
@@ -103,11 +79,7 @@ export class Connection implements WatchdogOwner {
   #destroyedLocally = false;
   #error: Error | undefined;
   #drainPromise: Promise<void> | undefined;
-  /** Small frames written this turn, sent together at its end. */
-  #outbox: Buffer[] | undefined;
-  #outboxBytes = 0;
   #bytesIn = 0;
-  #bytesOut = 0;
   readonly #clock: Clock;
   readonly #watchdog: Watchdog | undefined;
   readonly #controlTypes: ReadonlySet<number> | undefined;
@@ -130,6 +102,7 @@ export class Connection implements WatchdogOwner {
     this.#controlTypes = options.controlTypes;
     this.#softPauseBytes = options.softPauseBytes ?? 64 * 1024;
     if (socket instanceof Socket) socket.setNoDelay(true);
+    this.#writer = new BatchedWriter(socket, (room) => this.#wrote(room));
     owners.set(socket, this);
     if (!options.externalReads) socket.on('data', Connection.#socketData);
     socket.on('end', Connection.#socketEnd);
@@ -162,23 +135,13 @@ export class Connection implements WatchdogOwner {
     const conn = owners.get(this);
     if (conn) conn.#watchdog?.sendBlocked(false);
   }
-  static #uncork(conn: Connection): void {
-    conn.#corked = false;
-    conn.#flushOutbox();
-    if (!conn.#socket.destroyed) conn.#socket.uncork();
-  }
 
-  /**
-   * Small frames of one turn are gathered and leave as one buffer, one `socket.write`: a
-   * pipelining client's many replies cost one pass through the stream machinery, not one each.
-   */
-  #flushOutbox(): void {
-    const outbox = this.#outbox;
-    if (outbox === undefined) return;
-    this.#outbox = undefined;
-    const data = outbox.length === 1 ? outbox[0]! : Buffer.concat(outbox, this.#outboxBytes);
-    this.#outboxBytes = 0;
-    this.#writeNow(data, undefined);
+  /** Every write that reached the socket: activity for the watchdog, and maybe a blocked send. */
+  #wrote(room: boolean): void {
+    if (this.#watchdog) {
+      this.#watchdog.activity();
+      if (!room) this.#watchdog.sendBlocked(true);
+    }
   }
 
   /** @internal Bytes read by the socket's `onread` callback; consumed before this returns. */
@@ -194,7 +157,7 @@ export class Connection implements WatchdogOwner {
 
   /** @internal For the watchdog: bytes handed to the socket so far. */
   sentBytes(): number {
-    return this.#bytesOut;
+    return this.#writer.bytesOut;
   }
 
   /** @internal For the watchdog: bytes the peer has not acknowledged, as the kernel counts them. */
@@ -228,7 +191,7 @@ export class Connection implements WatchdogOwner {
     return this.#bytesIn;
   }
   get bytesOut(): number {
-    return this.#bytesOut;
+    return this.#writer.bytesOut;
   }
   /** True once the socket has closed. */
   get closed(): boolean {
@@ -265,53 +228,22 @@ export class Connection implements WatchdogOwner {
       onSent?.();
       return false;
     }
-    this.#batch();
-    this.#flushOutbox(); // keep the order of everything written
-    return this.#writeNow(data, onSent);
-  }
-
-  /** Starts this turn's batch: writes are corked until the turn ends. */
-  #batch(): void {
-    if (!this.#corked) {
-      this.#corked = true;
-      this.#socket.cork();
-      setImmediate(Connection.#uncork, this);
-    }
-  }
-
-  #writeNow(data: Uint8Array, onSent: (() => void) | undefined): boolean {
-    this.#bytesOut += data.length;
-    const room = onSent ? this.#socket.write(data, () => onSent()) : this.#socket.write(data);
-    if (this.#watchdog) {
-      this.#watchdog.activity();
-      if (!room) this.#watchdog.sendBlocked(true);
-    }
-    return room;
+    return this.#writer.write(data, onSent);
   }
 
   /**
    * Encodes and queues one frame. A large payload is sent as it is, never copied, and `onSent`
    * runs once the socket is done with it; a small one is copied into the frame (free at once)
-   * and joins this turn's outbox (see {@link #flushOutbox}).
+   * and leaves with this turn's other small frames (see {@link BatchedWriter}).
    */
   sendFrame(type: number, id: number, payload?: Uint8Array, onSent?: () => void): boolean {
     if (payload !== undefined && payload.length >= UNCOPIED_PAYLOAD_BYTES) {
       this.write(encodeHeader(type, id, payload.length));
       return this.write(payload, onSent);
     }
-    const room = this.#queueSmall(encodeFrame(type, id, payload));
+    const room = !this.writeEnded && this.#writer.writeSmall(encodeFrame(type, id, payload));
     onSent?.();
     return room;
-  }
-
-  #queueSmall(frame: Buffer): boolean {
-    if (frame.length > OUTBOX_FRAME_BYTES) return this.write(frame);
-    if (this.writeEnded) return false;
-    this.#batch();
-    (this.#outbox ??= []).push(frame);
-    this.#outboxBytes += frame.length;
-    if (this.#outboxBytes >= OUTBOX_FLUSH_BYTES) this.#flushOutbox();
-    return !this.#socket.writableNeedDrain;
   }
 
   /**
@@ -377,7 +309,7 @@ export class Connection implements WatchdogOwner {
   /** Sends what is queued, then half-closes our side. Idempotent. */
   end(): void {
     if (this.writeEnded) return;
-    this.#flushOutbox();
+    this.#writer.flush();
     this.#ended = true;
     this.#socket.end();
   }

@@ -5,6 +5,7 @@
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { abortError, ConnectionError, TcpkitError, TimeoutError } from '../errors.js';
+import { systemClock, type Clock } from '../util/clock.js';
 
 /** TLS settings of a client: a CA to trust, or a certificate pin, or no check at all. */
 export interface DialTls {
@@ -22,6 +23,8 @@ export interface DialOptions {
   readonly connectTimeoutMs: number;
   readonly tls: DialTls | undefined;
   readonly signal: AbortSignal | undefined;
+  /** The clock of the connect deadline (`deadline` is on it). @default systemClock */
+  readonly clock?: Clock;
 }
 
 /** A connected socket, as the rest of tcpkit sees it (no file outside transport/ imports node:net). */
@@ -62,8 +65,9 @@ function whenReady(
   how: { mapError(error: NodeJS.ErrnoException): TcpkitError; timeout: string; check?: () => TcpkitError | undefined },
 ): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
+    const clock = options.clock ?? systemClock;
     const finish = (error: Error | undefined): void => {
-      clearTimeout(timer);
+      clock.clearTimeout(timer);
       socket.off('error', onError);
       socket.off(ready, onReady);
       options.signal?.removeEventListener('abort', onAbort);
@@ -77,7 +81,7 @@ function whenReady(
     const onReady = (): void => finish(how.check?.());
     const onError = (error: NodeJS.ErrnoException): void => finish(how.mapError(error));
     const onAbort = (): void => finish(abortError(options.signal!));
-    const timer = setTimeout(() => finish(new TimeoutError('CONNECT_TIMEOUT', how.timeout)), Math.max(0, deadline - Date.now()));
+    const timer = clock.setTimeout(() => finish(new TimeoutError('CONNECT_TIMEOUT', how.timeout)), Math.max(0, deadline - clock.now()), undefined);
     socket.once(ready, onReady);
     socket.on('error', onError);
     options.signal?.addEventListener('abort', onAbort, { once: true });

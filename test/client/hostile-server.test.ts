@@ -75,7 +75,7 @@ describe('a hostile server cannot drive the terminal or choose where files go', 
     cleanups.push(() => rm(cwd, { recursive: true, force: true }));
     const result = await runCli(['get', address, 'a.txt'], { cwd });
     assert.equal(result.code, 4, result.stderr);
-    assert.match(result.stderr, /^tcpkit: 127\.0\.0\.1:\d+ sent 0x21 for request id 1, which is not in flight \(already answered, or never sent\)$/m);
+    assert.match(result.stderr, /^tcpkit: 127\.0\.0\.1:\d+ sent FILE_HEAD for request id 1, which is not in flight \(already answered, or never sent\)$/m);
   });
 
   it('send prints replies escaped', async () => {

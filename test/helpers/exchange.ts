@@ -10,7 +10,7 @@
 import { TcpkitError } from '../../src/errors.js';
 import type { Frame } from '../../src/protocol/frame.js';
 import type { Exchange, Service } from '../../src/server/service.js';
-import type { PeerInfo } from '../../src/transport/connection.js';
+import type { PeerInfo } from '../../src/transport/peer.js';
 
 /** A frame the handler sent: through `write()` (a reply that continues) or `reply()` (the final one). */
 export interface SentFrame {

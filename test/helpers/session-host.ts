@@ -8,9 +8,10 @@ import { encodeServerHello } from '../../src/protocol/control.js';
 import { encodeFrame } from '../../src/protocol/frame.js';
 import { TokenCheck } from '../../src/server/auth.js';
 import { resolveServerOptions, type ServerOptions } from '../../src/server/options.js';
-import { ServerSession, type SessionHost } from '../../src/server/session.js';
+import { ServerSession } from '../../src/server/session.js';
+import type { SessionHost } from '../../src/server/host.js';
 import { echoHandler, messageService, type MessageHandler } from '../../src/services/message.js';
-import type { CloseReason } from '../../src/transport/connection.js';
+import type { CloseReason } from '../../src/transport/peer.js';
 import { BufferPool, BULK_BUFFER_BYTES } from '../../src/util/buffer-pool.js';
 
 /** What a test host heard from its sessions. */

@@ -10,7 +10,7 @@ import { after } from 'node:test';
 import type { Accepted } from '../../src/server/accepted.js';
 import type { RawHandler } from '../../src/raw/handler.js';
 import type { SnifferHost } from '../../src/raw/sniffer.js';
-import type { CloseReason, PeerInfo } from '../../src/transport/connection.js';
+import type { CloseReason, PeerInfo } from '../../src/transport/peer.js';
 import type { Expiry, WatchdogTimeouts } from '../../src/transport/watchdog.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { LOOPBACK, waitUntil, within } from '../helpers/net.js';

@@ -8,6 +8,7 @@ import { FrameType } from '../../src/protocol/constants.js';
 import { decodeErrorBody } from '../../src/protocol/control.js';
 import { LOOPBACK, RawPeer, clientOpening, testServers, waitUntil, within } from '../helpers/net.js';
 import { runCli, startCliServer } from '../helpers/cli.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { encodeFrame } from '../../src/protocol/frame.js';
 
 const { cleanups, serve } = testServers();
@@ -190,22 +191,31 @@ describe('phase deadlines (real sockets)', () => {
     assert.equal(why, 'idle');
   });
 
-  it('never treats a request in progress as idle', async () => {
-    let release!: () => void;
-    const { port } = await serve({
+  it('never treats a request in progress as idle (fake clock), and counts idle time again once it is answered', async () => {
+    const clock = new FakeClock();
+    let release: (() => void) | undefined;
+    const { server, port } = await serve({
       idleTimeoutMs: 100,
+      clock,
       onMessage: () =>
         new Promise((resolve) => {
           release = () => resolve('done after a long time');
         }),
     });
+    const timeouts: string[] = [];
+    server.on('timeout', (_peer: unknown, why: string) => timeouts.push(why));
     const peer = await RawPeer.open(port);
     peer.send(FrameType.MESSAGE, 1, Buffer.from('slow'));
-    await new Promise((resolve) => setTimeout(resolve, 400)); // 4 idle periods pass while busy
-    assert.equal(peer.closed, false);
-    release();
+    await waitUntil(() => release !== undefined, 'the handler to start');
+    for (let i = 0; i < 8; i++) clock.advance(50); // 4 idle periods pass while busy
+    assert.deepEqual(timeouts, [], 'no deadline fired while the request ran');
+    release!();
     await peer.waitFrames(1);
+    assert.equal(peer.frames[0]!.type, FrameType.MESSAGE_REPLY);
     assert.equal(peer.frames[0]!.payload.toString(), 'done after a long time');
+    // Answered: the connection is idle now, and one idle period on the same clock ends it.
+    clock.advance(150);
+    assert.deepEqual(timeouts, ['idle']);
     peer.socket.destroy();
   });
 

@@ -7,7 +7,7 @@ import { CONNECTION_ID, FrameType } from '../../src/protocol/constants.js';
 import { decodeServerHello, encodeServerHello, type ErrorBody } from '../../src/protocol/control.js';
 import { RemoteError, type ProtocolError } from '../../src/errors.js';
 import { FramedSession, type SessionOptions, type SessionRole } from '../../src/session/session.js';
-import type { CloseReason } from '../../src/transport/connection.js';
+import type { CloseReason } from '../../src/transport/peer.js';
 import { within } from '../helpers/net.js';
 
 /** A role that records what the core hands it; `busy` and `onHello` are set by the test. */

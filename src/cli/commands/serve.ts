@@ -15,7 +15,7 @@ import type { Service } from '../../server/service.js';
 import { sweepUploads, uploadService } from '../../services/files/upload/service.js';
 import { Server } from '../../server/server.js';
 import { DEFAULT_PORT, formatAddress } from '../../transport/address.js';
-import type { CloseReason } from '../../transport/connection.js';
+import type { CloseReason } from '../../transport/peer.js';
 import { VERSION } from '../../version.js';
 import { ExitCode, intArg, safeText, sizeArg, tokenOption } from '../output.js';
 

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { TcpkitError } from '../../../src/errors.js';
 import type { Service } from '../../../src/server/service.js';
-import type { PeerInfo } from '../../../src/transport/connection.js';
+import type { PeerInfo } from '../../../src/transport/peer.js';
 import { createDigest } from '../../../src/services/files/digest.js';
 import { fileService } from '../../../src/services/files/download/service.js';
 import { FileRoot } from '../../../src/services/files/jail.js';

@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { PeerInfo } from '../../../src/transport/connection.js';
+import type { PeerInfo } from '../../../src/transport/peer.js';
 import { createDigest } from '../../../src/services/files/digest.js';
 import { FileRoot } from '../../../src/services/files/jail.js';
 import { uploadService, type UploadServiceOptions } from '../../../src/services/files/upload/service.js';

@@ -6,7 +6,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { TcpkitError } from '../../../errors.js';
 import type { Frame } from '../../../protocol/frame.js';
 import type { Exchange, Service } from '../../../server/service.js';
-import type { PeerInfo } from '../../../transport/connection.js';
+import type { PeerInfo } from '../../../transport/peer.js';
 import { bulkBuffers } from '../../../util/buffer-pool.js';
 import type { FileRoot } from '../jail.js';
 import { createDigest, DIGEST_ALGORITHM, type Digest } from '../digest.js';

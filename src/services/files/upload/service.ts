@@ -12,7 +12,7 @@ import path from 'node:path';
 import { OptionError, TcpkitError } from '../../../errors.js';
 import type { Frame } from '../../../protocol/frame.js';
 import type { Exchange, Service } from '../../../server/service.js';
-import type { PeerInfo } from '../../../transport/connection.js';
+import type { PeerInfo } from '../../../transport/peer.js';
 import { systemClock, type Clock } from '../../../util/clock.js';
 import { intOption, stripUndefined } from '../../../util/options.js';
 import { UPLOAD_TEMP_NAME } from '../commit.js';
