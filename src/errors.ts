@@ -70,6 +70,7 @@ export class TcpkitError extends Error {
   /** Name as it travels on the wire. */
   readonly wireCode: ErrorCodeName;
 
+  /** `wireCode` picks the code (and so {@link code}); `cause` is kept as the standard `Error.cause`. */
   constructor(wireCode: ErrorCodeName, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'TcpkitError';
@@ -80,6 +81,7 @@ export class TcpkitError extends Error {
 
 /** The peer broke the protocol (bad bytes, oversized frame, bad hello). The connection is unusable. */
 export class ProtocolError extends TcpkitError {
+  /** One of the codes that mean the peer's bytes are unusable. */
   constructor(wireCode: 'PROTOCOL_ERROR' | 'FRAME_TOO_LARGE' | 'UNSUPPORTED_VERSION' | 'NOT_TCPKIT', message: string) {
     super(wireCode, message);
     this.name = 'ProtocolError';
@@ -91,6 +93,7 @@ export class RemoteError extends TcpkitError {
   /** The code exactly as the peer sent it (it may be one this version does not know). */
   readonly remoteCode: string;
 
+  /** `remoteCode` as received; an unknown one becomes `REMOTE_ERROR` while {@link remoteCode} keeps it. */
   constructor(remoteCode: string, message: string) {
     super(isErrorCodeName(remoteCode) ? remoteCode : 'REMOTE_ERROR', message);
     this.name = 'RemoteError';
@@ -100,6 +103,7 @@ export class RemoteError extends TcpkitError {
 
 /** A network-level failure: refused, unresolvable, timed out, closed under us. */
 export class ConnectionError extends TcpkitError {
+  /** One of the network-level codes; `cause` is the system error (ECONNREFUSED, ...) when there is one. */
   constructor(
     wireCode:
       | 'CONNECTION_REFUSED'
@@ -119,6 +123,7 @@ export class ConnectionError extends TcpkitError {
 
 /** A reply did not arrive within the request timeout. */
 export class TimeoutError extends TcpkitError {
+  /** `REQUEST_TIMEOUT` (no reply in time) or `CONNECT_TIMEOUT` (no connection or hello in time). */
   constructor(wireCode: 'REQUEST_TIMEOUT' | 'CONNECT_TIMEOUT', message: string) {
     super(wireCode, message);
     this.name = 'TimeoutError';
@@ -127,6 +132,7 @@ export class TimeoutError extends TcpkitError {
 
 /** A caller passed a bad option or address; names the option. */
 export class OptionError extends TcpkitError {
+  /** `message` names the option (or the address) and what is wrong with it. */
   constructor(wireCode: 'INVALID_OPTION' | 'INVALID_ADDRESS', message: string) {
     super(wireCode, message);
     this.name = 'OptionError';

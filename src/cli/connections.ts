@@ -5,6 +5,7 @@
 import { connect, type Client } from '../client/client.js';
 import type { ClientOptions } from '../client/options.js';
 
+/** A lazily opened client connection that a command reuses across files, reopened after it breaks. */
 export interface SharedConnection {
   /** The open connection, or a new one when there is none or it broke. */
   get(): Promise<Client>;
@@ -12,6 +13,7 @@ export interface SharedConnection {
   close(): Promise<void>;
 }
 
+/** A {@link SharedConnection} to `address`; nothing is dialled until the first `get()`. */
 export function sharedConnection(address: string, options: ClientOptions): SharedConnection {
   let current: Promise<Client> | undefined;
   return {

@@ -41,8 +41,11 @@ export interface FlightHost {
 
 /** The requests over the current session, their slots, their deadlines and the heartbeat. */
 export class Flight {
+  /** The requests awaiting a reply on the current session, by id. */
   readonly requests: Requests;
+  /** The in-flight slots (the server's `limits.maxInFlight`, 1 before its hello) and the requests queued for one. */
   readonly limiter: Limiter;
+  /** When to PING the server and when to declare it dead; fed through {@link Flight.received} on every frame. */
   readonly heartbeat: Heartbeat;
   readonly #host: FlightHost;
   readonly #options: ResolvedClientOptions;
@@ -50,6 +53,10 @@ export class Flight {
   readonly #sweeper: SweepTimer;
   readonly #output = new SendProgress();
 
+  /**
+   * `options`: the client's, resolved (clock, heartbeat, request timeout, label). `host`: the client role,
+   * which owns the session. Sends nothing and arms no timer: the first request arms the sweep.
+   */
   constructor(options: ResolvedClientOptions, host: FlightHost) {
     this.#host = host;
     this.#options = options;

@@ -32,6 +32,7 @@ export class Reconnect<T> {
   #held: Pending[] = [];
   #reviving: Promise<void> | undefined;
 
+  /** `clock` times the backoff between dial tries; `hooks` are how it dials, restarts and resends for the client. */
   constructor(clock: Clock, hooks: ReconnectHooks<T>) {
     this.#clock = clock;
     this.#hooks = hooks;

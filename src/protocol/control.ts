@@ -84,10 +84,18 @@ export interface ServerHello {
   limits: ServerLimits;
 }
 
+/** The payload of a client HELLO: `hello` as UTF-8 JSON, as given (not validated). */
 export function encodeClientHello(hello: ClientHello): Buffer {
   return encodeObject(hello);
 }
 
+/**
+ * Validates a client HELLO payload as hostile input. `agent` is cut to 1024 characters, a missing
+ * `capabilities` is `[]`, unknown fields are dropped.
+ * @throws {ProtocolError} `PROTOCOL_ERROR` when it is not a UTF-8 JSON object, `versions` is not 1 to 32
+ *   integers from 1 to 65535, `capabilities` is not at most 64 strings of at most 64 characters, or `auth`
+ *   is not an object.
+ */
 export function decodeClientHello(payload: Uint8Array): ClientHello {
   const obj = parseObject(payload, 'hello');
   const raw = Object.hasOwn(obj, 'versions') ? obj.versions : undefined;
@@ -112,10 +120,17 @@ export function decodeClientHello(payload: Uint8Array): ClientHello {
   return hello;
 }
 
+/** The payload of the server's HELLO reply: `hello` as UTF-8 JSON, as given (not validated). */
 export function encodeServerHello(hello: ServerHello): Buffer {
   return encodeObject(hello);
 }
 
+/**
+ * Validates the server's HELLO payload. `limits.maxInFlight` is raised to at least 1, `agent` is cut
+ * to 1024 characters, missing `services` and `capabilities` are `[]`, unknown fields are dropped.
+ * @throws {ProtocolError} `PROTOCOL_ERROR` when it is not a UTF-8 JSON object, `version` or a limit is
+ *   not a non-negative integer, `limits` is not an object, or a list is not at most 64 short strings.
+ */
 export function decodeServerHello(payload: Uint8Array): ServerHello {
   const obj = parseObject(payload, 'server hello');
   const version = positiveInt(obj, 'version', 'server hello');
@@ -157,6 +172,7 @@ export interface ErrorBody {
   details?: Record<string, unknown>;
 }
 
+/** The payload of an ERROR or GOODBYE frame: `body` as UTF-8 JSON, as given (not validated). */
 export function encodeErrorBody(body: ErrorBody): Buffer {
   return encodeObject(body);
 }

@@ -106,6 +106,7 @@ export class FrameDecoder {
   #assembly: Buffer | undefined;
   #assembled = 0;
 
+  /** @throws {RangeError} when `options.maxFrameBytes` is not an integer from 0 to `HARD_MAX_FRAME_BYTES`. */
   constructor(options: FrameDecoderOptions) {
     this.#maxFrameBytes = FrameDecoder.#checkLimit(options.maxFrameBytes);
     this.#preambleSeen = options.expectPreamble === false ? PREAMBLE.length : 0;

@@ -13,12 +13,17 @@ export const MAX_RAW_REQUEST_BYTES = 4096;
 /** Quiet time after which the bytes received so far are the whole request. */
 export const RAW_QUIET_MS = 200;
 
+/**
+ * Gathers one raw request: bytes up to the first newline (a trailing CR dropped), or all of them at
+ * {@link RawRequestReader.end}. It decides once; after its verdict every event answers `{ done: false }`.
+ */
 export class RawRequestReader {
   readonly #limit: number;
   #chunks: Buffer[] = [];
   #length = 0;
   #done = false;
 
+  /** `limit`: most bytes a request may have (the newline not counted); one more and the verdict is `tooLong`. */
   constructor(limit = MAX_RAW_REQUEST_BYTES) {
     this.#limit = limit;
   }

@@ -20,7 +20,8 @@ import { Watchdog, type Expiry, type WatchdogOwner, type WatchdogTimeouts } from
 import { systemClock, type Clock } from '../util/clock.js';
 import type { RawExchange, RawHandler } from './handler.js';
 import { RAW_QUIET_MS, RawRequestReader, type RawVerdict } from './request.js';
-import { closeReason, noDelay, queuedBytes, resetStream, streamPeer, unacknowledged } from './stream.js';
+import { BatchedWriter } from '../transport/writer.js';
+import { attachStream, closeReason, drained, noDelay, queuedBytes, resetStream, streamPeer, unacknowledged, type StreamEvents } from '../transport/stream.js';
 
 /** What a raw session reports to its server (the server's session host satisfies it). */
 export interface RawSessionHost {
@@ -56,9 +57,6 @@ export interface RawOpening {
  */
 export type RawSessionState = 'request' | 'open' | 'draining' | 'closed';
 
-/** The RawSession of each stream, for listeners shared by all streams (no closures per connection). */
-const owners = new WeakMap<Duplex, RawSession>();
-
 /** One raw connection, served; see the file comment. */
 export class RawSession implements Accepted, WatchdogOwner {
   readonly #stream: Duplex;
@@ -74,21 +72,23 @@ export class RawSession implements Accepted, WatchdogOwner {
   #active: AbortController | undefined;
   #requests = 0;
   #bytesIn = 0;
-  #bytesOut = 0;
   #peerEnded = false;
   #ended = false;
   #closed = false;
   #destroyedLocally = false;
   #error: Error | undefined;
-  #drainPromise: Promise<void> | undefined;
-  /** Writes of this turn are corked, sent together at its end (as the framed side batches them). */
-  #corked = false;
+  /** Writes of one turn leave together at its end (as the framed side batches them). */
+  readonly #writer: BatchedWriter;
   /** Not yet past its request: counted against the pre-auth cap. */
   #preAuth = true;
 
   /** The address this connection was admitted under (its slot in the caps), '' when not tracked. */
   readonly admittedIp: string;
 
+  /**
+   * Takes over `stream` at once: listens to it and starts the phase deadlines (from `opening.startedAt`
+   * when the connection was accepted earlier). `admittedIp` is the address it counts against in the caps.
+   */
   constructor(stream: Duplex, host: RawSessionHost, admittedIp = '', opening: RawOpening = {}) {
     this.#stream = stream;
     this.#host = host;
@@ -96,36 +96,19 @@ export class RawSession implements Accepted, WatchdogOwner {
     this.#clock = host.options.clock ?? systemClock;
     if (opening.peer !== undefined) this.#peer = opening.peer;
     noDelay(stream);
-    owners.set(stream, this);
-    stream.on('data', RawSession.#streamData);
-    stream.on('end', RawSession.#streamEnd);
-    stream.on('error', RawSession.#streamError);
-    stream.on('close', RawSession.#streamClose);
-    stream.on('drain', RawSession.#streamDrain);
+    attachStream(stream, this, RawSession.#events);
     this.#watchdog = new Watchdog(host.timeouts, this, this.#clock, opening.startedAt);
+    this.#writer = new BatchedWriter(stream, this.#watchdog);
   }
 
-  // Listeners shared by every stream: per-connection closures cost memory on idle connections.
-  static #streamData(this: Duplex, chunk: Buffer): void {
-    const session = owners.get(this);
-    if (session) session.#onData(chunk);
-  }
-  static #streamEnd(this: Duplex): void {
-    const session = owners.get(this);
-    if (session) session.#onPeerEnd();
-  }
-  static #streamError(this: Duplex, error: Error): void {
-    const session = owners.get(this);
-    if (session) session.#error ??= error;
-  }
-  static #streamClose(this: Duplex): void {
-    const session = owners.get(this);
-    if (session) session.#onClose();
-  }
-  static #streamDrain(this: Duplex): void {
-    const session = owners.get(this);
-    if (session) session.#watchdog.sendBlocked(false);
-  }
+  // One table of listeners for every stream: per-connection closures cost memory on idle connections.
+  static readonly #events: StreamEvents<RawSession> = {
+    data: (session, chunk) => session.#onData(chunk),
+    end: (session) => session.#onPeerEnd(),
+    error: (session, error) => (session.#error ??= error),
+    close: (session) => session.#onClose(),
+    drain: (session) => session.#watchdog.sendBlocked(false),
+  };
   static #quiet(session: RawSession): void {
     session.#quietTimer = undefined;
     session.#serve(session.#reader.end());
@@ -133,16 +116,13 @@ export class RawSession implements Accepted, WatchdogOwner {
   static #linger(session: RawSession): void {
     session.destroy();
   }
-  static #uncork(session: RawSession): void {
-    session.#corked = false;
-    if (!session.#stream.destroyed) session.#stream.uncork();
-  }
 
   /** Who is at the other end (looked up once, on first use). */
   get peer(): PeerInfo {
     this.#peer ??= streamPeer(this.#stream);
     return this.#peer;
   }
+  /** Where the session is in its lifecycle; see {@link RawSessionState}. */
   get state(): RawSessionState {
     return this.#state;
   }
@@ -150,11 +130,13 @@ export class RawSession implements Accepted, WatchdogOwner {
   get requests(): number {
     return this.#requests;
   }
+  /** Bytes received so far, the request and anything the client sent after it. */
   get bytesIn(): number {
     return this.#bytesIn;
   }
+  /** Bytes handed to the stream so far, those still queued included. */
   get bytesOut(): number {
-    return this.#bytesOut;
+    return this.#writer.bytesOut;
   }
 
   /** @internal For the watchdog: output bytes not yet taken by the kernel. */
@@ -163,7 +145,7 @@ export class RawSession implements Accepted, WatchdogOwner {
   }
   /** @internal For the watchdog: bytes handed to the stream so far. */
   sentBytes(): number {
-    return this.#bytesOut;
+    return this.#writer.bytesOut;
   }
   /** @internal For the watchdog: bytes the peer has not acknowledged, as the kernel counts them. */
   unacknowledgedBytes(): number | undefined {
@@ -204,38 +186,13 @@ export class RawSession implements Accepted, WatchdogOwner {
   }
 
   /**
-   * Sends bytes; false when the caller should wait for {@link #drained}. Writes of one turn
+   * Sends bytes; false when the caller should wait for {@link drained}. Writes of one turn
    * leave together at its end: a failure in the same turn then resets before they leave, so
    * the client sees the reset, not a short reply followed by what looks like a clean end.
    */
   #write(chunk: Uint8Array): boolean {
     if (this.#ended || this.#closed) return false;
-    if (!this.#corked) {
-      this.#corked = true;
-      this.#stream.cork();
-      setImmediate(RawSession.#uncork, this);
-    }
-    this.#bytesOut += chunk.length;
-    const room = this.#stream.write(chunk);
-    this.#watchdog.activity();
-    if (!room) this.#watchdog.sendBlocked(true);
-    return room;
-  }
-
-  /** Resolves when the send buffer has room again, or the connection closed. */
-  #drained(): Promise<void> {
-    if (!this.#stream.writableNeedDrain || this.#closed) return Promise.resolve();
-    this.#drainPromise ??= new Promise((resolve) => {
-      const done = (): void => {
-        this.#stream.off('drain', done);
-        this.#stream.off('close', done);
-        this.#drainPromise = undefined;
-        resolve();
-      };
-      this.#stream.on('drain', done);
-      this.#stream.on('close', done);
-    });
-    return this.#drainPromise;
+    return this.#writer.write(chunk, undefined);
   }
 
   /** A phase deadline passed: each phase has its own way out (RELIABILITY.md G5). */
@@ -307,7 +264,7 @@ export class RawSession implements Accepted, WatchdogOwner {
   /** @internal A write of the exchange. */
   async exchangeWrite(signal: AbortSignal, chunk: Uint8Array): Promise<void> {
     signal.throwIfAborted();
-    if (!this.#write(chunk)) await this.#drained();
+    if (!this.#write(chunk)) await drained(this.#stream);
   }
 
   #finish(error: unknown): void {
@@ -319,7 +276,7 @@ export class RawSession implements Accepted, WatchdogOwner {
       return;
     }
     // Nothing sent: close with no data. Something sent: reset, so the cut is visible.
-    const cut = this.#bytesOut > 0;
+    const cut = this.#writer.bytesOut > 0;
     this.#host.rawError(this.peer, error, cut);
     if (cut) this.#reset();
     else this.#endAndLinger();

@@ -13,7 +13,7 @@ import type { Accepted } from '../server/accepted.js';
 import type { PeerInfo } from '../transport/peer.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { RawSession, type RawSessionHost } from './session.js';
-import { closeReason, streamPeer } from './stream.js';
+import { attachStream, closeReason, detachStream, streamPeer, type StreamEvents } from '../transport/stream.js';
 
 /** What a {@link Sniffer} needs of its server, beyond what a raw session does. */
 export interface SnifferHost extends RawSessionHost {
@@ -30,9 +30,6 @@ export interface SnifferHost extends RawSessionHost {
 export function isFramed(first: number): boolean {
   return first === PREAMBLE[0];
 }
-
-/** The Sniffer of each stream, for listeners shared by all streams (no closures per connection). */
-const owners = new WeakMap<Duplex, Sniffer>();
 
 /** One accepted connection waiting for its first byte; see the file comment. */
 export class Sniffer implements Accepted {
@@ -59,32 +56,18 @@ export class Sniffer implements Accepted {
     this.admittedIp = admittedIp;
     this.#clock = host.options.clock ?? systemClock;
     this.#startedAt = this.#clock.now();
-    owners.set(stream, this);
-    stream.on('data', Sniffer.#streamData);
-    stream.on('end', Sniffer.#streamEnd);
-    stream.on('error', Sniffer.#streamError);
-    stream.on('close', Sniffer.#streamClose);
+    attachStream(stream, this, Sniffer.#events);
     const { handshakeMs } = host.timeouts;
     if (handshakeMs > 0) this.#timer = this.#clock.setTimeout(Sniffer.#expire, handshakeMs, this);
   }
 
-  // Listeners shared by every stream: per-connection closures cost memory on idle connections.
-  static #streamData(this: Duplex, chunk: Buffer): void {
-    const sniffer = owners.get(this);
-    if (sniffer) sniffer.#onData(chunk);
-  }
-  static #streamEnd(this: Duplex): void {
-    const sniffer = owners.get(this);
-    if (sniffer) sniffer.#onPeerEnd();
-  }
-  static #streamError(this: Duplex, error: Error): void {
-    const sniffer = owners.get(this);
-    if (sniffer) sniffer.#error ??= error;
-  }
-  static #streamClose(this: Duplex): void {
-    const sniffer = owners.get(this);
-    if (sniffer) sniffer.#onClose();
-  }
+  // One table of listeners for every stream: per-connection closures cost memory on idle connections.
+  static readonly #events: StreamEvents<Sniffer> = {
+    data: (sniffer, chunk) => sniffer.#onData(chunk),
+    end: (sniffer) => sniffer.#onPeerEnd(),
+    error: (sniffer, error) => (sniffer.#error ??= error),
+    close: (sniffer) => sniffer.#onClose(),
+  };
   static #expire(sniffer: Sniffer): void {
     sniffer.#timer = undefined;
     if (sniffer.#done) return;
@@ -102,9 +85,11 @@ export class Sniffer implements Accepted {
   get requests(): number {
     return 0;
   }
+  /** Always 0: the first byte is handed back to the stream and counted by the session chosen. */
   get bytesIn(): number {
     return 0;
   }
+  /** Always 0: a sniffer never writes. */
   get bytesOut(): number {
     return 0;
   }
@@ -156,11 +141,6 @@ export class Sniffer implements Accepted {
   #stopListening(): void {
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
-    const stream = this.#stream;
-    stream.off('data', Sniffer.#streamData);
-    stream.off('end', Sniffer.#streamEnd);
-    stream.off('error', Sniffer.#streamError);
-    stream.off('close', Sniffer.#streamClose);
-    owners.delete(stream);
+    detachStream(this.#stream);
   }
 }

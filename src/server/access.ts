@@ -31,6 +31,10 @@ export class AccessList {
   readonly #allow: SubnetList | undefined;
   readonly #deny: SubnetList | undefined;
 
+  /**
+   * `allow` and `deny`: addresses or CIDR blocks (`ADDRESS/PREFIX`), IPv4 or IPv6; empty lists check nothing.
+   * @throws {OptionError} `INVALID_OPTION` for an entry that is no address, or whose prefix is out of range.
+   */
   constructor(allow: readonly string[] = [], deny: readonly string[] = []) {
     this.#allow = allow.length > 0 ? subnetList(allow, '--allow') : undefined;
     this.#deny = deny.length > 0 ? subnetList(deny, '--deny') : undefined;

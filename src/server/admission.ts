@@ -19,6 +19,7 @@ export interface AdmissionLimits {
   maxConnectionsPerIp: number;
 }
 
+/** What a policy decided about one connection: admitted, or refused and why. */
 export type AdmissionVerdict = { admitted: true } | { admitted: false; reason: RefusalReason };
 
 /**
@@ -58,10 +59,12 @@ class AddressCounts {
   }
 }
 
+/** The connection caps: in total and per client address, counted from accept to close. */
 export class Admission {
   readonly #limits: AdmissionLimits;
   readonly #counts = new AddressCounts();
 
+  /** Caps as resolved by the server's options (0: no cap). */
   constructor(limits: AdmissionLimits) {
     this.#limits = limits;
   }
@@ -83,6 +86,7 @@ export class Admission {
     this.#counts.remove(ip, 'release');
   }
 
+  /** Connections admitted and not yet released. */
   get total(): number {
     return this.#counts.total;
   }
@@ -129,6 +133,7 @@ export class PreAuthAdmission {
   readonly #limits: PreAuthLimits;
   readonly #counts = new AddressCounts();
 
+  /** Caps and drop thresholds as resolved by the server's options; `random` is injectable for tests. */
   constructor(limits: PreAuthLimits) {
     this.#limits = limits;
   }
@@ -156,6 +161,7 @@ export class PreAuthAdmission {
     this.#counts.remove(ip, 'pre-auth leave');
   }
 
+  /** Connections entered and still in their hello. */
   get total(): number {
     return this.#counts.total;
   }

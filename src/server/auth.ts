@@ -14,11 +14,19 @@ const MAX_TRACKED = 10_000;
 /** A record of failures is forgotten this long after the last one. */
 const FORGET_MS = 10 * 60 * 1000;
 
+/**
+ * The server's token check, and the delays it imposes on addresses that keep failing it: see the file
+ * comment. Holds only a SHA-256 digest of the token, and failure records for at most 10 000 addresses.
+ */
 export class TokenCheck {
   readonly #expected: Buffer;
   readonly #baseDelayMs: number;
   readonly #failures = new Map<string, { count: number; last: number }>();
 
+  /**
+   * `token`: the secret clients must present. `baseDelayMs`: the delay before answering a first failure,
+   * doubled for each further one from the same address (within 10 minutes), at most 5000 ms.
+   */
   constructor(token: string, baseDelayMs: number) {
     this.#expected = digest(token);
     this.#baseDelayMs = baseDelayMs;

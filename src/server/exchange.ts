@@ -26,6 +26,7 @@ export interface ExchangeHost {
 
 /** The per-request object handed to a service; also the handler's context. */
 export class ServerExchange implements Exchange {
+  /** The request id the client chose: every reply to this request carries it. */
   readonly id: number;
   readonly #session: ExchangeHost;
   /** Continuation frame types this request takes (its service's); undefined: none. */
@@ -38,12 +39,14 @@ export class ServerExchange implements Exchange {
   /** Why no continuation frame can come any more (aborted, or the client ended its side). */
   #ended: Error | undefined;
 
+  /** Built by the server session for request `id`; `continuations` are the frame types it may receive. */
   constructor(session: ExchangeHost, id: number, continuations: readonly number[] | undefined) {
     this.#session = session;
     this.id = id;
     this.#continuations = continuations;
   }
 
+  /** The client's address, for logs and per-client policies. */
   get peer(): PeerInfo {
     return this.#session.peer;
   }
@@ -55,10 +58,12 @@ export class ServerExchange implements Exchange {
     return this.#controller.signal;
   }
 
+  /** True once the final reply went out (or was queued): no other reply may follow. */
   get done(): boolean {
     return this.#done;
   }
 
+  /** The request is stopped (CANCEL, the connection closed): {@link signal} aborts and {@link receive} rejects with `reason`. */
   abort(reason: Error): void {
     this.#controller ??= new AbortController();
     this.#controller.abort(reason);
@@ -93,6 +98,7 @@ export class ServerExchange implements Exchange {
     return true;
   }
 
+  /** The next continuation frame of this request; rejects once no more can come. One call at a time (else INVALID_STATE). */
   receive(): Promise<Frame> {
     const frame = this.#queue?.shift();
     if (frame !== undefined) {
@@ -112,10 +118,12 @@ export class ServerExchange implements Exchange {
     for (const frame of this.#queue.splice(0)) this.#session.release(frame.payload.length);
   }
 
+  /** Gives a received payload back to the connection's buffer pool; the caller must not touch it afterwards. */
   recycle(payload: Uint8Array): void {
     this.#session.recycle(payload);
   }
 
+  /** Sends the final reply. Throws INVALID_STATE when one was sent already. */
   reply(type: number, payload?: Uint8Array): void {
     if (this.#done) throw new TcpkitError('INVALID_STATE', `request ${this.id} was already answered`);
     this.#done = true;
@@ -123,6 +131,7 @@ export class ServerExchange implements Exchange {
     this.#session.answered(this);
   }
 
+  /** Sends a frame of a streamed reply and resolves once there is room to send more; `onSent` runs when the socket is done with `payload`. */
   write(type: number, payload: Uint8Array, onSent?: () => void): Promise<void> {
     if (this.#done) return Promise.reject(new TcpkitError('INVALID_STATE', `request ${this.id} was already answered`));
     return this.#session.sendStreamed(type, this.id, payload, onSent);

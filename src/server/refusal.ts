@@ -23,6 +23,7 @@ export class Refusals {
   readonly #clock: Clock;
   #pending = 0;
 
+  /** Each refusal waits at most `deadlineMs` on `clock`; at most `maxPending` wait at once. */
   constructor(deadlineMs: number, maxPending = MAX_PENDING_REFUSALS, clock: Clock = systemClock) {
     this.#deadlineMs = deadlineMs;
     this.#maxPending = maxPending;

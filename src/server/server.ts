@@ -112,6 +112,7 @@ export class Server extends EventEmitter<ServerEventMap> {
   #finished = { requests: 0, bytesIn: 0, bytesOut: 0 };
   #allClosed: (() => void) | undefined;
 
+  /** Validates the options (OptionError names a bad one) and registers the services; call listen() to serve. */
   constructor(options: ServerOptions = {}) {
     super();
     this.#options = resolveServerOptions(options);

@@ -67,6 +67,7 @@ export class ServerSession implements SessionRole, ExchangeHost {
     return this.#session.connection;
   }
 
+  /** The client's address and port. */
   get peer(): PeerInfo {
     return this.#session.peer;
   }
@@ -82,9 +83,11 @@ export class ServerSession implements SessionRole, ExchangeHost {
   get requests(): number {
     return this.#requests;
   }
+  /** Bytes received from the client so far. */
   get bytesIn(): number {
     return this.#conn.bytesIn;
   }
+  /** Bytes sent to the client so far. */
   get bytesOut(): number {
     return this.#conn.bytesOut;
   }

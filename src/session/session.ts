@@ -57,6 +57,10 @@ export class FramedSession {
   #preambleDue: boolean;
   #lingerTimer: unknown;
 
+  /**
+   * Takes over `stream` in the `hello` state and writes `options.opening` (a client's preamble and
+   * HELLO) at once; a server's preamble waits for its first frame.
+   */
   constructor(stream: Duplex, role: SessionRole, options: SessionOptions) {
     this.side = options.side;
     this.#role = role;

@@ -4,13 +4,12 @@
  * Socket-only features (no-delay, reset, the kernel's queues, the peer's address) are used when
  * the stream has them, with plain fallbacks otherwise. Sessions (src/session/) sit on top of it.
  */
-import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ProtocolError } from '../errors.js';
 import { encodeFrame, encodeHeader, FrameDecoder, type Frame } from '../protocol/frame.js';
-import { MEMORY_PEER, peerOf, type CloseReason, type PeerInfo } from './peer.js';
+import type { CloseReason, PeerInfo } from './peer.js';
 import type { BufferPool } from '../util/buffer-pool.js';
-import { unacknowledgedBytes } from './tcp-queue.js';
+import { attachStream, closeReason, drained, noDelay, queuedBytes, resetStream, streamPeer, unacknowledged, type StreamEvents } from './stream.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { Watchdog, type Expiry, type WatchdogOwner, type WatchdogTimeouts } from './watchdog.js';
 import { BatchedWriter } from './writer.js';
@@ -60,9 +59,6 @@ export interface ConnectionOptions {
 /** Payloads at least this large are written as they are, after their header, never copied. */
 const UNCOPIED_PAYLOAD_BYTES = 64 * 1024;
 
-/** The Connection of each stream, for listeners shared by all streams (no closures per connection). */
-const owners = new WeakMap<Duplex, Connection>();
-
 /** One framed connection over a byte stream; see the file comment. */
 export class Connection implements WatchdogOwner {
   readonly #socket: Duplex;
@@ -78,7 +74,6 @@ export class Connection implements WatchdogOwner {
   #closed = false;
   #destroyedLocally = false;
   #error: Error | undefined;
-  #drainPromise: Promise<void> | undefined;
   #bytesIn = 0;
   readonly #clock: Clock;
   readonly #watchdog: Watchdog | undefined;
@@ -88,6 +83,7 @@ export class Connection implements WatchdogOwner {
   #hard = false;
   #backlogBytes = 0;
 
+  /** Takes over `socket` (its listeners and reads); `handlers` hear of frames, EOF, errors and the close. */
   constructor(socket: Duplex, handlers: ConnectionHandlers, options: ConnectionOptions) {
     this.#socket = socket;
     this.#handlers = handlers;
@@ -101,48 +97,22 @@ export class Connection implements WatchdogOwner {
     });
     this.#controlTypes = options.controlTypes;
     this.#softPauseBytes = options.softPauseBytes ?? 64 * 1024;
-    if (socket instanceof Socket) socket.setNoDelay(true);
-    this.#writer = new BatchedWriter(socket, (room) => this.#wrote(room));
-    owners.set(socket, this);
-    if (!options.externalReads) socket.on('data', Connection.#socketData);
-    socket.on('end', Connection.#socketEnd);
-    socket.on('error', Connection.#socketError);
-    socket.on('close', Connection.#socketClose);
-    if (options.timeouts) {
-      this.#watchdog = new Watchdog(options.timeouts, this, this.#clock, options.startedAt);
-      socket.on('drain', Connection.#socketDrain);
-    }
+    noDelay(socket);
+    attachStream(socket, this, options.externalReads ? Connection.#eventsWithoutData : Connection.#events);
+    if (options.timeouts) this.#watchdog = new Watchdog(options.timeouts, this, this.#clock, options.startedAt);
+    this.#writer = new BatchedWriter(socket, this.#watchdog);
   }
 
-  // Listeners shared by every socket: per-connection closures cost memory on idle connections.
-  static #socketData(this: Duplex, chunk: Buffer): void {
-    const conn = owners.get(this);
-    if (conn) conn.#onData(chunk);
-  }
-  static #socketEnd(this: Duplex): void {
-    const conn = owners.get(this);
-    if (conn) conn.#onEnd();
-  }
-  static #socketError(this: Duplex, error: Error): void {
-    const conn = owners.get(this);
-    if (conn) conn.#error ??= error;
-  }
-  static #socketClose(this: Duplex): void {
-    const conn = owners.get(this);
-    if (conn) conn.#onClose();
-  }
-  static #socketDrain(this: Duplex): void {
-    const conn = owners.get(this);
-    if (conn) conn.#watchdog?.sendBlocked(false);
-  }
-
-  /** Every write that reached the socket: activity for the watchdog, and maybe a blocked send. */
-  #wrote(room: boolean): void {
-    if (this.#watchdog) {
-      this.#watchdog.activity();
-      if (!room) this.#watchdog.sendBlocked(true);
-    }
-  }
+  // One table of listeners for every stream: per-connection closures cost memory on idle connections.
+  static readonly #events: StreamEvents<Connection> = {
+    data: (conn, chunk) => conn.#onData(chunk),
+    end: (conn) => conn.#onEnd(),
+    error: (conn, error) => (conn.#error ??= error),
+    close: (conn) => conn.#onClose(),
+    drain: (conn) => conn.#watchdog?.sendBlocked(false),
+  };
+  /** For a socket read through {@link receive} (`externalReads`). */
+  static readonly #eventsWithoutData: StreamEvents<Connection> = { ...Connection.#events, data: undefined };
 
   /** @internal Bytes read by the socket's `onread` callback; consumed before this returns. */
   receive(chunk: Buffer): void {
@@ -151,8 +121,7 @@ export class Connection implements WatchdogOwner {
 
   /** @internal For the watchdog: output bytes not yet taken by the kernel. */
   queuedBytes(): number {
-    const handle = (this.#socket as unknown as { _handle?: { writeQueueSize?: number } })._handle;
-    return this.#socket.writableLength + (handle?.writeQueueSize ?? 0);
+    return queuedBytes(this.#socket);
   }
 
   /** @internal For the watchdog: bytes handed to the socket so far. */
@@ -162,7 +131,7 @@ export class Connection implements WatchdogOwner {
 
   /** @internal For the watchdog: bytes the peer has not acknowledged, as the kernel counts them. */
   unacknowledgedBytes(): number | undefined {
-    return this.#socket instanceof Socket ? unacknowledgedBytes(this.#socket, this.#clock.now()) : undefined;
+    return unacknowledged(this.#socket, this.#clock.now());
   }
 
   /** @internal For the watchdog: a phase deadline passed. */
@@ -182,14 +151,15 @@ export class Connection implements WatchdogOwner {
 
   /** Who is at the other end (looked up once, on first use). */
   get peer(): PeerInfo {
-    this.#peer ??= this.#socket instanceof Socket ? peerOf(this.#socket) : MEMORY_PEER;
+    this.#peer ??= streamPeer(this.#socket);
     return this.#peer;
   }
 
-  /** Bytes received and sent so far. */
+  /** Bytes received so far. */
   get bytesIn(): number {
     return this.#bytesIn;
   }
+  /** Bytes handed to the socket so far. */
   get bytesOut(): number {
     return this.#writer.bytesOut;
   }
@@ -251,18 +221,7 @@ export class Connection implements WatchdogOwner {
    * one promise and one pair of listeners, however many streams wait.
    */
   drained(): Promise<void> {
-    if (!this.#socket.writableNeedDrain || this.#closed) return Promise.resolve();
-    this.#drainPromise ??= new Promise((resolve) => {
-      const done = (): void => {
-        this.#socket.off('drain', done);
-        this.#socket.off('close', done);
-        this.#drainPromise = undefined;
-        resolve();
-      };
-      this.#socket.on('drain', done);
-      this.#socket.on('close', done);
-    });
-    return this.#drainPromise;
+    return drained(this.#socket);
   }
 
   /**
@@ -321,8 +280,7 @@ export class Connection implements WatchdogOwner {
   reset(): void {
     if (this.#closed) return;
     this.#destroyedLocally = true;
-    if (this.#socket instanceof Socket) this.#socket.resetAndDestroy();
-    else this.#socket.destroy();
+    resetStream(this.#socket);
   }
 
   /** Closes at once, dropping what is queued. Idempotent. */
@@ -378,16 +336,6 @@ export class Connection implements WatchdogOwner {
     this.#backlogBytes = 0;
     for (const frame of backlog) this.#handlers.frame(frame);
     this.#closed = true;
-    const error = this.#error;
-    let reason: CloseReason = 'local';
-    if (this.#destroyedLocally) {
-      reason = 'local';
-    } else if (error !== undefined) {
-      const code = (error as NodeJS.ErrnoException).code;
-      reason = code === 'ECONNRESET' || code === 'EPIPE' ? 'reset' : 'error';
-    } else if (this.#peerEnded) {
-      reason = 'eof';
-    }
-    this.#handlers.close(reason, error);
+    this.#handlers.close(closeReason(this.#destroyedLocally, this.#error, this.#peerEnded), this.#error);
   }
 }

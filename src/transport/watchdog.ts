@@ -51,6 +51,10 @@ export interface WatchdogOwner {
   expired(why: Expiry): void;
 }
 
+/**
+ * The deadlines of one connection (see the file comment), on one timer of its clock. It calls
+ * {@link WatchdogOwner.expired} once, with the first deadline that passed, and stops.
+ */
 export class Watchdog {
   readonly #timeouts: WatchdogTimeouts;
   readonly #clock: Clock;
@@ -135,6 +139,7 @@ export class Watchdog {
     }
   }
 
+  /** No deadline applies any more (the connection closed): clears the timer. Idempotent and final. */
   stop(): void {
     this.#stopped = true;
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);

@@ -5,6 +5,7 @@
  * the stream machinery, not one each. Large payloads are written as they are, never copied.
  */
 import type { Duplex } from 'node:stream';
+import type { Watchdog } from './watchdog.js';
 
 /** Frames up to this size are gathered per turn; larger ones are written on their own. */
 const OUTBOX_FRAME_BYTES = 16 * 1024;
@@ -14,20 +15,21 @@ const OUTBOX_FLUSH_BYTES = 64 * 1024;
 /** Batched writes to one stream; see the file comment. */
 export class BatchedWriter {
   readonly #socket: Duplex;
-  /** Told of every write that reaches the stream, with whether it still has room. */
-  readonly #wrote: (room: boolean) => void;
+  /** Told of every write that reaches the stream (activity), and of a full send buffer. */
+  readonly #watchdog: Watchdog | undefined;
   #corked = false;
   /** Small frames written this turn, sent together at its end. */
   #outbox: Buffer[] | undefined;
   #outboxBytes = 0;
   #bytesOut = 0;
 
-  constructor(socket: Duplex, wrote: (room: boolean) => void) {
+  /** Writes to `socket`; `watchdog`, when given, sees every write as activity and hears of a full send buffer. */
+  constructor(socket: Duplex, watchdog: Watchdog | undefined) {
     this.#socket = socket;
-    this.#wrote = wrote;
+    this.#watchdog = watchdog;
   }
 
-  /** Bytes handed to the stream so far (a small frame counts once it joins the outbox). */
+  /** Bytes handed to the stream so far. */
   get bytesOut(): number {
     return this.#bytesOut;
   }
@@ -77,7 +79,10 @@ export class BatchedWriter {
   #writeNow(data: Uint8Array, onSent: (() => void) | undefined): boolean {
     this.#bytesOut += data.length;
     const room = onSent ? this.#socket.write(data, () => onSent()) : this.#socket.write(data);
-    this.#wrote(room);
+    if (this.#watchdog !== undefined) {
+      this.#watchdog.activity();
+      if (!room) this.#watchdog.sendBlocked(true);
+    }
     return room;
   }
 }

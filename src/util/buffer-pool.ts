@@ -56,6 +56,7 @@ export function releaseBuffer(buffer: Buffer): void {
 
 /** A pool of equal-sized buffers, reused instead of allocated, and released when idle. */
 export class BufferPool {
+  /** Bytes of each buffer the pool holds; `take()` returns buffers of exactly this size. */
   readonly size: number;
   readonly #max: number;
   readonly #free: Buffer[] = [];

@@ -12,6 +12,10 @@ export interface Clock {
   clearTimeout(handle: unknown): void;
 }
 
+/**
+ * Real time: `Date.now()` and Node's timers. Its timers are not unref'd: a pending one keeps the
+ * process alive.
+ */
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimeout: (callback, ms, arg) => setTimeout(callback, ms, arg),

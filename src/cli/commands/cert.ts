@@ -27,6 +27,7 @@ async function exists(file: string): Promise<boolean> {
   );
 }
 
+/** Adds `tcpkit cert` to `program`: writes a self-signed certificate and key with openssl, prints the fingerprint. */
 export function registerCert(program: Command): void {
   program
     .command('cert')

@@ -10,6 +10,7 @@ import { OptionError } from '../../errors.js';
 import { DEFAULT_PORT, formatAddress, parseAddress } from '../../transport/address.js';
 import { safeText, clientCommand, clientOptions, type ClientFlags } from '../output.js';
 
+/** Adds `tcpkit connect` to `program`: one kept connection, each line of standard input sent as a message. */
 export function registerConnect(program: Command): void {
   clientCommand(program.command('connect'), 'how long to wait for each reply')
     .summary('interactive: send each line typed, print each reply')

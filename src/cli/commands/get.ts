@@ -66,6 +66,7 @@ function downloadError(name: string, error: unknown): unknown {
   return fileError(name, error);
 }
 
+/** Adds `tcpkit get` to `program`: downloads each NAME, verified, atomically, resuming a partial file. */
 export function registerGet(program: Command): void {
   clientCommand(program.command('get'), 'give up when no data arrives for this long')
     .summary('download files (verified, atomic, resumable)')
@@ -188,6 +189,7 @@ interface LsFlags extends ClientFlags {
   json?: boolean;
 }
 
+/** Adds `tcpkit ls` to `program`: lists a directory of the server's root (`--json`: one JSON line per entry). */
 export function registerLs(program: Command): void {
   clientCommand(program.command('ls'), 'how long to wait for the reply')
     .summary('list a directory on the server')

@@ -40,6 +40,7 @@ function remoteNames(files: string[], flags: PutFlags): string[] {
   return names;
 }
 
+/** Adds `tcpkit put` to `program`: uploads each FILE to a server that accepts uploads. */
 export function registerPut(program: Command): void {
   clientCommand(program.command('put'), 'give up when the server takes nothing for this long')
     .summary('upload files to a server that accepts uploads')

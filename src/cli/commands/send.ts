@@ -14,6 +14,7 @@ interface SendFlags extends ClientFlags {
   raw?: boolean;
 }
 
+/** Adds `tcpkit send` to `program`: one message per argument, over one kept connection or (`--short`) one each. */
 export function registerSend(program: Command): void {
   clientCommand(program.command('send'), 'how long to wait for each reply')
     .summary('send messages and print the replies')

@@ -111,6 +111,7 @@ function stamp(): string {
   return new Date().toISOString();
 }
 
+/** Adds `tcpkit serve` to `program`: runs a server (messages, files from DIR, uploads when allowed) until stopped. */
 export function registerServe(program: Command): void {
   program
     .command('serve')
