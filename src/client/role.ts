@@ -5,7 +5,7 @@
  * turns an idle goodbye into a reconnect (`reconnect.ts`), and decides with what error each
  * caller is told when it ends. Not exported from the package: `Client` is its public face.
  */
-import { ConnectionError, ProtocolError, RemoteError, type TcpkitError } from '../errors.js';
+import { ConnectionError, ProtocolError, RemoteError, TcpkitError } from '../errors.js';
 import { SUPPORTED_VERSIONS } from '../protocol/constants.js';
 import { decodeServerHello, type ErrorBody, type ServerHello } from '../protocol/control.js';
 import type { Frame } from '../protocol/frame.js';
@@ -178,7 +178,7 @@ export class ClientRole {
 
   /** What the server said in its hello: version, services, limits. */
   get server(): ServerHello {
-    if (this.#server === undefined) throw new Error('the hello exchange is not finished');
+    if (this.#server === undefined) throw new TcpkitError('INVALID_STATE', 'the hello exchange is not finished');
     return this.#server;
   }
 
