@@ -4,6 +4,7 @@
  */
 import { OptionError } from '../errors.js';
 import type { Client } from './client.js';
+import type { InputHold } from '../transport/read-slabs.js';
 
 /** The plumbing of one client, for service clients. */
 export interface ClientInternals {
@@ -24,6 +25,12 @@ export interface ClientInternals {
    * next one reuses it. Only buffers nothing else references may be given back.
    */
   releasePayload(buffer: Buffer): void;
+  /**
+   * Keeps the memory of a received piece (a DATA payload or part of one) from being reused until
+   * the hold is released: for a piece used after its `frame` call returned (an asynchronous
+   * write of it). Without a hold, a piece is valid only during that call.
+   */
+  holdInput(piece: Uint8Array): InputHold;
 }
 
 const internals = new WeakMap<Client, ClientInternals>();

@@ -7,7 +7,7 @@ import { CONNECTION_ID, FrameType, SUPPORTED_VERSIONS, preambleBytes } from '../
 import { encodeClientHello } from '../protocol/control.js';
 import { encodeFrame } from '../protocol/frame.js';
 import type { Duplex } from 'node:stream';
-import { openSocket, type LargeReads } from '../transport/dial.js';
+import { largeReads, openSocket, type LargeReads } from '../transport/dial.js';
 import type { Clock } from '../util/clock.js';
 import { VERSION } from '../version.js';
 import type { ResolvedClientOptions } from './options.js';
@@ -41,7 +41,7 @@ export interface Opened {
 /** Opens a socket to the server within the connect timeout; large reads on plain sockets. */
 export async function openConnection(options: ResolvedClientOptions): Promise<Opened> {
   // Large reads into a reused buffer need a plain socket (TLS sockets read through OpenSSL).
-  const reads: LargeReads | undefined = options.tls ? undefined : { target: undefined };
+  const reads: LargeReads | undefined = options.tls ? undefined : largeReads();
   // The dial keeps its own timer, on the system's time (transport/dial.ts).
   const socket = await openSocket(options, options.clock.now() + options.connectTimeoutMs, reads);
   return { socket, reads };

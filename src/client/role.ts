@@ -9,8 +9,11 @@ import { ConnectionError, ProtocolError, RemoteError, TcpkitError } from '../err
 import { SUPPORTED_VERSIONS } from '../protocol/constants.js';
 import { decodeServerHello, type ErrorBody, type ServerHello } from '../protocol/control.js';
 import type { Frame } from '../protocol/frame.js';
+import { BYTE_STREAM_TYPES } from '../protocol/types.js';
 import { FramedSession, type SessionRole } from '../session/session.js';
+import type { LargeReads } from '../transport/dial.js';
 import type { CloseReason } from '../transport/peer.js';
+import { NO_HOLD, type InputHold } from '../transport/read-slabs.js';
 import { bulkBuffers } from '../util/buffer-pool.js';
 import type { Clock } from '../util/clock.js';
 import { Flight, type RequestOptions } from './flight.js';
@@ -56,6 +59,8 @@ export class ClientRole {
   #closeReported = false;
   /** DATA payloads of downloads are assembled in these and given back once written. */
   readonly #payloads = bulkBuffers;
+  /** The large reads of the current session's socket, when it has them (plain TCP). */
+  #reads: LargeReads | undefined;
   /** A protocol error that broke the connection when no caller awaited anything: close() reports it. */
   #unreported: Error | undefined;
 
@@ -120,8 +125,10 @@ export class ClientRole {
       maxFrameBytes: this.#options.maxFrameBytes,
       clock: this.#clock,
       opening: this.#options.token === undefined ? CLIENT_OPENING : clientOpening(this.#options.token),
-      connection: { payloadPool: this.#payloads, externalReads: reads !== undefined },
+      // DATA in pieces, as views of the read slabs: no received byte of content is copied.
+      connection: { payloadPool: this.#payloads, externalReads: reads !== undefined, pieceTypes: BYTE_STREAM_TYPES },
     });
+    this.#reads = reads;
     if (reads) reads.target = session.connection;
     this.#session = session;
   }
@@ -208,6 +215,11 @@ export class ClientRole {
    */
   releasePayload(buffer: Buffer): void {
     this.#payloads.give(buffer);
+  }
+
+  /** Keeps a received piece's memory (see `ClientInternals.holdInput`); a copy needs no hold. */
+  holdInput(piece: Uint8Array): InputHold {
+    return this.#reads?.slabs.hold(piece) ?? NO_HOLD;
   }
 
   /** Stops reading (see `ClientInternals.pauseReading`): neither the heartbeat nor the request timeouts run. */

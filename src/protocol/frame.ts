@@ -4,12 +4,19 @@
 import { ProtocolError } from '../errors.js';
 import { HARD_MAX_FRAME_BYTES, HEADER_BYTES, MAX_REQUEST_ID, PREAMBLE } from './constants.js';
 
-/** One decoded frame. `payload` may be a view into a received chunk: copy it to keep it long. */
+/**
+ * One decoded frame. `payload` may be a view into a received chunk: copy it to keep it long.
+ * A frame of a type the decoder delivers in pieces ({@link FrameDecoderOptions.pieceTypes})
+ * arrives as several `Frame`s of the same type and id, each carrying the next piece of the
+ * payload; `last` marks the piece that completes it (a whole frame always has `last` unset).
+ */
 export interface Frame {
   readonly type: number;
   readonly flags: number;
   readonly id: number;
   readonly payload: Buffer;
+  /** Set on pieces only: false while more of this frame's payload is to come, true on its final piece. */
+  readonly last?: boolean;
 }
 
 function checkHeaderFields(type: number, id: number, length: number, flags: number): void {
@@ -76,6 +83,13 @@ export interface FrameDecoderOptions {
    * copies, and bytes kept for the next push are copied too. @default false
    */
   reusedInput?: boolean;
+  /**
+   * Frame types whose payload is a byte stream (DATA): handed on in pieces as the bytes arrive,
+   * each a view of the pushed chunk, never assembled or copied. With `reusedInput`, a piece is
+   * valid only until `push` returns: the receiver consumes it at once or keeps the memory from
+   * being reused (transport/read-slabs.ts).
+   */
+  pieceTypes?: ReadonlySet<number>;
 }
 
 /**
@@ -105,6 +119,9 @@ export class FrameDecoder {
    */
   #assembly: Buffer | undefined;
   #assembled = 0;
+  readonly #pieceTypes: ReadonlySet<number> | undefined;
+  /** Payload bytes still to come of the frame being delivered in pieces (0: none is). */
+  #pieceLeft = 0;
 
   /** @throws {RangeError} when `options.maxFrameBytes` is not an integer from 0 to `HARD_MAX_FRAME_BYTES`. */
   constructor(options: FrameDecoderOptions) {
@@ -112,6 +129,7 @@ export class FrameDecoder {
     this.#preambleSeen = options.expectPreamble === false ? PREAMBLE.length : 0;
     this.#allocate = options.allocate ?? Buffer.allocUnsafe;
     this.#reusedInput = options.reusedInput === true;
+    this.#pieceTypes = options.pieceTypes !== undefined && options.pieceTypes.size > 0 ? options.pieceTypes : undefined;
   }
 
   static #checkLimit(limit: number): number {
@@ -164,6 +182,10 @@ export class FrameDecoder {
       data = this.#consumePreamble(data);
       if (!this.preambleDone) return frames;
     }
+    if (this.#pieceLeft > 0 && data.length > 0) {
+      data = this.#piece(data, frames);
+      if (this.#pieceLeft > 0) return frames;
+    }
     if (this.#assembly !== undefined) {
       const n = Math.min(this.#length - this.#assembled, data.length);
       data.copy(this.#assembly, this.#assembled, 0, n);
@@ -188,6 +210,20 @@ export class FrameDecoder {
           this.#skip(HEADER_BYTES);
         } else {
           this.#readHeader(this.#take(HEADER_BYTES), 0);
+        }
+        if (this.#length > 0 && this.#pieceTypes?.has(this.#type) === true) {
+          // A byte stream: what is buffered now goes on as pieces, the rest as it comes.
+          this.#pieceLeft = this.#length;
+          while (this.#pieceLeft > 0 && this.#buffered > 0) {
+            const first = this.#chunks[0]!;
+            const n = Math.min(first.length - this.#offset, this.#pieceLeft);
+            this.#pieceLeft -= n;
+            frames.push({ type: this.#type, flags: this.#flags, id: this.#id, payload: first.subarray(this.#offset, this.#offset + n), last: this.#pieceLeft === 0 });
+            this.#skip(n);
+          }
+          if (this.#pieceLeft > 0) break;
+          this.#length = -1;
+          continue;
         }
       }
       if (this.#buffered < this.#length) {
@@ -227,6 +263,15 @@ export class FrameDecoder {
     return frames;
   }
 
+  /** The next piece of the frame being delivered in pieces, from the front of `data`; returns the rest. */
+  #piece(data: Buffer, frames: Frame[]): Buffer {
+    const n = Math.min(this.#pieceLeft, data.length);
+    this.#pieceLeft -= n;
+    frames.push({ type: this.#type, flags: this.#flags, id: this.#id, payload: data.subarray(0, n), last: this.#pieceLeft === 0 });
+    if (this.#pieceLeft === 0) this.#length = -1;
+    return data.subarray(n);
+  }
+
   #readHeader(source: Buffer, at: number): void {
     const length = source.readUInt32BE(at);
     if (length > this.#maxFrameBytes) {
@@ -264,6 +309,7 @@ export class FrameDecoder {
     this.#failure = error;
     this.#assembly = undefined;
     this.#assembled = 0;
+    this.#pieceLeft = 0;
     this.#chunks = [];
     this.#offset = 0;
     this.#buffered = 0;

@@ -42,6 +42,13 @@ export const UploadFrame = Object.freeze({
   PUT_DONE: 0x34,
 } as const);
 
+/**
+ * Frame types whose payload is a byte stream, not a message: the content of a file (DATA) or of
+ * an upload (PUT_DATA), in order. How it is cut into frames means nothing, so a receiver may
+ * take each frame in pieces as its bytes arrive, without assembling it.
+ */
+export const BYTE_STREAM_TYPES: ReadonlySet<number> = new Set([FileFrame.DATA, UploadFrame.PUT_DATA]);
+
 /** Every frame type of v1 by name. */
 export const FRAME_TYPES = Object.freeze({ ...FrameType, ...FileFrame, ...UploadFrame });
 /** Name of a frame type of v1. */

@@ -48,6 +48,12 @@ export interface ConnectionOptions {
   externalReads?: boolean;
   /** Large payloads are assembled in this pool's buffers when they have its size. */
   payloadPool?: BufferPool;
+  /**
+   * Frame types delivered in pieces as their bytes arrive, never assembled (see
+   * `FrameDecoderOptions.pieceTypes`). With `externalReads`, a piece is valid only during the
+   * `frame` call, unless its reader keeps the memory (transport/read-slabs.ts).
+   */
+  pieceTypes?: ReadonlySet<number>;
   /** Phase deadlines; without them the connection never times out by itself. */
   timeouts?: WatchdogTimeouts;
   /** Clock of the watchdog and the kernel-queue samples (tests inject a fake one). @default systemClock */
@@ -79,6 +85,8 @@ export class Connection implements WatchdogOwner {
   readonly #watchdog: Watchdog | undefined;
   readonly #controlTypes: ReadonlySet<number> | undefined;
   readonly #softPauseBytes: number;
+  /** Pushed chunks are reused once {@link receive} returns (`externalReads`). */
+  readonly #reusedInput: boolean;
   /** Hard pause: the socket is not read at all. Soft: read on, hold back non-control frames. */
   #hard = false;
   #backlogBytes = 0;
@@ -93,9 +101,11 @@ export class Connection implements WatchdogOwner {
     this.#decoder = new FrameDecoder({
       maxFrameBytes: options.maxFrameBytes,
       reusedInput: options.externalReads === true,
+      ...(options.pieceTypes && { pieceTypes: options.pieceTypes }),
       ...(pool && { allocate: pool.allocate }),
     });
     this.#controlTypes = options.controlTypes;
+    this.#reusedInput = options.externalReads === true;
     this.#softPauseBytes = options.softPauseBytes ?? 64 * 1024;
     noDelay(socket);
     attachStream(socket, this, options.externalReads ? Connection.#eventsWithoutData : Connection.#events);
@@ -312,8 +322,9 @@ export class Connection implements WatchdogOwner {
       if (this.#closed) return;
       const frame = frames[i]!;
       if (this.#paused && this.#controlTypes?.has(frame.type) !== true) {
-        // Held back. Control frames (PING, CANCEL) pass: they need no order among requests.
-        (this.#backlog ??= []).push(frame);
+        // Held back. Control frames (PING, CANCEL) pass: they need no order among requests. A
+        // piece may be a view of memory the next read reuses: what waits is a copy.
+        (this.#backlog ??= []).push(frame.last !== undefined && this.#reusedInput ? { ...frame, payload: Buffer.from(frame.payload) } : frame);
         this.#backlogBytes += frame.payload.length;
         continue;
       }

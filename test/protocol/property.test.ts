@@ -142,6 +142,54 @@ describe('frame codec properties', () => {
     );
   });
 
+  it('frames of pieceTypes arrive in pieces that join into the frame, as views of the input, even of reused input', () => {
+    const input = streamArb.chain((stream) =>
+      fc.record({ stream: fc.constant(stream), pieceTypes: fc.uniqueArray(fc.integer({ min: 0, max: 0xff }), { maxLength: 4 }), reused: fc.boolean() }),
+    );
+    fc.assert(
+      fc.property(input, splitsArb, ({ stream: { maxFrameBytes, frames, preamble }, pieceTypes, reused }, splits) => {
+        // Some of the frames' own types, so pieces are common.
+        const types = new Set([...pieceTypes, ...frames.filter((_, i) => i % 2 === 0).map((f) => f.type)]);
+        const { bytes } = encodeAll(frames, preamble);
+        const decoder = new FrameDecoder({ maxFrameBytes, expectPreamble: preamble, pieceTypes: types, reusedInput: reused });
+        const joined: PlainFrame[] = [];
+        let open: { type: number; id: number; parts: Buffer[] } | undefined;
+        // With reused input, every push lands in the same memory, overwritten after each push.
+        const memory = Buffer.alloc(bytes.length + 1);
+        for (const part of chunk(bytes, splits)) {
+          const pushed = reused ? memory.subarray(0, part.length) : part;
+          if (reused) part.copy(pushed);
+          for (const frame of decoder.push(pushed)) {
+            if (frame.last === undefined) {
+              assert.equal(open, undefined, 'a whole frame inside a frame in pieces');
+              assert.ok(!types.has(frame.type) || frame.payload.length === 0, 'a frame of a piece type came whole');
+              joined.push({ type: frame.type, flags: frame.flags, id: frame.id, payload: Buffer.from(frame.payload) });
+              continue;
+            }
+            assert.ok(types.has(frame.type));
+            assert.ok(frame.payload.length > 0, 'an empty piece');
+            // Never a copy: a piece lies in the memory just pushed, unless it is bytes the
+            // decoder had to keep from an earlier push (only ever a piece's first bytes).
+            if (frame.payload.buffer !== pushed.buffer) assert.equal(open, undefined, 'a later piece that is not a view of the input');
+            open ??= { type: frame.type, id: frame.id, parts: [] };
+            assert.equal(frame.type, open.type);
+            assert.equal(frame.id, open.id);
+            open.parts.push(Buffer.from(frame.payload)); // used at once, as a receiver must
+            if (frame.last) {
+              joined.push({ type: frame.type, flags: frame.flags, id: frame.id, payload: Buffer.concat(open.parts) });
+              open = undefined;
+            }
+          }
+          if (reused) memory.fill(0xee);
+        }
+        assert.equal(open, undefined);
+        assert.deepEqual(plain(joined), plain(frames));
+        assert.equal(decoder.midFrame, false);
+      }),
+      PARAMS,
+    );
+  });
+
   for (const withPreamble of [true, false]) {
     it(`arbitrary bytes ${withPreamble ? 'after a valid preamble' : 'from the first byte'} only ever raise ProtocolError and stay bounded`, () => {
       const input = fc

@@ -38,7 +38,11 @@ export async function list(client: Client, dir = '', options?: RequestOptions): 
 export interface BodySink {
   /** FILE_HEAD arrived. May return a promise; DATA is held back until it settles. */
   head(head: FileHead): void;
-  /** One DATA chunk, already counted and hashed. */
+  /**
+   * The next piece of the content (a DATA frame or part of one), already counted and hashed.
+   * It may be a view of memory the next socket read reuses: use it before returning, or hold it
+   * (`ClientInternals.holdInput`).
+   */
   data(chunk: Buffer): void;
 }
 
@@ -158,7 +162,8 @@ export function getStream(client: Client, name: string, options: RequestOptions 
           resolve({ head, body, verified });
         },
         data(chunk) {
-          if (!body.push(chunk) && !paused) {
+          // A piece may be a view of the socket's read memory: the stream's reader keeps a copy.
+          if (!body.push(Buffer.from(chunk)) && !paused) {
             paused = true;
             clientInternals(client).pauseReading();
           }

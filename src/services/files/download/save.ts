@@ -3,7 +3,7 @@
  * destination, put under its name only once verified: see `commit.ts`), resuming from a partial
  * file left by an interrupted run.
  */
-import { constants as fsc } from 'node:fs';
+import { constants as fsc, ftruncateSync } from 'node:fs';
 import { lstat, open, readFile, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Client, RequestOptions } from '../../../client/client.js';
@@ -15,6 +15,7 @@ import { createDigest, type Digest } from '../digest.js';
 import { localError, writeFailure } from '../errors.js';
 import { DATA_CHUNK_BYTES, type GetRequest } from '../wire.js';
 import { getBody } from './client.js';
+import { PieceWriter } from './writer.js';
 
 /** Progress of a download. */
 export interface DownloadProgress {
@@ -127,9 +128,12 @@ async function digestPrefix(handle: FileHandle, length: number): Promise<Digest>
   return digest;
 }
 
-/** Bounds the bytes queued for the disk: reading pauses above the high mark. */
-const WRITE_HIGH_BYTES = 3 * DATA_CHUNK_BYTES;
-const WRITE_LOW_BYTES = DATA_CHUNK_BYTES;
+/**
+ * Bounds the bytes received and not yet written (held in the socket's read slabs): reading
+ * pauses above the high mark and goes on below the low one.
+ */
+const WRITE_HIGH_BYTES = 8 * DATA_CHUNK_BYTES;
+const WRITE_LOW_BYTES = 4 * DATA_CHUNK_BYTES;
 /** Files up to this size are not worth a resume record (they fit in one DATA frame). */
 const RESUME_RECORD_MIN_BYTES = DATA_CHUNK_BYTES;
 
@@ -194,8 +198,20 @@ async function downloadOnce(client: Client, name: string, destination: string, o
       writeError ??= error;
       stop.abort(writeFailure(part, writeError));
     };
-    let queued = 0;
     let paused = false;
+    const internals = clientInternals(client);
+    // Pieces of DATA are written where they belong as they arrive, held, never copied.
+    const writer = new PieceWriter(
+      handle.fd,
+      (piece) => internals.holdInput(piece),
+      () => {
+        if (writer.error !== undefined) failWrite(writer.error);
+        if (paused && writer.queued <= WRITE_LOW_BYTES) {
+          paused = false;
+          internals.resumeReading();
+        }
+      },
+    );
     let position = 0;
     let writes: Promise<void> = Promise.resolve();
     let size: number | undefined;
@@ -220,7 +236,14 @@ async function downloadOnce(client: Client, name: string, destination: string, o
               }
             });
           };
-          if (head.offset === 0 && request.offset > 0) step(() => handle.truncate(0));
+          if (head.offset === 0 && request.offset > 0) {
+            // Resume refused: start over. Done before any DATA is written where it belongs.
+            try {
+              ftruncateSync(handle.fd, 0);
+            } catch (error) {
+              failWrite(error);
+            }
+          }
           if (head.size > RESUME_RECORD_MIN_BYTES) {
             metaWritten = true;
             step(() => writeFile(meta, JSON.stringify({ name, size: head.size, mtimeMs: head.mtimeMs })));
@@ -229,38 +252,20 @@ async function downloadOnce(client: Client, name: string, destination: string, o
         },
         data(chunk) {
           if (writeError) throw writeFailure(part, writeError);
-          const at = position;
+          writer.add(chunk, position);
           position += chunk.length;
-          queued += chunk.length;
-          // Positional writes, queued in order; reading pauses while the disk is behind. After
-          // a failure the writes queued behind it are skipped, but still release their buffer
-          // and their count (or reading would stay paused for ever).
-          writes = writes.then(async () => {
-            try {
-              let done = 0;
-              while (!writeError && done < chunk.length) done += (await handle.write(chunk, done, chunk.length - done, at + done)).bytesWritten;
-            } catch (error) {
-              failWrite(error);
-            }
-            // Written: the buffer can carry the next chunk (the digest was computed on arrival).
-            clientInternals(client).releasePayload(chunk);
-            queued -= chunk.length;
-            if (paused && queued <= WRITE_LOW_BYTES) {
-              paused = false;
-              clientInternals(client).resumeReading();
-            }
-          });
-          if (!paused && queued >= WRITE_HIGH_BYTES) {
+          if (!paused && writer.queued >= WRITE_HIGH_BYTES) {
             paused = true;
-            clientInternals(client).pauseReading();
+            internals.pauseReading();
           }
           options.onProgress?.({ name, bytes: position, size });
         },
       },
       { ...options, signal },
     ).catch(async (error: unknown) => {
+      await writer.idle();
       await writes;
-      if (paused) clientInternals(client).resumeReading();
+      if (paused) internals.resumeReading();
       if (error instanceof TcpkitError && error.wireCode === 'DIGEST_MISMATCH') {
         keepPartial = false;
         if (request.offset > 0 && headSeen) throw new ResumedMismatch('DIGEST_MISMATCH', error.message);
@@ -278,7 +283,9 @@ async function downloadOnce(client: Client, name: string, destination: string, o
       // Cut short by the connection: say how far it got (all of it is on disk by now).
       throw size === undefined ? error : interrupted(error, client.remote, position, size, keepPartial && metaWritten);
     });
+    await writer.idle();
     await writes;
+    writeError ??= writer.error;
     if (writeError) throw writeFailure(part, writeError);
     await handle.close().catch(() => {});
     try {
