@@ -508,9 +508,10 @@ async function run(context: SuiteContext): Promise<SuiteResult> {
     const setup: Setup = { context: tls !== undefined ? { ...plain, tls } : plain, missing, notes };
 
     const free = await freeBytes(workspace.root);
+    const startup = await cliStartupSeconds(setup.context);
     notes.push(
       `Files in ${workspace.root} (${(free / GiB).toFixed(0)} GiB free); RAM ${(os.totalmem() / GiB).toFixed(0)} GiB; ` +
-        `tcpkit CLI start-up (\`tcpkit --version\`, whole process): ${(await cliStartupSeconds(setup.context)).toFixed(3)} s`,
+        `tcpkit CLI start-up (\`tcpkit --version\`, whole process, median): ${startup.tcpkit.toFixed(3)} s, bare \`node -e 0\` ${startup.node.toFixed(3)} s`,
     );
     // Source and one copy at a time, plus room to spare; a case without room is skipped, and says so.
     const room = (bytes: number, what: string): boolean => {

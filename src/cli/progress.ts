@@ -1,8 +1,7 @@
 /**
  * Progress bars and transfer lines shared by `get` and `put` (cli-progress), drawn on stderr
- * only when it is a terminal.
+ * only when it is a terminal; cli-progress is imported only then (a script's run never loads it).
  */
-import cliProgress from 'cli-progress';
 import { safeText } from './output.js';
 
 /** Bytes for people: `512 B`, `1.5 MiB`. */
@@ -28,8 +27,9 @@ export interface Progress {
 }
 
 /** Bars when `show` (stderr is a terminal and the command is not quiet), plain lines otherwise. */
-export function createProgress(show: boolean): Progress {
-  const bars = show
+export async function createProgress(show: boolean): Promise<Progress> {
+  const cliProgress = show ? (await import('cli-progress')).default : undefined;
+  const bars = cliProgress
     ? new cliProgress.MultiBar(
         {
           format: ' {bar} {percentage}% | {done}/{total_h} | {rate} | ETA {eta_formatted} | {file}',

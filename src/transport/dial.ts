@@ -3,7 +3,7 @@
  * with errors a person understands. The one place a client socket is made (plain, TLS, raw).
  */
 import * as net from 'node:net';
-import * as tls from 'node:tls';
+import type * as tls from 'node:tls';
 import { abortError, ConnectionError, TcpkitError, TimeoutError } from '../errors.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { ReadSlabs } from './read-slabs.js';
@@ -89,8 +89,14 @@ function whenReady(
   });
 }
 
-/** Opens a TLS connection: handshake, certificate check (CA, or pin), within the deadline. */
-function openTlsSocket(options: DialOptions, deadline: number): Promise<net.Socket> {
+/**
+ * Opens a TLS connection: handshake, certificate check (CA, or pin), within the deadline.
+ * node:tls is imported here, on the first TLS dial: a plain-TCP client never loads it.
+ */
+async function openTlsSocket(options: DialOptions, deadline: number): Promise<net.Socket> {
+  const { connect: tlsConnect } = await import('node:tls');
+  // The import let the event loop run: an abort in that time has no listener yet.
+  if (options.signal?.aborted) throw abortError(options.signal);
   const settings = options.tls!;
   // allowHalfOpen is honoured by tls.connect though its type omits it: a goodbye, then our FIN,
   // must not end the server's side before its last replies.
@@ -104,7 +110,7 @@ function openTlsSocket(options: DialOptions, deadline: number): Promise<net.Sock
     rejectUnauthorized: settings.insecure !== true && settings.pin === undefined,
     ...(net.isIP(options.host) === 0 && { servername: options.host }),
   };
-  const socket = tls.connect(connectOptions);
+  const socket = tlsConnect(connectOptions);
   return whenReady(socket, 'secureConnect', options, deadline, {
     timeout: `no TLS handshake with ${options.label} within ${options.connectTimeoutMs} ms`,
     mapError: (error) =>

@@ -70,6 +70,15 @@ describe('TLS', () => {
     assert.match(String(error), /version|protocol|alert/i);
   });
 
+  it('gives up a TLS connect aborted at once, while node:tls is still being imported', async (t) => {
+    if (!openssl) return t.skip('the openssl command is not installed: no certificate to test with');
+    const { address } = await serve({ tls: { cert, key } });
+    const controller = new AbortController();
+    const pending = connect(address, { tls: { ca: cert }, signal: controller.signal });
+    controller.abort();
+    await assert.rejects(pending, { code: 'TCPKIT_ERR_ABORTED' });
+  });
+
   it('refuses a plaintext client (it learns the server speaks something else) and keeps serving', async (t) => {
     if (!openssl) return t.skip('the openssl command is not installed: no certificate to test with');
     const { address } = await serve({ tls: { cert, key } });

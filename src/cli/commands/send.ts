@@ -1,18 +1,11 @@
 /**
- * `tcpkit send`: each argument is one message; each reply is printed on its own line.
+ * `tcpkit send` (each argument is one message; each reply is printed on its own line): its
+ * arguments, options and help. The work is in actions/send.ts, imported only when it runs.
  */
 import type { Command } from 'commander';
-import { connect } from '../../client/client.js';
-import type { ClientOptions } from '../../client/options.js';
-import { sendOnce } from '../../client/short.js';
-import { rawSend } from '../../raw/client.js';
 import { DEFAULT_PORT } from '../../transport/address.js';
-import { safeText, clientCommand, clientOptions, type ClientFlags } from '../output.js';
-
-interface SendFlags extends ClientFlags {
-  short?: boolean;
-  raw?: boolean;
-}
+import type { SendFlags } from '../actions/send.js';
+import { clientCommand } from '../output.js';
 
 /** Adds `tcpkit send` to `program`: one message per argument, over one kept connection or (`--short`) one each. */
 export function registerSend(program: Command): void {
@@ -28,27 +21,5 @@ export function registerSend(program: Command): void {
     .argument('<message...>', 'messages to send, one per argument')
     .option('--short', 'one connection per message (short connections)')
     .option('--raw', "talk to a server that speaks no framing (e.g. the tutorial's tcp_server.py): each message on its own connection, the reply is everything the server sends until it closes")
-    .action(async (address: string, messages: string[], flags: SendFlags) => {
-      const options: ClientOptions = clientOptions(flags);
-      const print = (reply: Buffer): void => {
-        process.stdout.write(`${safeText(reply)}\n`);
-      };
-      if (flags.raw) {
-        for (const message of messages) print(await rawSend(address, message, options));
-        return;
-      }
-      if (flags.short) {
-        for (const message of messages) print(await sendOnce(address, message, options));
-        return;
-      }
-      const client = await connect(address, options);
-      try {
-        const replies = messages.map((message) => client.send(message));
-        // Every request is in flight at once; replies print in argument order.
-        for (const reply of replies) reply.catch(() => {});
-        for (const reply of replies) print(await reply);
-      } finally {
-        await client.close();
-      }
-    });
+    .action(async (address: string, messages: string[], flags: SendFlags) => (await import('../actions/send.js')).runSend(address, messages, flags));
 }
