@@ -1,7 +1,7 @@
 /**
  * The files the file suite serves and checks: a large file of random bytes (read once so it sits
  * in the page cache), many small files, and byte-for-byte comparison of what a tool saved with
- * the source (and the large file's XXH64 digest, which `tcpkit put` reports). All of it lives in
+ * the source (and the large file's XXH3 digest, which `tcpkit put` reports). All of it lives in
  * one temporary folder that the suite removes at the end.
  */
 import { randomFill } from 'node:crypto';
@@ -82,9 +82,9 @@ export async function warmPageCache(file: string, onChunk?: (chunk: Buffer) => v
   }
 }
 
-/** A file's digest as tcpkit computes and reports it (`xxh64:` and 16 hex digits). */
+/** A file's digest as tcpkit client and server of this version agree on and report it (`xxh3:` and 16 hex digits). */
 export async function fileDigest(file: string): Promise<string> {
-  const digest = createDigest();
+  const digest = createDigest('xxh3');
   await warmPageCache(file, (chunk) => digest.update(chunk));
   return digest.value();
 }

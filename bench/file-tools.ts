@@ -167,7 +167,7 @@ function tcpkitBigTool(tls: boolean): BigFileTool {
     commands: tls ? ['openssl'] : [],
     describe: (sink) =>
       sink === 'disk'
-        ? `\`tcpkit serve DIR --host 127.0.0.1 --port 0 --quiet${over}\`; \`tcpkit get 127.0.0.1:PORT FILE -o OUT --force --quiet --json${pin}\` (XXH64-verified, partial file renamed into place)` +
+        ? `\`tcpkit serve DIR --host 127.0.0.1 --port 0 --quiet${over}\`; \`tcpkit get 127.0.0.1:PORT FILE -o OUT --force --quiet --json${pin}\` (XXH3-verified, partial file renamed into place)` +
           (tls ? '; CERT, KEY and SHA256 from one `tcpkit cert` per bench run' : '')
         : `\`tcpkit serve\` as above; \`node bench/get-null.js 127.0.0.1:PORT FILE${pin}\` (library \`getStream\`, body dropped, digest verified)`,
     async fetch(context, name, size, sink, timeoutMs) {
@@ -337,7 +337,7 @@ const UPLOAD_CAP_DEFAULT = 1024 ** 3;
 
 /**
  * `tcpkit put` to `tcpkit serve --upload-dir`: the server writes a hidden temporary file, checks
- * the size and XXH64 digest, fsyncs the file and its directory and links it into place before its
+ * the size and XXH3 digest, fsyncs the file and its directory and links it into place before its
  * PUT_DONE, which the client waits for; the client's exit therefore ends the upload.
  */
 const tcpkitUpload: UploadTool = {
@@ -346,7 +346,7 @@ const tcpkitUpload: UploadTool = {
   commands: [],
   describe: () =>
     '`tcpkit serve DIR --upload-dir OUTDIR --host 127.0.0.1 --port 0 --quiet` (`--max-upload-size` only above 1 GiB); ' +
-    '`tcpkit put 127.0.0.1:PORT FILE --as NAME --quiet --json` (the server checks size and XXH64, fsyncs the file and OUTDIR, ' +
+    '`tcpkit put 127.0.0.1:PORT FILE --as NAME --quiet --json` (the server checks size and XXH3, fsyncs the file and OUTDIR, ' +
     'then links it into place; the client exits on its PUT_DONE)',
   async push(context, source, name, size, timeoutMs) {
     const { workspace } = context;

@@ -296,7 +296,7 @@ async function runTlsCase(
     rss.push(...rssNotes(`1 GiB ${sink === 'disk' ? 'to disk' : 'to /dev/null'}, TLS beside plain`, measured));
   }
   return {
-    table: { title: '1 GiB file, page-cached, tcpkit over TLS beside plain TCP (same server and client; XXH64 digest verified on both)', subjectName: 'TLS', baselineName: 'plain TCP', rows },
+    table: { title: '1 GiB file, page-cached, tcpkit over TLS beside plain TCP (same server and client; XXH3 digest verified on both)', subjectName: 'TLS', baselineName: 'plain TCP', rows },
     rss,
   };
 }
@@ -344,7 +344,7 @@ async function runUploadCase(
   setup.notes.push(
     'Upload: each run starts with the destination absent (the output folder emptied; tcpkit never overwrites by default) and ends by deleting it; ' +
       `it counts once the stored file has the source's size and bytes, and tcpkit's reported digest is the source's (${digest}). ` +
-      "tcpkit put is timed to its exit, which waits for the server's PUT_DONE (sent after the size + XXH64 check and the fsync of the file and its folder); " +
+      "tcpkit put is timed to its exit, which waits for the server's PUT_DONE (sent after the size + XXH3 check and the fsync of the file and its folder); " +
       'socat checks nothing and never fsyncs, so its upload ends when client and server have both exited, the file still in the page cache: ' +
       'socat + sync is the like-for-like baseline',
   );
@@ -473,7 +473,7 @@ async function run(context: SuiteContext): Promise<SuiteResult> {
     'Every server on 127.0.0.1 on a free port, started before and stopped after each run (not timed); each client timed as a whole process, from spawn to exit, its CPU time and peak RSS taken by GNU time',
     "tcpkit's whole-process figure therefore includes Node's start-up and loading the CLI, and connect + hello; the in-process row is tcpkit's own figure from the same runs",
     'Each tool runs once unmeasured first, then BENCH_RUNS times in rotating order; the table shows medians. MB = 10^6 bytes',
-    'Checked after every run: outputs on disk (and uploads stored by the server) compared byte for byte with the source; /dev/null rows: exit status, plus the byte count tcpkit (after verifying its XXH64 digest) and curl report; small files: all compared, and curl made exactly 1 connection',
+    'Checked after every run: outputs on disk (and uploads stored by the server) compared byte for byte with the source; /dev/null rows: exit status, plus the byte count tcpkit (after verifying its XXH3 digest) and curl report; small files: all compared, and curl made exactly 1 connection',
     "CPU srv/drv: server / client process, % of one core over the client's run; server µs/op: server CPU µs per MB (per file in the small-files table); `server-bound`/`driver-bound`: that side used ≥ 90% of a core",
   ];
   const workspace = await makeWorkspace();

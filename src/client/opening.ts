@@ -22,7 +22,8 @@ export function clientOpening(token: string | undefined): Buffer {
       encodeClientHello({
         versions: [...SUPPORTED_VERSIONS],
         agent: `tcpkit/${VERSION}`,
-        capabilities: [],
+        // The file services' XXH3 (services/files/digest.ts XXH3_CAPABILITY): granted only by a server that has it.
+        capabilities: ['digest:xxh3'],
         ...(token !== undefined && { auth: { token } }),
       }),
     ),

@@ -24,8 +24,11 @@ export interface SessionHost {
   /** 1 MiB payload buffers (an upload's content) shared by every connection, reused once handed back. */
   readonly payloads: BufferPool;
   readonly serviceNames: readonly string[];
-  /** Preamble plus HELLO frame for a negotiated version (the same for every connection). */
-  hello(version: number): Buffer;
+  /**
+   * Preamble plus HELLO frame for a negotiated version, granting those of the client's
+   * `capabilities` a service supports (the same for every connection asking the same).
+   */
+  hello(version: number, capabilities: readonly string[]): Buffer;
   protocolError(peer: PeerInfo, error: ProtocolError): void;
   handlerError(peer: PeerInfo, error: unknown): void;
   /** Checks tokens, when the server requires one. */

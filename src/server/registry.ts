@@ -37,6 +37,10 @@ export function checkService(service: Service, served: (type: number) => boolean
   if (!Array.isArray(service.requestTypes)) refuse(`service "${name}": requestTypes must be a list of frame types`);
   const continuations = service.continuationTypes ?? [];
   if (!Array.isArray(continuations)) refuse(`service "${name}": continuationTypes must be a list of frame types`);
+  const capabilities = service.capabilities ?? [];
+  if (!Array.isArray(capabilities) || !capabilities.every((c) => typeof c === 'string' && c.length > 0 && c.length <= 64)) {
+    refuse(`service "${name}": capabilities must be a list of strings of 1 to 64 characters`);
+  }
   const own = new Set<number>();
   for (const type of [...service.requestTypes, ...continuations]) {
     const problem = typeProblem(service, type);

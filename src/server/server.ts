@@ -143,7 +143,7 @@ export class Server extends EventEmitter<ServerEventMap> {
       controlTypes: new Set([FrameType.PING, FrameType.PONG, FrameType.CANCEL, ...this.#continuations]),
       payloads: bulkBuffers,
       serviceNames: this.#serviceNames,
-      hello: (version) => this.#hello(version),
+      hello: (version, capabilities) => this.#hello(version, capabilities),
       protocolError: (peer, error) => this.emit('protocol-error', peer, error),
       handlerError: (peer, error) => this.emit('handler-error', peer, error),
       // Raw clients cannot authenticate, nor speak TLS: with a token or TLS, raw mode is off.
@@ -162,22 +162,28 @@ export class Server extends EventEmitter<ServerEventMap> {
     this.#listener = new Listener((socket) => this.#onSocket(socket), this.#options.tls);
   }
 
-  readonly #hellos = new Map<number, Buffer>();
+  /** Openings already built, by version and capabilities granted (few: one per kind of client). */
+  readonly #hellos = new Map<string, Buffer>();
+  /** Capabilities the services support, granted to a client that asks. */
+  readonly #capabilities = new Set<string>();
 
-  /** Preamble and HELLO frame for a negotiated version: one buffer, built once per server. */
-  #hello(version: number): Buffer {
-    let opening = this.#hellos.get(version);
+  /** Preamble and HELLO frame for a negotiated version and the capabilities a client asked for: built once per server. */
+  #hello(version: number, asked: readonly string[]): Buffer {
+    // In the services' order, whatever the client's: at most one opening per subset.
+    const granted = [...this.#capabilities].filter((capability) => asked.includes(capability));
+    const key = `${version} ${granted.join(' ')}`;
+    let opening = this.#hellos.get(key);
     if (opening === undefined) {
       const { maxFrameBytes, maxInFlight } = this.#options;
       const payload = encodeServerHello({
         version,
         agent: `tcpkit/${VERSION}`,
         services: [...this.#serviceNames],
-        capabilities: [],
+        capabilities: granted,
         limits: { maxFrameBytes, maxInFlight, idleTimeoutMs: this.#options.idleTimeoutMs },
       });
       opening = Buffer.concat([preambleBytes(), encodeFrame(FrameType.HELLO, CONNECTION_ID, payload)]);
-      this.#hellos.set(version, opening);
+      this.#hellos.set(key, opening);
     }
     return opening;
   }
@@ -187,6 +193,7 @@ export class Server extends EventEmitter<ServerEventMap> {
     checkService(service, (type) => this.#services.has(type) || this.#continuations.has(type), this.#serviceNames);
     for (const type of service.requestTypes) this.#services.set(type, service);
     for (const type of service.continuationTypes ?? []) this.#continuations.add(type);
+    for (const capability of service.capabilities ?? []) this.#capabilities.add(capability);
     this.#serviceNames.push(service.name);
   }
 

@@ -50,6 +50,11 @@ export interface Service {
    */
   readonly continuationTypes?: readonly number[];
   /**
+   * Hello capabilities this service supports (e.g. `digest:xxh3`): the server grants each to a
+   * client that asks for it in its HELLO (docs/PROTOCOL.md §3).
+   */
+  readonly capabilities?: readonly string[];
+  /**
    * Serves one request. It must call `exchange.reply()` exactly once before it returns (or
    * before its promise settles), or throw: a thrown {@link TcpkitError} with a wire code reaches
    * the client as that code; anything else as HANDLER_ERROR.

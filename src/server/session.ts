@@ -210,7 +210,7 @@ export class ServerSession implements SessionRole, ExchangeHost {
       }
       auth.succeeded(ip);
     }
-    this.#session.open(this.#host.hello(version), this.#host.options.maxFrameBytes);
+    this.#session.open(this.#host.hello(version, hello.capabilities), this.#host.options.maxFrameBytes);
     this.#leavePreAuth();
   }
 

@@ -44,6 +44,7 @@ export class ReadSlabs {
   /** Slabs by their memory, to find the one a view lies in. */
   readonly #byMemory = new WeakMap<ArrayBufferLike, Slab>();
 
+  /** Starts with one slab; more are taken as reads need them. */
   constructor() {
     this.#current = this.#newSlab();
   }

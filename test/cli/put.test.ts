@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect } from '../../src/client/client.js';
 import type { TcpkitError } from '../../src/errors.js';
-import { createDigest } from '../../src/services/files/digest.js';
+import { createDigest, type DigestAlgorithm } from '../../src/services/files/digest.js';
 import { uploadStream } from '../../src/services/files/upload/client.js';
 import { UploadFrame } from '../../src/services/files/wire.js';
 import { encodeFrame } from '../../src/protocol/frame.js';
@@ -80,8 +80,8 @@ async function leftovers(dir: string): Promise<string[]> {
   return (await readdir(dir)).filter((name) => name.startsWith(TEMP_PREFIX));
 }
 
-function digestOf(data: Uint8Array): string {
-  const digest = createDigest();
+function digestOf(data: Uint8Array, algorithm: DigestAlgorithm = 'xxh64'): string {
+  const digest = createDigest(algorithm);
   digest.update(data);
   return digest.value();
 }
@@ -112,15 +112,15 @@ describe('tcpkit put: storing files', () => {
     assert.equal(result.stdout, '', 'summaries go to stderr');
     const said = lines(result.stderr);
     assert.equal(said.length, 3, result.stderr);
-    assert.match(said[0]!, /^stored empty\.bin -> empty\.bin \(0 B, .*xxh64:[0-9a-f]{16} verified by the server\)$/);
+    assert.match(said[0]!, /^stored empty\.bin -> empty\.bin \(0 B, .*xxh3:[0-9a-f]{16} verified by the server\)$/);
     assert.match(said[1]!, /^stored small\.txt -> small\.txt \(11 B, /);
-    assert.match(said[2]!, new RegExp(`^stored random\\.bin -> random\\.bin \\(5\\.0 MiB, .*${digestOf(files.get('random.bin')!)} verified`));
+    assert.match(said[2]!, new RegExp(`^stored random\\.bin -> random\\.bin \\(5\\.0 MiB, .*${digestOf(files.get('random.bin')!, 'xxh3')} verified`));
 
     for (const [name, data] of files) assert.ok((await readFile(path.join(served, name))).equals(data), `${name} is byte-identical`);
     assert.deepEqual(await leftovers(served), [], 'no temporary file left');
     assert.deepEqual(await entries(served), ['empty.bin', 'random.bin', 'small.txt']);
 
-    await server.waitStderr(/uploaded random\.bin \(5243003 bytes, xxh64:[0-9a-f]{16}\)/);
+    await server.waitStderr(/uploaded random\.bin \(5243003 bytes, xxh3:[0-9a-f]{16}\)/);
     await server.waitStderr(/ disconnected/);
     assert.equal(connections(server), 1, 'the files went over one kept connection');
   });
@@ -152,7 +152,7 @@ describe('tcpkit put: storing files', () => {
       assert.equal(line.file, file);
       assert.equal(line.name, `inbox/${file}`);
       assert.equal(line.bytes, data.length);
-      assert.equal(line.digest, digestOf(data));
+      assert.equal(line.digest, digestOf(data, 'xxh3'));
       assert.equal(typeof line.seconds, 'number');
       assert.equal(typeof line.mbps, 'number');
       assert.ok((await readFile(path.join(served, 'inbox', file))).equals(data));

@@ -74,6 +74,12 @@ export interface OpenedFile {
   size: number;
   /** Modification time when it was opened, in ms since the epoch. */
   mtimeMs: number;
+  /** Status change time when it was opened (any write, chmod, link, rename...), in ms since the epoch. */
+  ctimeMs: number;
+  /** Device and inode of the file opened: with size and times, what identifies one version of it. */
+  dev: number;
+  /** See {@link OpenedFile.dev}. */
+  ino: number;
   /** The validated name. */
   name: string;
 }

@@ -239,7 +239,7 @@ export class FileRoot {
         if (opened.dev !== stats.dev || opened.ino !== stats.ino || !opened.isFile()) throw forbidden(name, 'changed while it was opened');
         // On the descriptor that will be read: a link made after the O_PATH lookup is seen too.
         this.#checkLinks(name, opened);
-        return { handle, size: opened.size, mtimeMs: opened.mtimeMs, name };
+        return { handle, size: opened.size, mtimeMs: opened.mtimeMs, ctimeMs: opened.ctimeMs, dev: opened.dev, ino: opened.ino, name };
       } catch (error) {
         await closeQuietly(handle);
         throw error instanceof TcpkitError ? error : refusal(error, name);

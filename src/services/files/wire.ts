@@ -94,12 +94,33 @@ const badRequest = (message: string): Error => new TcpkitError('BAD_REQUEST', me
 const badReply = (message: string): Error => new ProtocolError('PROTOCOL_ERROR', message);
 const encode = (value: object): Buffer => Buffer.from(JSON.stringify(value), 'utf8');
 
-/** GET: a file, from `offset`. With `ifSize`/`ifMtimeMs` the offset holds only if the file is still that version. */
+/**
+ * GET: a file, from `offset`. With `ifSize`/`ifMtimeMs` the offset holds only if the file is
+ * still that version. `digests`: the digest algorithms the client takes, preferred first.
+ */
 export interface GetRequest {
   name: string;
   offset: number;
   ifSize?: number;
   ifMtimeMs?: number;
+  digests?: string[];
+}
+
+/** Most entries in a GET's `digests`, and longest entry (BAD_REQUEST beyond). */
+export const MAX_DIGEST_NAMES = 8;
+const MAX_DIGEST_NAME_CHARS = 32;
+
+/** A list of algorithm names (GET.digests), checked: at most 8 short strings. */
+function digestNames(obj: Record<string, unknown>, key: string, what: string): string[] {
+  const value = field(obj, key);
+  if (
+    !Array.isArray(value) ||
+    value.length > MAX_DIGEST_NAMES ||
+    !value.every((name) => typeof name === 'string' && name.length <= MAX_DIGEST_NAME_CHARS)
+  ) {
+    throw badRequest(`${what}.${key} must be a list of at most ${MAX_DIGEST_NAMES} algorithm names`);
+  }
+  return value as string[];
 }
 
 /** The payload of a GET. */
@@ -113,6 +134,7 @@ export function decodeGet(payload: Uint8Array): GetRequest {
   const request: GetRequest = { name: nameText(obj, 'GET'), offset: count(obj, 'offset', 'GET', badRequest, true) };
   if (field(obj, 'ifSize') !== undefined) request.ifSize = count(obj, 'ifSize', 'GET', badRequest);
   if (field(obj, 'ifMtimeMs') !== undefined) request.ifMtimeMs = time(obj, 'ifMtimeMs', 'GET', badRequest);
+  if (field(obj, 'digests') !== undefined) request.digests = digestNames(obj, 'digests', 'GET');
   return request;
 }
 
@@ -224,11 +246,15 @@ export function decodeListing(payload: Uint8Array): Listing {
   return { entries: entries.map((e) => decodeEntry(e, 'LIST_REPLY')), truncated: field(obj, 'truncated') === true };
 }
 
-/** PUT: where the file goes, how big it is, and whether an existing file may be replaced. */
+/**
+ * PUT: where the file goes, how big it is, whether an existing file may be replaced, and the
+ * digest algorithm of its PUT_END (absent: `xxh64`).
+ */
 export interface PutRequest {
   name: string;
   size: number;
   overwrite: boolean;
+  digest?: string;
 }
 
 /** The payload of a PUT. */
@@ -241,7 +267,9 @@ export function decodePut(payload: Uint8Array): PutRequest {
   const obj = parseRequest(payload, 'PUT');
   const overwrite = field(obj, 'overwrite');
   if (overwrite !== undefined && typeof overwrite !== 'boolean') throw badRequest('PUT.overwrite must be true or false');
-  return { name: nameText(obj, 'PUT'), size: count(obj, 'size', 'PUT', badRequest), overwrite: overwrite === true };
+  const put: PutRequest = { name: nameText(obj, 'PUT'), size: count(obj, 'size', 'PUT', badRequest), overwrite: overwrite === true };
+  if (field(obj, 'digest') !== undefined) put.digest = text(obj, 'digest', 'PUT', badRequest);
+  return put;
 }
 
 /** PUT_END: the count of bytes sent and the digest of all of them (the shape of FILE_END). */

@@ -21,7 +21,7 @@ import { encodeErrorBody } from '../../../src/protocol/control.js';
 import { encodeFrame, type Frame } from '../../../src/protocol/frame.js';
 import type { Service } from '../../../src/server/service.js';
 import { FileRoot } from '../../../src/services/files/jail.js';
-import { createDigest } from '../../../src/services/files/digest.js';
+import { createDigest, type DigestAlgorithm } from '../../../src/services/files/digest.js';
 import { upload, uploadStream } from '../../../src/services/files/upload/client.js';
 import { fileService } from '../../../src/services/files/download/service.js';
 import { uploadService, type UploadServiceOptions } from '../../../src/services/files/upload/service.js';
@@ -52,8 +52,8 @@ async function uploadServer(options: UploadServiceOptions = {}, dir?: string): P
   return { dir, port, address, server };
 }
 
-function digestOf(data: Uint8Array): string {
-  const digest = createDigest();
+function digestOf(data: Uint8Array, algorithm: DigestAlgorithm = 'xxh64'): string {
+  const digest = createDigest(algorithm);
   digest.update(data);
   return digest.value();
 }
@@ -116,7 +116,8 @@ describe('upload: files stored byte-equal', () => {
       const progress: number[] = [];
       const result = await upload(client, local, 'stored.bin', { onProgress: (sent) => progress.push(sent) });
       await client.close();
-      assert.deepEqual(result, { name: 'stored.bin', size, digest: digestOf(content) });
+      // This client and server agree on XXH3: the server's hello granted digest:xxh3.
+      assert.deepEqual(result, { name: 'stored.bin', size, digest: digestOf(content, 'xxh3') });
       assert.ok((await readFile(path.join(dir, 'stored.bin'))).equals(content));
       assert.deepEqual(await entries(dir), ['stored.bin']);
       if (size > 0) assert.equal(progress.at(-1), size);

@@ -7,7 +7,7 @@ import type { Client, RequestOptions } from '../../../client/client.js';
 import { clientInternals } from '../../../client/internal.js';
 import { ProtocolError, TcpkitError } from '../../../errors.js';
 import type { Frame } from '../../../protocol/frame.js';
-import { createDigest, DIGEST_ALGORITHM, type Digest } from '../digest.js';
+import { createDigest, DEFAULT_DIGEST, DIGEST_ALGORITHMS, isDigestAlgorithm, XXH3_CAPABILITY, type Digest, type DigestAlgorithm } from '../digest.js';
 import {
   decodeFileEnd,
   decodeFileHead,
@@ -57,7 +57,9 @@ export interface BodyResult {
 /**
  * Runs one GET and checks everything a hostile or broken server could get wrong: the reply
  * order, the announced size (never more, never less), and the digest of the whole file
- * (`prefix` must already hold the digest of the bytes before `request.offset`).
+ * (`prefix` must already hold the digest of the bytes before `request.offset`). The GET asks
+ * for XXH3 or XXH64 (§5.2), and for the prefix's algorithm alone when resuming: pick it with
+ * {@link resumeDigest}.
  */
 export async function getBody(
   client: Client,
@@ -73,7 +75,7 @@ export async function getBody(
   let end: { digest: string; bytes: number } | undefined;
   await client.stream(
     FileFrame.GET,
-    encodeGet(request),
+    encodeGet({ ...request, digests: prefix === undefined ? [...DIGEST_ALGORITHMS] : [prefix.algorithm] }),
     {
       isFinal: (frame) => frame.type === FileFrame.FILE_END,
       frame: (frame: Frame) => {
@@ -81,15 +83,22 @@ export async function getBody(
           case FileFrame.FILE_HEAD: {
             if (head) throw new ProtocolError('PROTOCOL_ERROR', 'FILE_HEAD sent twice');
             head = decodeFileHead(frame.payload);
-            if (!head.digest.startsWith(DIGEST_ALGORITHM)) {
-              throw new TcpkitError('UNSUPPORTED_REQUEST', `the server uses digest ${head.digest}, this client knows ${DIGEST_ALGORITHM}`);
+            // The algorithm's name (§5.2); a value (`xxh64:<hex>`) was accepted before, and still is.
+            const algorithm = head.digest.split(':', 1)[0];
+            if (!isDigestAlgorithm(algorithm)) {
+              throw new TcpkitError('UNSUPPORTED_REQUEST', `the server uses digest ${algorithm}, this client knows ${DIGEST_ALGORITHMS.join(' and ')}`);
             }
             if (head.offset !== 0 && head.offset !== request.offset) {
               throw new ProtocolError('PROTOCOL_ERROR', `the server resumed at ${head.offset}, not at ${request.offset} or 0`);
             }
+            if (head.offset > 0 && prefix !== undefined && prefix.algorithm !== algorithm) {
+              // Asked for the prefix's algorithm alone, and got another: the prefix cannot be
+              // checked, so it counts as not matching (a download then starts over).
+              throw new TcpkitError('DIGEST_MISMATCH', `${request.name}: the server resumed with digest ${algorithm}, the local prefix was hashed with ${prefix.algorithm}`);
+            }
             expected = head.size - head.offset;
             // Resumed: continue the digest of the prefix we hold; refused: start a fresh one.
-            digest = head.offset > 0 && prefix ? prefix : createDigest();
+            digest = head.offset > 0 && prefix ? prefix : createDigest(algorithm);
             sink.head(head);
             return;
           }
@@ -123,6 +132,15 @@ export async function getBody(
     throw new TcpkitError('DIGEST_MISMATCH', `${request.name}: content does not match the server's digest (got ${actual}, expected ${end!.digest})`);
   }
   return { head: head!, digest: actual, received };
+}
+
+/**
+ * The algorithm to hash a resumed local prefix with, before the GET: XXH3 when the server's
+ * hello granted `digest:xxh3` (it then answers XXH3 to a GET that asks for it alone), else XXH64,
+ * which every server computes.
+ */
+export function resumeDigest(client: Client): DigestAlgorithm {
+  return client.server.capabilities.includes(XXH3_CAPABILITY) ? 'xxh3' : DEFAULT_DIGEST;
 }
 
 /** A file being received as a stream. */

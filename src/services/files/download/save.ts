@@ -11,10 +11,10 @@ import { clientInternals } from '../../../client/internal.js';
 import { TcpkitError } from '../../../errors.js';
 import { bulkBuffers } from '../../../util/buffer-pool.js';
 import { commitFile, destinationExists, partialPaths } from '../commit.js';
-import { createDigest, type Digest } from '../digest.js';
+import { createDigest, type Digest, type DigestAlgorithm } from '../digest.js';
 import { localError, writeFailure } from '../errors.js';
 import { DATA_CHUNK_BYTES, type GetRequest } from '../wire.js';
-import { getBody } from './client.js';
+import { getBody, resumeDigest } from './client.js';
 import { PieceWriter } from './writer.js';
 
 /** Progress of a download. */
@@ -111,8 +111,8 @@ function interrupted(error: unknown, remote: string, got: number, size: number, 
 }
 
 /** Digest of the first `length` bytes of a local file. */
-async function digestPrefix(handle: FileHandle, length: number): Promise<Digest> {
-  const digest = createDigest();
+async function digestPrefix(handle: FileHandle, length: number, algorithm: DigestAlgorithm): Promise<Digest> {
+  const digest = createDigest(algorithm);
   const buffer = bulkBuffers.take();
   try {
     for (let position = 0; position < length; ) {
@@ -215,7 +215,7 @@ async function downloadOnce(client: Client, name: string, destination: string, o
     let position = 0;
     let writes: Promise<void> = Promise.resolve();
     let size: number | undefined;
-    const prefix = request.offset > 0 ? await digestPrefix(handle, request.offset) : undefined;
+    const prefix = request.offset > 0 ? await digestPrefix(handle, request.offset, resumeDigest(client)) : undefined;
     const result = await getBody(
       client,
       request,

@@ -9,7 +9,9 @@ import type { Exchange, Service } from '../../../server/service.js';
 import type { PeerInfo } from '../../../transport/peer.js';
 import { bulkBuffers } from '../../../util/buffer-pool.js';
 import type { FileRoot } from '../jail.js';
-import { createDigest, DIGEST_ALGORITHM, type Digest } from '../digest.js';
+import { systemClock, type Clock } from '../../../util/clock.js';
+import { createDigest, DEFAULT_DIGEST, isDigestAlgorithm, XXH3_CAPABILITY, type Digest, type DigestAlgorithm } from '../digest.js';
+import { DIGEST_CACHE_ENTRIES, DigestCache, sameVersion, settled } from './digest-cache.js';
 import {
   DATA_CHUNK_BYTES,
   decodeGet,
@@ -32,6 +34,14 @@ export interface FileServiceOptions {
    * the root looks like. Its message names the requested name only, never a server path.
    */
   onRefused?: (peer: PeerInfo, request: 'GET' | 'STAT' | 'LIST', error: TcpkitError) => void;
+  /**
+   * Digests of whole files remembered (in memory, per service, least recently used out first),
+   * so a repeated or resumed GET of an unchanged file hashes nothing; 0 remembers none.
+   * @default 4096
+   */
+  digestCacheEntries?: number;
+  /** Time, for the digest cache's rule on recently changed files (tests pass their own). @default systemClock */
+  clock?: Clock;
 }
 
 const REQUEST_NAMES = { [FileFrame.GET]: 'GET', [FileFrame.STAT]: 'STAT', [FileFrame.LIST]: 'LIST' } as const;
@@ -84,19 +94,37 @@ async function hashRange(handle: FileHandle, from: number, to: number, digest: D
   }
 }
 
-async function serveGet(root: FileRoot, chunkBytes: number, request: Frame, exchange: Exchange): Promise<void> {
+/** The first algorithm of the client's list this side computes; XXH64 without a list or a match (§5.2). */
+export function chooseDigest(digests: readonly string[] | undefined): DigestAlgorithm {
+  return digests?.find(isDigestAlgorithm) ?? DEFAULT_DIGEST;
+}
+
+/** What a GET needs of its service, besides the request. */
+interface GetContext {
+  root: FileRoot;
+  chunkBytes: number;
+  cache: DigestCache;
+  clock: Clock;
+}
+
+async function serveGet({ root, chunkBytes, cache, clock }: GetContext, request: Frame, exchange: Exchange): Promise<void> {
   const get = decodeGet(request.payload);
+  const algorithm = chooseDigest(get.digests);
+  // Before the fstat of openFile: a version that had settled by then cannot change unseen (digest-cache.ts).
+  const startedAt = clock.now();
   const file = await root.openFile(get.name);
   try {
     const { handle, size, mtimeMs } = file;
     // A resume holds only against the same version of the file; otherwise start over, and say so.
-    const sameVersion = (get.ifSize === undefined || get.ifSize === size) && (get.ifMtimeMs === undefined || get.ifMtimeMs === mtimeMs);
-    const offset = sameVersion ? get.offset : 0;
+    const sameFile = (get.ifSize === undefined || get.ifSize === size) && (get.ifMtimeMs === undefined || get.ifMtimeMs === mtimeMs);
+    const offset = sameFile ? get.offset : 0;
     if (offset > size) throw new TcpkitError('BAD_REQUEST', `offset ${offset} is past the end of ${get.name} (${size} bytes)`);
-    const digest = createDigest();
     const { signal } = exchange;
-    await hashRange(handle, 0, offset, digest, get.name, signal);
-    await exchange.write(FileFrame.FILE_HEAD, encodeFileHead({ size, mtimeMs, offset, digest: DIGEST_ALGORITHM }));
+    // Known digest: nothing is hashed, and a resume reads none of the prefix.
+    const cached = cache.get(algorithm, file);
+    const digest = cached === undefined ? createDigest(algorithm) : undefined;
+    if (digest !== undefined) await hashRange(handle, 0, offset, digest, get.name, signal);
+    await exchange.write(FileFrame.FILE_HEAD, encodeFileHead({ size, mtimeMs, offset, digest: algorithm }));
     // The next chunk is read once this one is queued, not while it waits for room: while the
     // socket has room, the kernel sends what it holds meanwhile; when it has none, a peer that
     // does not read holds one chunk of ours (the one queued), not two. After a wait for room the
@@ -109,12 +137,19 @@ async function serveGet(root: FileRoot, chunkBytes: number, request: Frame, exch
         throw new TcpkitError('CANCELLED', 'the client cancelled the transfer');
       }
       position += chunk.length;
-      digest.update(chunk);
+      digest?.update(chunk);
       await exchange.write(FileFrame.DATA, chunk, () => bulkBuffers.give(chunk));
     }
-    // Exactly `size` bytes were sent, whatever the file does now; a file that grew is still
-    // caught, because its first `size` bytes and their digest are what the client checks.
-    exchange.reply(FileFrame.FILE_END, encodeFileEnd({ digest: digest.value(), bytes: size - offset }));
+    if (!sameVersion(file, await handle.stat())) {
+      // Written to during the transfer (size, mtime or ctime moved): what was read may mix two
+      // versions, and a cached digest is of the version the transfer started on. Neither is
+      // presented as the file.
+      if (cached !== undefined) cache.delete(algorithm, file);
+      throw changed(get.name);
+    }
+    const value = cached ?? digest!.value();
+    if (cached === undefined && settled(file, startedAt)) cache.set(algorithm, file, value);
+    exchange.reply(FileFrame.FILE_END, encodeFileEnd({ digest: value, bytes: size - offset }));
   } finally {
     await file.handle.close();
   }
@@ -132,13 +167,17 @@ export function fileService(root: FileRoot, options: FileServiceOptions = {}): S
     throw new TcpkitError('INVALID_OPTION', `chunkBytes must be from 1 to ${DATA_CHUNK_BYTES}`);
   }
   if (options.onRefused !== undefined && typeof options.onRefused !== 'function') throw new TcpkitError('INVALID_OPTION', 'onRefused must be a function');
+  const entries = options.digestCacheEntries ?? DIGEST_CACHE_ENTRIES;
+  if (!Number.isSafeInteger(entries) || entries < 0) throw new TcpkitError('INVALID_OPTION', 'digestCacheEntries must be a non-negative integer');
+  const context: GetContext = { root, chunkBytes, cache: new DigestCache(entries), clock: options.clock ?? systemClock };
   const service: Service = {
     name: 'file',
     requestTypes: [FileFrame.GET, FileFrame.STAT, FileFrame.LIST],
+    capabilities: [XXH3_CAPABILITY],
     async handle(request, exchange) {
       switch (request.type) {
         case FileFrame.GET:
-          return serveGet(root, chunkBytes, request, exchange);
+          return serveGet(context, request, exchange);
         case FileFrame.STAT: {
           const entry = await root.stat(decodeNameRequest(request.payload, 'STAT'));
           exchange.reply(FileFrame.STAT_REPLY, encodeEntry(entry));

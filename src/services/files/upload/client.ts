@@ -11,7 +11,7 @@ import type { Client, RequestChannel, RequestOptions } from '../../../client/cli
 import { ProtocolError, TcpkitError } from '../../../errors.js';
 import { frameTypeName } from '../../../protocol/constants.js';
 import { bulkBuffers } from '../../../util/buffer-pool.js';
-import { createDigest } from '../digest.js';
+import { createDigest, DEFAULT_DIGEST, XXH3_CAPABILITY, type DigestAlgorithm } from '../digest.js';
 import { localError } from '../errors.js';
 import { validateName } from '../names.js';
 import { DATA_CHUNK_BYTES, decodePutDone, encodePut, encodePutEnd, UploadFrame, type PutDone } from '../wire.js';
@@ -152,6 +152,8 @@ async function sendContent(
     throw new TcpkitError('UNSUPPORTED_REQUEST', `${client.remote} does not accept uploads (its operator can allow them with --writable or --upload-dir)`);
   }
   const limit = Math.min(DATA_CHUNK_BYTES, client.server.limits.maxFrameBytes);
+  // XXH3 only with a server that said it takes it: an older one knows XXH64 alone.
+  const algorithm: DigestAlgorithm = client.server.capabilities.includes(XXH3_CAPABILITY) ? 'xxh3' : DEFAULT_DIGEST;
   // Our own way to cancel the request when the source fails, beside the caller's.
   const cancel = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, cancel.signal]) : cancel.signal;
@@ -167,7 +169,7 @@ async function sendContent(
   const request = client
     .stream(
       UploadFrame.PUT,
-      encodePut({ name, size, overwrite: options.overwrite === true }),
+      encodePut({ name, size, overwrite: options.overwrite === true, ...(algorithm !== DEFAULT_DIGEST && { digest: algorithm }) }),
       {
         isFinal: (frame) => frame.type === UploadFrame.PUT_DONE,
         opened: (opened) => {
@@ -194,7 +196,7 @@ async function sendContent(
     );
   await Promise.race([ready, request]);
   if (failure !== undefined) throw failure;
-  const digest = createDigest();
+  const digest = createDigest(algorithm);
   let value = '';
   try {
     let sent = 0;

@@ -16,7 +16,7 @@ import type { PeerInfo } from '../../../transport/peer.js';
 import { systemClock, type Clock } from '../../../util/clock.js';
 import { intOption, stripUndefined } from '../../../util/options.js';
 import { UPLOAD_TEMP_NAME } from '../commit.js';
-import { createDigest } from '../digest.js';
+import { createDigest, DEFAULT_DIGEST, digestAlgorithmOf, isDigestAlgorithm, XXH3_CAPABILITY, type DigestAlgorithm } from '../digest.js';
 import { storageError } from '../errors.js';
 import type { FileRoot } from '../jail.js';
 import { decodePut, decodePutEnd, encodePutDone, UploadFrame, type FileEnd, type PutDone, type PutRequest } from '../wire.js';
@@ -71,9 +71,15 @@ async function nextFrame(exchange: Exchange, ms: number, name: string, clock: Cl
  * write to disk in flight while the next frame is taken. Returns the byte count and digest of
  * what arrived, and what the client says it sent.
  */
-async function receiveContent(exchange: Exchange, file: IncomingFile, put: PutRequest, options: Resolved): Promise<{ received: number; digest: string; end: FileEnd }> {
+async function receiveContent(
+  exchange: Exchange,
+  file: IncomingFile,
+  put: PutRequest,
+  algorithm: DigestAlgorithm,
+  options: Resolved,
+): Promise<{ received: number; digest: string; end: FileEnd }> {
   const cap = options.maxFileBytes;
-  const digest = createDigest();
+  const digest = createDigest(algorithm);
   let received = 0;
   let writing: Promise<void> = Promise.resolve();
   try {
@@ -102,6 +108,9 @@ async function receiveContent(exchange: Exchange, file: IncomingFile, put: PutRe
 
 async function servePut(root: FileRoot, options: Resolved, request: Frame, exchange: Exchange, release: () => void): Promise<void> {
   const put = decodePut(request.payload);
+  // The algorithm of PUT_END, hashed as the content arrives: XXH64 unless the PUT names another.
+  const algorithm = put.digest ?? DEFAULT_DIGEST;
+  if (!isDigestAlgorithm(algorithm)) throw new TcpkitError('BAD_REQUEST', `PUT.digest: this server computes xxh64 and xxh3, not ${algorithm}`);
   const cap = options.maxFileBytes;
   if (put.size > cap) throw new TcpkitError('TOO_LARGE', `${put.name} is ${put.size} bytes; this server takes files of at most ${cap} bytes`);
   const overwrite = put.overwrite && options.allowOverwrite;
@@ -109,9 +118,12 @@ async function servePut(root: FileRoot, options: Resolved, request: Frame, excha
   let stored: PutDone;
   try {
     await exchange.write(UploadFrame.PUT_READY, READY);
-    const { received, digest, end } = await receiveContent(exchange, file, put, options);
+    const { received, digest, end } = await receiveContent(exchange, file, put, algorithm, options);
     if (received !== put.size || end.bytes !== received) {
       throw new TcpkitError('BAD_REQUEST', `${put.name}: the upload ended after ${received} of ${put.size} bytes`);
+    }
+    if (digestAlgorithmOf(end.digest) !== algorithm) {
+      throw new TcpkitError('BAD_REQUEST', `${put.name}: PUT_END.digest must be ${algorithm}, as the PUT announced (got ${JSON.stringify(end.digest.slice(0, 16))})`);
     }
     if (end.digest !== digest) throw new TcpkitError('DIGEST_MISMATCH', `${put.name}: the content received does not match the client's digest`);
     await file.commit(overwrite);
@@ -188,6 +200,7 @@ export function uploadService(root: FileRoot, options: UploadServiceOptions = {}
     name: 'upload',
     requestTypes: [UploadFrame.PUT],
     continuationTypes: [UploadFrame.PUT_DATA, UploadFrame.PUT_END],
+    capabilities: [XXH3_CAPABILITY],
     async handle(request, exchange) {
       if (active >= resolved.maxConcurrent) {
         throw new TcpkitError('BUSY', `the server is receiving its maximum of ${resolved.maxConcurrent} uploads at once; try again shortly`);
