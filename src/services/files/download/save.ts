@@ -256,7 +256,11 @@ async function downloadOnce(client: Client, name: string, destination: string, o
           position += chunk.length;
           if (!paused && writer.queued >= WRITE_HIGH_BYTES) {
             paused = true;
-            internals.pauseReading();
+            // Once this read is decoded: pausing mid-read would hold its later pieces back as
+            // copies (transport/connection.ts); stopping before the next read costs nothing.
+            queueMicrotask(() => {
+              if (paused) internals.pauseReading();
+            });
           }
           options.onProgress?.({ name, bytes: position, size });
         },
