@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Workspace } from './file-fixtures.js';
 import { startNginx } from './nginx.js';
-import { Daemon, failure, freePort, runTimed, TimedProcess, waitListening, type ProcessCost, type RunOptions, type RunResult } from './processes.js';
+import { addCosts, costSince, Daemon, failure, freePort, runTimed, TimedProcess, waitListening, type ProcessCost, type RunOptions, type RunResult } from './processes.js';
 
 /** The tcpkit CLI beside this benchmark's build (dist/ under `npm run bench`). */
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -27,9 +27,9 @@ export type Sink = { kind: 'disk'; path: string } | { kind: 'null' };
 export interface Transfer {
   /** The client process, from spawn to exit, in seconds. */
   seconds: number;
-  /** What the client process cost. */
+  /** What the client process cost (user and system CPU time, peak RSS). */
   client: ProcessCost;
-  /** Server CPU time during the transfer, and the server's peak RSS. */
+  /** Server CPU time (user and system) during the transfer, and the server's peak RSS. */
   server: ProcessCost;
   /** The client's own figure, when it reports one (tcpkit: from its request to the verified end). */
   inProcessSeconds?: number;
@@ -119,7 +119,7 @@ async function whileServing(daemon: Daemon, client: () => Promise<RunResult>, la
   const before = daemon.cost();
   const result = check(await client(), label);
   const after = daemon.cost();
-  return { result, server: { cpuSeconds: after.cpuSeconds - before.cpuSeconds, peakRssKiB: after.peakRssKiB } };
+  return { result, server: costSince(before, after) };
 }
 
 /**
@@ -411,7 +411,7 @@ function socatUpload(sync: boolean): UploadTool {
       if (sync) {
         const synced = check(await runTimed(command(context, 'sync'), ['--', stored, context.workspace.out], timed(context, 'sync', timeoutMs)), 'sync');
         ended = synced.ended;
-        cost = { cpuSeconds: cost.cpuSeconds + synced.cost.cpuSeconds, peakRssKiB: Math.max(cost.peakRssKiB, synced.cost.peakRssKiB) };
+        cost = addCosts(cost, synced.cost);
       }
       return { seconds: Number(ended - result.started) / 1e9, client: result.cost, server: cost };
     },

@@ -97,11 +97,35 @@ function mib(kib: number | undefined): string {
   return kib === undefined ? '—' : `${(kib / 1024).toFixed(0)} MiB`;
 }
 
-function toSample(transfer: Transfer, amount: number): FileSample {
+/** What CPU time is counted per: a GiB (large files) or 1,000 files (small files). */
+interface Work {
+  unit: string;
+  /** How many units one run moves. */
+  units: number;
+}
+
+function bytesOf(bytes: number): Work {
+  return { unit: 'GiB', units: bytes / GiB };
+}
+
+function filesOf(count: number): Work {
+  return { unit: '1,000 files', units: count / 1000 };
+}
+
+/** A run as a sample: `amount` (MB, files) per second, and what each side spent per unit of `work`. */
+function toSample(transfer: Transfer, amount: number, work: Work): FileSample {
+  const { client, server } = transfer;
   const sample: FileSample = {
     rate: amount / transfer.seconds,
-    serverCpu: transfer.server.cpuSeconds / transfer.seconds,
-    driverCpu: transfer.client.cpuSeconds / transfer.seconds,
+    serverCpu: server.cpuSeconds / transfer.seconds,
+    driverCpu: client.cpuSeconds / transfer.seconds,
+    cpuPerUnit: {
+      unit: work.unit,
+      clientUser: client.userSeconds / work.units,
+      clientSystem: client.systemSeconds / work.units,
+      serverUser: server.userSeconds / work.units,
+      serverSystem: server.systemSeconds / work.units,
+    },
     seconds: transfer.seconds,
     clientRssKiB: transfer.client.peakRssKiB,
     serverRssKiB: transfer.server.peakRssKiB,
@@ -112,9 +136,14 @@ function toSample(transfer: Transfer, amount: number): FileSample {
 
 function describeSample(sample: FileSample, unit: string): string {
   const inProcess = sample.inProcessSeconds !== undefined ? `, in-process ${sample.inProcessSeconds.toFixed(2)} s` : '';
+  const per = sample.cpuPerUnit;
+  const spent =
+    per === undefined
+      ? ''
+      : ` (s/${per.unit} user+sys: server ${per.serverUser.toFixed(2)}+${per.serverSystem.toFixed(2)}, client ${per.clientUser.toFixed(2)}+${per.clientSystem.toFixed(2)})`;
   return (
     `${Math.round(sample.rate).toLocaleString('en-US')} ${unit} (${sample.seconds.toFixed(2)} s${inProcess}; ` +
-    `CPU server ${Math.round(sample.serverCpu * 100)}%, client ${Math.round(sample.driverCpu * 100)}%; ` +
+    `CPU server ${Math.round(sample.serverCpu * 100)}%, client ${Math.round(sample.driverCpu * 100)}%${spent}; ` +
     `peak RSS server ${mib(sample.serverRssKiB)}, client ${mib(sample.clientRssKiB)})`
   );
 }
@@ -230,7 +259,7 @@ function bigContender(setup: Setup, file: Pick<BigCase, 'name' | 'bytes' | 'sink
           const differs = await compareFiles(source, output);
           if (differs !== undefined) throw new Error(`${tool.label}: ${differs}`);
         }
-        return toSample(transfer, file.bytes / 1e6);
+        return toSample(transfer, file.bytes / 1e6, bytesOf(file.bytes));
       }),
   };
 }
@@ -261,7 +290,7 @@ async function runBigCase(context: SuiteContext, setup: Setup, spec: BigCase): P
   }
   const size = spec.bytes >= GiB ? `${spec.bytes / GiB} GiB` : `${spec.bytes / MiB} MiB`;
   return {
-    table: { title: `${size} file, page-cached, ${spec.title}`, subjectName: 'tool', baselineName: 'socat -b 1048576', target: spec.target, rows },
+    table: { title: `${size} file, page-cached, ${spec.title}`, subjectName: 'tool', baselineName: 'socat -b 1048576', target: spec.target, cpuUnit: 'GiB', rows },
     sides,
   };
 }
@@ -296,7 +325,13 @@ async function runTlsCase(
     rss.push(...rssNotes(`1 GiB ${sink === 'disk' ? 'to disk' : 'to /dev/null'}, TLS beside plain`, measured));
   }
   return {
-    table: { title: '1 GiB file, page-cached, tcpkit over TLS beside plain TCP (same server and client; XXH3 digest verified on both)', subjectName: 'TLS', baselineName: 'plain TCP', rows },
+    table: {
+      title: '1 GiB file, page-cached, tcpkit over TLS beside plain TCP (same server and client; XXH3 digest verified on both)',
+      subjectName: 'TLS',
+      baselineName: 'plain TCP',
+      cpuUnit: 'GiB',
+      rows,
+    },
     rss,
   };
 }
@@ -321,7 +356,7 @@ function uploadContender(setup: Setup, file: Pick<BigCase, 'name' | 'bytes'>, to
         }
         const differs = await compareFiles(source, stored);
         if (differs !== undefined) throw new Error(`${tool.label}: stored ${differs}`);
-        return toSample(transfer, file.bytes / 1e6);
+        return toSample(transfer, file.bytes / 1e6, bytesOf(file.bytes));
       }),
   };
 }
@@ -376,13 +411,14 @@ async function runUploadCase(
     }
   }
   const tables: ResultTable[] = [
-    { title: "1 GiB file, page-cached, uploaded to the server's disk", subjectName: 'tool', baselineName: 'socat -b 1048576 (no fsync)', rows },
+    { title: "1 GiB file, page-cached, uploaded to the server's disk", subjectName: 'tool', baselineName: 'socat -b 1048576 (no fsync)', cpuUnit: 'GiB', rows },
   ];
   if (versusSync.length > 0) {
     tables.push({
       title: '1 GiB upload, tcpkit beside socat + sync (both end with the file and its folder fsynced; only tcpkit checks size and digest)',
       subjectName: 'tcpkit put',
       baselineName: 'socat + sync',
+      cpuUnit: 'GiB',
       rows: versusSync,
     });
   }
@@ -405,7 +441,7 @@ async function runSmallCase(
         const transfer = await tool.fetch(setup.context, names, workspace.out, 120_000);
         const differs = await compareSmallFiles(workspace.served, names, workspace.out);
         if (differs !== undefined) throw new Error(`${tool.label}: ${differs}`);
-        return toSample(transfer, names.length);
+        return toSample(transfer, names.length, filesOf(names.length));
       }),
   }));
   for (const tool of tools) setup.notes.push(`${tool.label}, small: ${tool.describe()}`);
@@ -431,6 +467,7 @@ async function runSmallCase(
       subjectName: 'tcpkit',
       baselineName: 'curl + nginx',
       target: SMALL_TARGET,
+      cpuUnit: '1,000 files',
       rows,
     },
     sides,
@@ -473,8 +510,15 @@ async function run(context: SuiteContext): Promise<SuiteResult> {
     'Every server on 127.0.0.1 on a free port, started before and stopped after each run (not timed); each client timed as a whole process, from spawn to exit, its CPU time and peak RSS taken by GNU time',
     "tcpkit's whole-process figure therefore includes Node's start-up and loading the CLI, and connect + hello; the in-process row is tcpkit's own figure from the same runs",
     'Each tool runs once unmeasured first, then BENCH_RUNS times in rotating order; the table shows medians. MB = 10^6 bytes',
+<<<<<<< HEAD
     'Checked after every run: outputs on disk (and uploads stored by the server) compared byte for byte with the source; /dev/null rows: exit status, plus the byte count tcpkit (after verifying its XXH3 digest) and curl report; small files: all compared, and curl made exactly 1 connection',
     "CPU srv/drv: server / client process, % of one core over the client's run; server µs/op: server CPU µs per MB (per file in the small-files table); `server-bound`/`driver-bound`: that side used ≥ 90% of a core",
+=======
+    'Checked after every run: outputs on disk (and uploads stored by the server) compared byte for byte with the source; /dev/null rows: exit status, plus the byte count tcpkit (after verifying its XXH64 digest) and curl report; small files: all compared, and curl made exactly 1 connection',
+    'client / server CPU s/GiB user+sys (per 1,000 files in the small-files table): median user and median system CPU seconds of the client process and of the server over the run, per GiB moved; ' +
+      "server and client clocks from GNU time (%U, %S) or /proc/PID/stat (utime, stime); the in-process rows repeat the whole-process CPU figures of the same runs",
+    "% of a core srv/cli: server / client CPU over the client's run; `server-bound`/`client-bound`: that side used ≥ 90% of a core",
+>>>>>>> benchcpu
   ];
   const workspace = await makeWorkspace();
   const onSignal = (): void => {

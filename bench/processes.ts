@@ -1,6 +1,6 @@
 /**
  * Child processes of the file suite: run a command and time it from spawn to exit, with what it
- * cost (CPU seconds, peak RSS) read from GNU time, or from /proc when GNU time is missing; keep a
+ * cost (user and system CPU seconds, peak RSS) read from GNU time, or from /proc when GNU time is missing; keep a
  * server running and read its cost from /proc; wait for a port to listen; find a free port.
  * Every wait is bounded, and every process started here is killed if the suite is interrupted.
  */
@@ -13,8 +13,12 @@ import * as path from 'node:path';
 
 /** What a process cost. */
 export interface ProcessCost {
-  /** User + system CPU time, in seconds. */
+  /** User + system CPU time, in seconds: always {@link userSeconds} + {@link systemSeconds}. */
   cpuSeconds: number;
+  /** User CPU time (GNU time's %U, utime in /proc/PID/stat), in seconds. */
+  userSeconds: number;
+  /** System CPU time (GNU time's %S, stime in /proc/PID/stat), in seconds. */
+  systemSeconds: number;
   /** Peak resident set size (VmHWM, `ru_maxrss`), in KiB; summed over a server's processes. */
   peakRssKiB: number;
 }
@@ -46,6 +50,21 @@ function track(child: ChildProcess): void {
 
 let clockTicks: number | undefined;
 
+/** A cost from its user and system seconds. */
+export function processCost(userSeconds: number, systemSeconds: number, peakRssKiB: number): ProcessCost {
+  return { cpuSeconds: userSeconds + systemSeconds, userSeconds, systemSeconds, peakRssKiB };
+}
+
+/** What `later` cost beyond `earlier` (CPU time; the peak RSS is `later`'s). */
+export function costSince(earlier: ProcessCost, later: ProcessCost): ProcessCost {
+  return processCost(later.userSeconds - earlier.userSeconds, later.systemSeconds - earlier.systemSeconds, later.peakRssKiB);
+}
+
+/** Two costs as one: CPU times added, the higher peak RSS. */
+export function addCosts(a: ProcessCost, b: ProcessCost): ProcessCost {
+  return processCost(a.userSeconds + b.userSeconds, a.systemSeconds + b.systemSeconds, Math.max(a.peakRssKiB, b.peakRssKiB));
+}
+
 /** Clock ticks per second of the times in /proc/PID/stat. */
 function ticksPerSecond(): number {
   if (clockTicks === undefined) {
@@ -74,10 +93,9 @@ function readOne(pid: number): ProcessCost | undefined {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[11]) + Number(fields[12]);
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const hwm = /^VmHWM:\s+(\d+) kB/m.exec(status);
-    return { cpuSeconds: ticks / ticksPerSecond(), peakRssKiB: hwm ? Number(hwm[1]) : 0 };
+    return processCost(Number(fields[11]) / ticksPerSecond(), Number(fields[12]) / ticksPerSecond(), hwm ? Number(hwm[1]) : 0);
   } catch {
     return undefined;
   }
@@ -85,15 +103,14 @@ function readOne(pid: number): ProcessCost | undefined {
 
 /** Cost of a live process and its children so far, or undefined once it is gone. */
 export function readCost(pid: number): ProcessCost | undefined {
-  const own = readOne(pid);
-  if (own === undefined) return undefined;
+  let total = readOne(pid);
+  if (total === undefined) return undefined;
   for (const child of childrenOf(pid)) {
-    const cost = readOne(child);
-    if (cost === undefined) continue;
-    own.cpuSeconds += cost.cpuSeconds;
-    own.peakRssKiB += cost.peakRssKiB;
+    const more = readOne(child);
+    if (more === undefined) continue;
+    total = processCost(total.userSeconds + more.userSeconds, total.systemSeconds + more.systemSeconds, total.peakRssKiB + more.peakRssKiB);
   }
-  return own;
+  return total;
 }
 
 /** A free TCP port on 127.0.0.1, for programs that must be told a number (bind port 0, close). */
@@ -203,14 +220,18 @@ export class TimedProcess {
     child.stderr?.setEncoding('utf8').on('data', (text: string) => {
       stderr = (stderr + text).slice(-STDERR_LIMIT);
     });
-    let polled: ProcessCost = { cpuSeconds: 0, peakRssKiB: 0 };
+    let polled = processCost(0, 0, 0);
     const poller = this.#wrapped
       ? undefined
       : setInterval(() => {
           // A zombie's /proc/PID/status has no VmHWM any more: keep the highest readings.
           const now = child.pid === undefined ? undefined : readCost(child.pid);
           if (now !== undefined) {
-            polled = { cpuSeconds: Math.max(polled.cpuSeconds, now.cpuSeconds), peakRssKiB: Math.max(polled.peakRssKiB, now.peakRssKiB) };
+            polled = processCost(
+              Math.max(polled.userSeconds, now.userSeconds),
+              Math.max(polled.systemSeconds, now.systemSeconds),
+              Math.max(polled.peakRssKiB, now.peakRssKiB),
+            );
           }
         }, 10);
     let timedOut = false;
@@ -233,9 +254,9 @@ export class TimedProcess {
         clearInterval(poller);
         ended ||= process.hrtime.bigint();
         const seconds = Number(ended - started) / 1e9;
-        void this.#cost(report, polled).then((cost) => {
+        void this.#cost(report, polled).then((spent) => {
           if (timedOut) stderr += `\n(killed after ${options.timeoutMs} ms)`;
-          resolve({ code, signal: signalName, seconds, started, ended, cost, stdout, stderr });
+          resolve({ code, signal: signalName, seconds, started, ended, cost: spent, stdout, stderr });
         }, reject);
       });
     });
@@ -264,7 +285,7 @@ export class TimedProcess {
       const last = text.trim().split('\n').at(-1) ?? '';
       const [user, system, rss] = last.split(' ').map(Number);
       if (user === undefined || system === undefined || rss === undefined || [user, system, rss].some(Number.isNaN)) return polled;
-      return { cpuSeconds: user + system, peakRssKiB: rss };
+      return processCost(user, system, rss);
     } catch {
       return polled;
     } finally {
@@ -338,11 +359,11 @@ export class Daemon {
     return this.#lines[0]!;
   }
 
-  /** CPU time and peak RSS so far (with its children, e.g. nginx's worker). */
+  /** User and system CPU time and peak RSS so far (with its children, e.g. nginx's worker). */
   cost(): ProcessCost {
-    const cost = readCost(this.pid);
-    if (cost === undefined) throw new Error(`${this.#label} is gone: ${this.#stderr.trim().slice(-500)}`);
-    return cost;
+    const now = readCost(this.pid);
+    if (now === undefined) throw new Error(`${this.#label} is gone: ${this.#stderr.trim().slice(-500)}`);
+    return now;
   }
 
   /** Sends `name` (SIGTERM by default) and waits for the exit; SIGKILL after `limitMs`. */

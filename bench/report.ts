@@ -1,6 +1,7 @@
 /**
  * Renders suite results as markdown tables: each row's rates, their ratio, whether the target
- * is met, the server's CPU time per operation, and how busy each side was (which tells a
+ * is met, the server's CPU time per operation (file tables: client and server CPU seconds per
+ * GiB or per 1,000 files, user + system), and how busy each side was (which tells a
  * server-bound row from a driver-bound one).
  */
 import type { Measured, ResultTable, Sample, SuiteResult, TextTable } from './suite.js';
@@ -24,12 +25,21 @@ const SATURATED = 0.9;
  * Median server / driver CPU of a side, in % of one core, and which one was saturated: a
  * driver-bound side could have gone faster with a faster load generator.
  */
-function cpu(samples: readonly Sample[]): string {
+function cpu(samples: readonly Sample[], compact = false): string {
   if (samples.length === 0) return '—';
   const server = middle(samples.map((sample) => sample.serverCpu));
   const driver = middle(samples.map((sample) => sample.driverCpu));
-  const bound = server >= SATURATED ? ' server-bound' : driver >= SATURATED ? ' driver-bound' : '';
-  return `${Math.round(server * 100)}% / ${Math.round(driver * 100)}%${bound}`;
+  const bound = server >= SATURATED ? ' server-bound' : driver >= SATURATED ? ` ${compact ? 'client' : 'driver'}-bound` : '';
+  return compact ? `${Math.round(server * 100)}/${Math.round(driver * 100)}${bound}` : `${Math.round(server * 100)}% / ${Math.round(driver * 100)}%${bound}`;
+}
+
+/** Median user + median system CPU seconds per unit of one side (`client` or `server`), e.g. `0.61+1.02`. */
+function cpuPerUnit(samples: readonly Sample[], side: 'client' | 'server'): string {
+  const costs = samples.flatMap((sample) => (sample.cpuPerUnit === undefined ? [] : [sample.cpuPerUnit]));
+  if (costs.length === 0) return '—';
+  const user = middle(costs.map((cost) => (side === 'client' ? cost.clientUser : cost.serverUser)));
+  const system = middle(costs.map((cost) => (side === 'client' ? cost.clientSystem : cost.serverSystem)));
+  return `${user.toFixed(2)}+${system.toFixed(2)}`;
 }
 
 /** Median server CPU per operation, in microseconds: comparable even when a side was driver-bound. */
@@ -54,11 +64,27 @@ export function renderTable(table: ResultTable): string[] {
   const { subjectName: subject, baselineName: baseline } = table;
   const headers = ['row', subject, baseline, `ratio ${subject}/${baseline}`];
   if (table.target !== undefined) headers.push(`target ≥ ${table.target}×`);
-  headers.push(`server µs/op ${subject} · ${baseline}`, `CPU srv/drv ${subject}`, `CPU srv/drv ${baseline}`);
+  const unit = table.cpuUnit;
+  if (unit === undefined) headers.push(`server µs/op ${subject} · ${baseline}`, `CPU srv/drv ${subject}`, `CPU srv/drv ${baseline}`);
+  else {
+    headers.push(
+      `client CPU s/${unit} user+sys ${subject} · ${baseline}`,
+      `server CPU s/${unit} user+sys ${subject} · ${baseline}`,
+      `% of a core srv/cli ${subject} · ${baseline}`,
+    );
+  }
   const rows = table.rows.map((row) => {
     const cells = [row.label, rate(row.subject, row.unit), rate(row.baseline, row.unit), row.ratio === undefined ? '—' : `${row.ratio.toFixed(2)}×`];
     if (table.target !== undefined) cells.push(verdict(row.met));
-    cells.push(`${costPerOp(row.subject.samples)} · ${costPerOp(row.baseline.samples)}`, cpu(row.subject.samples), cpu(row.baseline.samples));
+    const [ours, theirs] = [row.subject.samples, row.baseline.samples];
+    if (unit === undefined) cells.push(`${costPerOp(ours)} · ${costPerOp(theirs)}`, cpu(ours), cpu(theirs));
+    else {
+      cells.push(
+        `${cpuPerUnit(ours, 'client')} · ${cpuPerUnit(theirs, 'client')}`,
+        `${cpuPerUnit(ours, 'server')} · ${cpuPerUnit(theirs, 'server')}`,
+        `${cpu(ours, true)} · ${cpu(theirs, true)}`,
+      );
+    }
     return cells;
   });
   const errors: string[] = [];

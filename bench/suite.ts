@@ -77,6 +77,21 @@ export interface Sample {
   serverCpu: number;
   /** CPU used by the load generator (this process) during the window, as a fraction of one core. */
   driverCpu: number;
+  /** CPU seconds per unit of work, user and system, of each side (file suite). */
+  cpuPerUnit?: CpuPerUnit;
+}
+
+/**
+ * CPU seconds one run spent per unit of work (a GiB, 1,000 files), user and system, of the client
+ * (the driver) and of the server: unlike the rate, nearly the same from run to run on a busy VM.
+ */
+export interface CpuPerUnit {
+  /** What the seconds are per, e.g. `GiB` or `1,000 files`. */
+  unit: string;
+  clientUser: number;
+  clientSystem: number;
+  serverUser: number;
+  serverSystem: number;
 }
 
 /** The samples of one row on one side, and their median. */
@@ -112,6 +127,11 @@ export interface ResultTable {
   baselineName: string;
   /** Lowest acceptable subject/baseline ratio, when the issue sets one. */
   target?: number;
+  /**
+   * The unit of the samples' {@link CpuPerUnit} (file suite): the table then shows client and
+   * server CPU seconds per unit, user + system, instead of server µs/op.
+   */
+  cpuUnit?: string;
   rows: ResultRow[];
 }
 
