@@ -510,15 +510,10 @@ async function run(context: SuiteContext): Promise<SuiteResult> {
     'Every server on 127.0.0.1 on a free port, started before and stopped after each run (not timed); each client timed as a whole process, from spawn to exit, its CPU time and peak RSS taken by GNU time',
     "tcpkit's whole-process figure therefore includes Node's start-up and loading the CLI, and connect + hello; the in-process row is tcpkit's own figure from the same runs",
     'Each tool runs once unmeasured first, then BENCH_RUNS times in rotating order; the table shows medians. MB = 10^6 bytes',
-<<<<<<< HEAD
     'Checked after every run: outputs on disk (and uploads stored by the server) compared byte for byte with the source; /dev/null rows: exit status, plus the byte count tcpkit (after verifying its XXH3 digest) and curl report; small files: all compared, and curl made exactly 1 connection',
-    "CPU srv/drv: server / client process, % of one core over the client's run; server µs/op: server CPU µs per MB (per file in the small-files table); `server-bound`/`driver-bound`: that side used ≥ 90% of a core",
-=======
-    'Checked after every run: outputs on disk (and uploads stored by the server) compared byte for byte with the source; /dev/null rows: exit status, plus the byte count tcpkit (after verifying its XXH64 digest) and curl report; small files: all compared, and curl made exactly 1 connection',
     'client / server CPU s/GiB user+sys (per 1,000 files in the small-files table): median user and median system CPU seconds of the client process and of the server over the run, per GiB moved; ' +
       "server and client clocks from GNU time (%U, %S) or /proc/PID/stat (utime, stime); the in-process rows repeat the whole-process CPU figures of the same runs",
     "% of a core srv/cli: server / client CPU over the client's run; `server-bound`/`client-bound`: that side used ≥ 90% of a core",
->>>>>>> benchcpu
   ];
   const workspace = await makeWorkspace();
   const onSignal = (): void => {
