@@ -169,7 +169,7 @@ function tcpkitBigTool(tls: boolean): BigFileTool {
       sink === 'disk'
         ? `\`tcpkit serve DIR --host 127.0.0.1 --port 0 --quiet${over}\`; \`tcpkit get 127.0.0.1:PORT FILE -o OUT --force --quiet --json${pin}\` (XXH3-verified, partial file renamed into place)` +
           (tls ? '; CERT, KEY and SHA256 from one `tcpkit cert` per bench run' : '')
-        : `\`tcpkit serve\` as above; \`node bench/get-null.js 127.0.0.1:PORT FILE${pin}\` (library \`getStream\`, body dropped, digest verified)`,
+        : `\`tcpkit serve\` as above; \`node bench/get-null.js 127.0.0.1:PORT FILE${pin}\` (library \`getFile\`: pieces never copied, counted and dropped, digest verified)`,
     async fetch(context, name, size, sink, timeoutMs) {
       if (tls && context.tls === undefined) throw new Error('no TLS certificate was made for this run');
       const files = tls ? context.tls : undefined;

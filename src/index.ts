@@ -25,7 +25,7 @@ export { rawFileHandler, rawDownload, type RawDownloadResult } from './raw/files
 export { rawExchange, rawSend, type RawSink } from './raw/client.js';
 export { FileRoot } from './services/files/jail.js';
 export { fileService, type FileServiceOptions } from './services/files/download/service.js';
-export { getStream, list, stat, type FileStream } from './services/files/download/client.js';
+export { getFile, getStream, list, stat, type FileHandler, type FileStream, type GetFileResult } from './services/files/download/client.js';
 export { download, type DownloadOptions, type DownloadProgress, type DownloadResult } from './services/files/download/save.js';
 export { partialPaths } from './services/files/commit.js';
 export { sweepUploads, uploadService, UPLOAD_DEFAULTS, type SweepResult, type UploadServiceOptions } from './services/files/upload/service.js';

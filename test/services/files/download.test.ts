@@ -11,11 +11,12 @@ import { FrameType, PREAMBLE } from '../../../src/protocol/constants.js';
 import { encodeServerHello } from '../../../src/protocol/control.js';
 import { encodeFrame, FrameDecoder } from '../../../src/protocol/frame.js';
 import { partialPaths } from '../../../src/services/files/commit.js';
-import { getStream, list, stat as remoteStat } from '../../../src/services/files/download/client.js';
+import { getFile, getStream, list, stat as remoteStat } from '../../../src/services/files/download/client.js';
 import { download } from '../../../src/services/files/download/save.js';
 import { FileRoot } from '../../../src/services/files/jail.js';
 import { fileService } from '../../../src/services/files/download/service.js';
 import { DATA_CHUNK_BYTES, encodeFileEnd, encodeFileHead, FileFrame } from '../../../src/services/files/wire.js';
+import { SLAB_BYTES } from '../../../src/transport/read-slabs.js';
 import { runCli } from '../../helpers/cli.js';
 import { faultyServer, LOOPBACK, RawPeer, startServer, within } from '../../helpers/net.js';
 import { faultProxy } from '../../helpers/proxy.js';
@@ -106,6 +107,30 @@ describe('download: whole files, byte-equal', () => {
     for await (const part of body) parts.push(part as Buffer);
     assert.deepEqual(Buffer.concat(parts), files.get('multi.bin'));
     assert.match(await verified, /^xxh3:/);
+    await client.close();
+  });
+
+  it('hands a file over piece by piece with getFile, the pieces views of socket memory, verified at the end', async () => {
+    const client = await connect(address);
+    const parts: Buffer[] = [];
+    let heads = 0;
+    let views = 0;
+    const result = await getFile(client, 'multi.bin', {
+      head: (head) => {
+        heads++;
+        assert.equal(head.size, files.get('multi.bin')!.length);
+      },
+      data: (piece) => {
+        // A view of the socket's read slab (4 MiB), not a frame assembled in a buffer of its own.
+        if (piece.buffer.byteLength >= SLAB_BYTES) views++;
+        parts.push(Buffer.from(piece)); // copied at once, as the contract says
+      },
+    });
+    assert.equal(heads, 1);
+    assert.equal(views, parts.length, 'every piece is a view of read memory');
+    assert.deepEqual(Buffer.concat(parts), files.get('multi.bin'));
+    assert.equal(result.bytes, files.get('multi.bin')!.length);
+    assert.match(result.digest, /^xxh3:/);
     await client.close();
   });
 
@@ -335,6 +360,7 @@ describe('download: a lying server', () => {
     const target = dest('bad-digest');
     await assert.rejects(download(client, 'x', target), { code: 'TCPKIT_ERR_DIGEST_MISMATCH' });
     await assert.rejects(stat(target), { code: 'ENOENT' });
+    await assert.rejects(getFile(client, 'x', { data: () => {} }), { code: 'TCPKIT_ERR_DIGEST_MISMATCH' }, 'getFile rejects what does not verify');
     client.destroy();
   });
 });

@@ -203,3 +203,37 @@ export function getStream(client: Client, name: string, options: RequestOptions 
     verified.catch(() => {});
   });
 }
+
+/** What {@link getFile} calls as a file arrives. */
+export interface FileHandler {
+  /** Size, modification time and digest algorithm, before any byte of content. */
+  head?(head: FileHead): void;
+  /**
+   * The next piece of the content, in order. It is a view of the memory the socket reads into,
+   * valid only during this call: consume it (hash it, write it synchronously) or copy it before
+   * returning. Throwing abandons the download.
+   */
+  data(piece: Buffer): void;
+}
+
+/** What a verified {@link getFile} reports. */
+export interface GetFileResult {
+  head: FileHead;
+  /** The digest the content was verified against, e.g. `xxh3:…`. */
+  digest: string;
+  /** Bytes of content received. */
+  bytes: number;
+}
+
+/**
+ * Receives a file piece by piece, with no copy of its bytes in user space: the fastest way to
+ * consume a download, for handlers that use each piece at once (see {@link FileHandler.data}).
+ * Resolves once the whole file arrived and matched the server's digest; rejects with
+ * DIGEST_MISMATCH (or the error that cut it short) otherwise, so what `data` saw is to be
+ * trusted only once this resolves. {@link getStream} is the same download as a `Readable`.
+ * @example let n = 0; await getFile(client, 'big.iso', { data: (piece) => void (n += piece.length) });
+ */
+export async function getFile(client: Client, name: string, handler: FileHandler, options: RequestOptions = {}): Promise<GetFileResult> {
+  const result = await getBody(client, { name, offset: 0 }, undefined, { head: (head) => handler.head?.(head), data: (piece) => handler.data(piece) }, options);
+  return { head: result.head, digest: result.digest, bytes: result.received };
+}
