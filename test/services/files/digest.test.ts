@@ -47,12 +47,15 @@ async function countingRoot(): Promise<{ root: FileRoot; read: { bytes: number }
   const openFile = root.openFile.bind(root);
   root.openFile = async (...args) => {
     const file = await openFile(...args);
-    const original = file.handle.read.bind(file.handle) as (...a: unknown[]) => Promise<{ bytesRead: number }>;
-    (file.handle as { read: unknown }).read = async (...a: unknown[]) => {
-      const result = await original(...a);
-      read.bytes += result.bytesRead;
-      return result;
-    };
+    // Both ways a handle reads: read() and readv() (the send loop reads several chunks at once).
+    for (const method of ['read', 'readv'] as const) {
+      const original = file.handle[method].bind(file.handle) as (...a: unknown[]) => Promise<{ bytesRead: number }>;
+      (file.handle as unknown as Record<string, unknown>)[method] = async (...a: unknown[]) => {
+        const result = await original(...a);
+        read.bytes += result.bytesRead;
+        return result;
+      };
+    }
     return file;
   };
   return { root, read };

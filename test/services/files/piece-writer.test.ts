@@ -13,7 +13,7 @@ function tempFile(): { file: string; cleanup: () => void } {
 }
 
 describe('PieceWriter', () => {
-  it('writes pieces at their positions, joins adjacent ones into fewer writes, and releases every hold once written', async () => {
+  it('writes pieces at their positions, gathers those that follow each other in the file into one write, and releases every hold once written', async () => {
     const { file, cleanup } = tempFile();
     const fd = openSync(file, 'w+');
     try {
@@ -30,17 +30,22 @@ describe('PieceWriter', () => {
         },
         (bytes) => writes.push(bytes),
       );
-      // 30 adjacent pieces of one memory: one run; then a piece elsewhere in memory.
+      // 30 pieces that follow each other in the file, then one from other memory that follows
+      // them too (as DATA payloads do, a frame header apart): one write. Then a gap: another.
       for (let i = 0; i < 30; i++) writer.add(memory.subarray(i * 10_000, (i + 1) * 10_000), i * 10_000);
-      const other = Buffer.from('the tail');
-      writer.add(other, 300_000);
-      assert.equal(writer.queued, 300_000 + other.length);
+      const tail = Buffer.from('the tail');
+      writer.add(tail, 300_000);
+      const far = Buffer.from('far away');
+      writer.add(far, 400_000);
+      assert.equal(writer.queued, 300_000 + tail.length + far.length);
       await writer.idle();
       assert.equal(writer.queued, 0);
-      assert.equal(held, 31);
-      assert.equal(released, 31, 'every hold released');
-      assert.deepEqual(writes, [300_000, other.length], 'the adjacent pieces left as one write');
-      assert.deepEqual(readFileSync(file), Buffer.concat([memory, other]));
+      assert.equal(held, 32);
+      assert.equal(released, 32, 'every hold released');
+      assert.deepEqual(writes, [300_000 + tail.length, far.length], 'one write per run of the file');
+      const written = readFileSync(file);
+      assert.deepEqual(written.subarray(0, 300_008), Buffer.concat([memory, tail]));
+      assert.deepEqual(written.subarray(400_000), far);
       assert.equal(writer.error, undefined);
     } finally {
       closeSync(fd);

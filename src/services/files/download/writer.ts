@@ -1,27 +1,29 @@
 /**
  * Received pieces of a file, written at their positions: the receive side of the data path. A
  * piece is a view of the socket's read slab (transport/read-slabs.ts), held until written, so no
- * byte is copied in user space; pieces adjacent in memory and in the file (consecutive reads
- * into one slab) leave as one write of up to {@link MAX_WRITE_BYTES}. Writes are positional and
- * run on libuv's thread pool, several at once, so the caller's event loop never waits for the
- * disk and the copy into the page cache runs beside the socket reads, on another core.
+ * byte is copied in user space. Pieces that follow each other in the file are gathered into one
+ * `writev` of up to {@link MAX_WRITE_BYTES} (the 10-byte frame headers between DATA payloads
+ * keep them apart in memory, not in the file), so a GiB costs a few hundred thread-pool round
+ * trips, not thousands. Writes are positional and run on libuv's thread pool, several at once:
+ * the caller's event loop never waits for the disk, and the copy into the page cache runs beside
+ * the socket reads, on another core.
  */
-import { write } from 'node:fs';
+import { writev } from 'node:fs';
 import { TcpkitError } from '../../../errors.js';
 import type { InputHold } from '../../../transport/read-slabs.js';
+import { afterBytes } from '../../../util/iovec.js';
 
-/** The largest single write (a run of adjacent pieces is cut there). */
+/** The largest single write: a run of pieces is cut there. */
 const MAX_WRITE_BYTES = 4 * 1024 * 1024;
-/** A run this long is written at once; a shorter one waits for the end of the turn to grow. */
-const EAGER_WRITE_BYTES = 1024 * 1024;
+/** The most pieces in one write (well under IOV_MAX, 1024 on Linux). */
+const MAX_WRITE_PIECES = 256;
 
-/** A run of adjacent pieces not yet handed to a write. */
+/** Pieces that follow each other in the file, not yet handed to a write. */
 interface Run {
-  readonly memory: ArrayBufferLike;
-  readonly byteOffset: number;
-  length: number;
-  readonly position: number;
+  readonly pieces: Buffer[];
   readonly holds: InputHold[];
+  readonly position: number;
+  length: number;
 }
 
 /** Writes pieces of one file; see the file comment. */
@@ -59,24 +61,22 @@ export class PieceWriter {
     if (this.#error !== undefined || piece.length === 0) return;
     const hold = this.#hold(piece);
     this.#queued += piece.length;
-    const run = this.#run;
-    if (
-      run !== undefined &&
-      run.memory === piece.buffer &&
-      run.byteOffset + run.length === piece.byteOffset &&
-      run.position + run.length === position &&
-      run.length + piece.length <= MAX_WRITE_BYTES
-    ) {
-      run.length += piece.length;
-      run.holds.push(hold);
-    } else {
-      if (run !== undefined) this.#issue(run);
-      this.#run = { memory: piece.buffer, byteOffset: piece.byteOffset, length: piece.length, position, holds: [hold] };
+    let run = this.#run;
+    if (run !== undefined && (run.position + run.length !== position || run.length + piece.length > MAX_WRITE_BYTES || run.pieces.length >= MAX_WRITE_PIECES)) {
+      this.#issue(run);
+      run = undefined;
     }
-    if (this.#run!.length >= EAGER_WRITE_BYTES) {
-      this.#issue(this.#run!);
+    if (run === undefined) {
+      run = this.#run = { pieces: [], holds: [], position, length: 0 };
+    }
+    run.pieces.push(piece);
+    run.holds.push(hold);
+    run.length += piece.length;
+    if (run.length >= MAX_WRITE_BYTES) {
       this.#run = undefined;
+      this.#issue(run);
     } else if (!this.#flushScheduled) {
+      // What one turn of the event loop received leaves together at its end.
       this.#flushScheduled = true;
       setImmediate(PieceWriter.#flush, this);
     }
@@ -104,26 +104,31 @@ export class PieceWriter {
   }
 
   #issue(run: Run): void {
+    if (this.#run === run) this.#run = undefined;
     this.#writing++;
-    this.#writeFrom(run, 0);
+    this.#writeFrom(run, run.pieces, 0);
   }
 
-  /** Writes `run` from `done` bytes on (a regular file may take fewer bytes than asked). */
-  #writeFrom(run: Run, done: number): void {
+  /** Writes `pieces`, the part of `run` from `done` bytes on (a file may take fewer bytes than asked). */
+  #writeFrom(run: Run, pieces: Buffer[], done: number): void {
     if (this.#error !== undefined) {
       this.#finished(run);
       return;
     }
-    const view = Buffer.from(run.memory, run.byteOffset + done, run.length - done);
-    write(this.#fd, view, 0, view.length, run.position + done, (error, written) => {
+    writev(this.#fd, pieces, run.position + done, (error, written) => {
       if (error) {
         this.#error ??= error;
         this.#finished(run);
-      } else if (done + written < run.length && written > 0) {
-        this.#writeFrom(run, done + written);
-      } else {
-        if (written === 0 && done < run.length) this.#error ??= new TcpkitError('LOCAL_FILE_ERROR', 'the file system took no bytes of a write');
+        return;
+      }
+      const total = done + written;
+      if (total >= run.length) {
         this.#finished(run);
+      } else if (written === 0) {
+        this.#error ??= new TcpkitError('LOCAL_FILE_ERROR', 'the file system took no bytes of a write');
+        this.#finished(run);
+      } else {
+        this.#writeFrom(run, afterBytes(pieces, written), total);
       }
     });
   }
