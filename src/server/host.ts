@@ -19,6 +19,12 @@ export interface SessionHost {
   readonly services: ReadonlyMap<number, Service>;
   /** Continuation frame types of the services: routed to their request by id. */
   readonly continuations: ReadonlySet<number>;
+  /**
+   * The byte-stream continuation types (PUT_DATA): delivered in pieces as they arrive. Only the
+   * ones a service takes: a DATA or PUT_DATA no service takes is refused or dropped once, whole,
+   * not once per piece.
+   */
+  readonly pieceTypes: ReadonlySet<number>;
   /** Frames handled even while requests are held back: PING, PONG, CANCEL and the continuations. */
   readonly controlTypes: ReadonlySet<number>;
   /** 1 MiB payload buffers (an upload's content) shared by every connection, reused once handed back. */

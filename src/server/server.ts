@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events';
 import type { ProtocolError } from '../errors.js';
 import { CONNECTION_ID, FrameType, preambleBytes } from '../protocol/constants.js';
 import { encodeFrame } from '../protocol/frame.js';
+import { BYTE_STREAM_TYPES } from '../protocol/types.js';
 import { encodeServerHello } from '../protocol/control.js';
 import type { Service } from './service.js';
 import { checkService } from './registry.js';
@@ -140,6 +141,7 @@ export class Server extends EventEmitter<ServerEventMap> {
       }),
       services: this.#services,
       continuations: this.#continuations,
+      pieceTypes: new Set([...BYTE_STREAM_TYPES].filter((type) => this.#continuations.has(type))),
       controlTypes: new Set([FrameType.PING, FrameType.PONG, FrameType.CANCEL, ...this.#continuations]),
       payloads: bulkBuffers,
       serviceNames: this.#serviceNames,

@@ -24,17 +24,50 @@ export interface Exchange {
   write(type: number, payload: Uint8Array, onSent?: () => void): Promise<void>;
   /**
    * The next continuation frame the client sent for this request (one of the service's
-   * `continuationTypes`, e.g. the content of an upload), in order. Rejects once the request is
+   * `continuationTypes`, e.g. the content of an upload), in order; one of a byte-stream type may
+   * come in pieces, as for {@link consume}. Rejects once the request is
    * aborted (CANCEL, connection closed). The server stops reading the connection while frames
    * wait here unread, so a handler that takes them one at a time bounds the memory they hold.
    */
   receive(): Promise<Frame>;
+  /**
+   * Takes this request's continuation frames synchronously, as they arrive, instead of through
+   * {@link receive} (one or the other, for the whole request): `sink.frame()` is called for each,
+   * in order, frames that came before this call first, at once. A frame of a byte-stream type
+   * (PUT_DATA, `BYTE_STREAM_TYPES` in protocol/types.ts) may come in pieces (`frame.last` set),
+   * each a view of memory the server never reuses: a sink may keep a piece (to write it out)
+   * without copying it. When `sink.frame()` returns false the server stops reading the
+   * connection (frames already read wait here, bounded by one read) until the handler calls
+   * {@link resumeInput}: a sink that returns false while it holds more than its bound keeps the
+   * memory of the request bounded, however fast the client sends. `sink.end()` is called once,
+   * after the last frame delivered, when no more can come (CANCEL, the connection closed, the
+   * client ended its side). Throws INVALID_STATE when called twice or while a receive() waits.
+   */
+  consume(sink: ContinuationSink): void;
+  /**
+   * The sink given to {@link consume} can take frames again: frames that waited are delivered
+   * (until it says false once more), then the connection is read again. A no-op unless it said
+   * false.
+   */
+  resumeInput(): void;
   /**
    * Hands back the payload of a continuation frame the handler is completely done with (written
    * to disk, hashed), so a later frame reuses its memory instead of a fresh allocation. Optional:
    * a payload not handed back is simply garbage-collected.
    */
   recycle?(payload: Uint8Array): void;
+}
+
+/** What takes a request's continuation frames as they arrive: see {@link Exchange.consume}. */
+export interface ContinuationSink {
+  /**
+   * The next continuation frame (or piece of one), in order, called synchronously as it
+   * arrives. Returns false when the sink can take no more for now (the server stops reading
+   * until {@link Exchange.resumeInput}); anything else means go on.
+   */
+  frame(frame: Frame): boolean | void;
+  /** No more frames will come for this request (`reason` says why). Called at most once. */
+  end(reason: Error): void;
 }
 
 /** A family of requests the server answers. */
@@ -45,7 +78,8 @@ export interface Service {
   readonly requestTypes: readonly number[];
   /**
    * Frame types a client sends after a request, with its id, to continue it (an upload's
-   * content). The server hands them to that request's {@link Exchange.receive}; one that arrives
+   * content). The server hands them to that request's {@link Exchange.receive} (or its
+   * {@link Exchange.consume} sink); one that arrives
    * for an id no longer in flight (it crossed the final reply on the wire) is discarded.
    */
   readonly continuationTypes?: readonly number[];

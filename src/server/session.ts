@@ -42,6 +42,8 @@ export class ServerSession implements SessionRole, ExchangeHost {
   #authTimer: unknown;
   /** Bytes of continuation frames waiting for their handlers; reading stops at {@link HOLD_BYTES}. */
   #held = 0;
+  /** Exchanges whose sink can take no more ({@link ServerExchange.consume}): reading stops while any does. */
+  #sinksPaused = 0;
   /** Not yet past its hello (TLS handshake included): counted against the pre-auth cap. */
   #preAuth = true;
 
@@ -59,7 +61,8 @@ export class ServerSession implements SessionRole, ExchangeHost {
       lingerMs: host.options.lingerTimeoutMs,
       clock: host.options.clock,
       // Raw clients are told apart at accept (src/raw/sniffer.ts): this connection is framed.
-      connection: { controlTypes: host.controlTypes, payloadPool: host.payloads, timeouts: host.timeouts, ...(startedAt !== undefined && { startedAt }) },
+      // PUT_DATA goes on in pieces, views of the 'data' chunks (fresh buffers, never reused): kept without a copy.
+      connection: { controlTypes: host.controlTypes, payloadPool: host.payloads, timeouts: host.timeouts, pieceTypes: host.pieceTypes, ...(startedAt !== undefined && { startedAt }) },
     });
   }
 
@@ -123,6 +126,15 @@ export class ServerSession implements SessionRole, ExchangeHost {
     if (Buffer.isBuffer(payload)) this.#host.payloads.give(payload);
   }
 
+  /** @internal A request's sink is full: stop reading (hard: continuations pass a soft pause). */
+  pauseInput(): void {
+    if (this.#sinksPaused++ === 0) this.#conn.pause();
+  }
+  /** @internal A sink that paused takes frames again. */
+  resumeInput(): void {
+    if (--this.#sinksPaused === 0) this.#maybeResume();
+  }
+
   /** @internal A handler took (or dropped) a held continuation frame of `bytes`. */
   release(bytes: number): void {
     const before = this.#held;
@@ -130,9 +142,9 @@ export class ServerSession implements SessionRole, ExchangeHost {
     if (before >= HOLD_BYTES && this.#held < HOLD_BYTES) this.#maybeResume();
   }
 
-  /** Reading is stopped because {@link HOLD_BYTES} of continuation frames wait. */
+  /** Reading is stopped because {@link HOLD_BYTES} of continuation frames wait, or a sink is full. */
   get #holding(): boolean {
-    return this.#held >= HOLD_BYTES;
+    return this.#held >= HOLD_BYTES || this.#sinksPaused > 0;
   }
 
   /**

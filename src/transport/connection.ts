@@ -65,6 +65,12 @@ export interface ConnectionOptions {
 /** Payloads at least this large are written as they are, after their header, never copied. */
 const UNCOPIED_PAYLOAD_BYTES = 64 * 1024;
 
+/** True when `frames` holds a whole frame or the last piece of one. */
+function completesFrame(frames: Frame[]): boolean {
+  for (let i = 0; i < frames.length; i++) if (frames[i]!.last !== false) return true;
+  return false;
+}
+
 /** One framed connection over a byte stream; see the file comment. */
 export class Connection implements WatchdogOwner {
   readonly #socket: Duplex;
@@ -315,7 +321,9 @@ export class Connection implements WatchdogOwner {
     if (this.#watchdog !== undefined) {
       // Each frame has its own deadline: one completed in this chunk ends its clock, and what
       // remains is a frame begun now. A bare header counts (its bytes are consumed, not buffered).
-      if (frames.length > 0) this.#watchdog.partialFrame(false);
+      // A piece that does not complete its frame ends nothing: a frame trickled in pieces is
+      // still due whole within the request deadline.
+      if (completesFrame(frames)) this.#watchdog.partialFrame(false);
       this.#watchdog.partialFrame(this.#decoder.midFrame);
     }
     for (let i = 0; i < frames.length; i++) {

@@ -9,7 +9,7 @@
  */
 import { TcpkitError } from '../../src/errors.js';
 import type { Frame } from '../../src/protocol/frame.js';
-import type { Exchange, Service } from '../../src/server/service.js';
+import type { ContinuationSink, Exchange, Service } from '../../src/server/service.js';
 import type { PeerInfo } from '../../src/transport/peer.js';
 
 /** A frame the handler sent: through `write()` (a reply that continues) or `reply()` (the final one). */
@@ -34,6 +34,12 @@ export class TestExchange implements Exchange {
   readonly #queue: Frame[] = [];
   #waiter: { resolve(frame: Frame): void; reject(error: unknown): void } | undefined;
   #ended: Error | undefined;
+  #sink: ContinuationSink | undefined;
+  #sinkEnded = false;
+  /** The sink said false and has not called resumeInput() since. */
+  #inputPaused = false;
+  /** Times the sink said false (the server would have stopped reading). */
+  pauses = 0;
   /** While set, `write()` waits on it: the connection has no room (the client reads slowly). */
   #room: Promise<void> | undefined;
   #makeRoom: (() => void) | undefined;
@@ -80,10 +86,24 @@ export class TestExchange implements Exchange {
     makeRoom?.();
   }
 
-  /** The client sends a continuation frame of this request (e.g. PUT_DATA). */
-  push(type: number, payload: Uint8Array = new Uint8Array(0)): void {
+  /** True while the handler's sink said it can take no more (a server would not read the client). */
+  get inputPaused(): boolean {
+    return this.#inputPaused;
+  }
+
+  /**
+   * The client sends a continuation frame of this request (e.g. PUT_DATA): a copy of `payload`,
+   * or `payload` itself with `asIs` (a piece the handler may keep). `last` makes it a piece.
+   */
+  push(type: number, payload: Uint8Array = new Uint8Array(0), options: { last?: boolean; asIs?: boolean } = {}): void {
     if (this.#ended !== undefined) throw new Error('the request is over: nothing more can be pushed');
-    const frame: Frame = { type, flags: 0, id: this.id, payload: Buffer.from(payload) };
+    const bytes = options.asIs === true && Buffer.isBuffer(payload) ? payload : Buffer.from(payload);
+    const frame: Frame = { type, flags: 0, id: this.id, payload: bytes, ...(options.last !== undefined && { last: options.last }) };
+    if (this.#sink !== undefined) {
+      this.#queue.push(frame);
+      this.#deliver();
+      return;
+    }
     const waiter = this.#waiter;
     this.#waiter = undefined;
     if (waiter !== undefined) waiter.resolve(frame);
@@ -98,6 +118,34 @@ export class TestExchange implements Exchange {
     return new Promise((resolve, reject) => {
       this.#waiter = { resolve, reject };
     });
+  }
+
+  consume(sink: ContinuationSink): void {
+    if (this.#sink !== undefined || this.#waiter !== undefined) throw new TcpkitError('INVALID_STATE', 'consume() called twice, or while a receive() waits');
+    this.#sink = sink;
+    this.#deliver();
+  }
+
+  resumeInput(): void {
+    if (!this.#inputPaused) return;
+    this.#inputPaused = false;
+    this.#deliver();
+  }
+
+  /** Frames to the sink while it takes them; then, with none left and none to come, the end. */
+  #deliver(): void {
+    const sink = this.#sink!;
+    if (this.#controller.signal.aborted) this.#queue.length = 0;
+    while (!this.#inputPaused && this.#queue.length > 0) {
+      if (sink.frame(this.#queue.shift()!) === false) {
+        this.#inputPaused = true;
+        this.pauses++;
+      }
+    }
+    if (this.#ended !== undefined && this.#queue.length === 0 && !this.#sinkEnded) {
+      this.#sinkEnded = true;
+      sink.end(this.#ended);
+    }
   }
 
   recycle(payload: Uint8Array): void {
@@ -120,6 +168,7 @@ export class TestExchange implements Exchange {
     const waiter = this.#waiter;
     this.#waiter = undefined;
     waiter?.reject(reason);
+    if (this.#sink !== undefined) this.#deliver();
   }
 }
 

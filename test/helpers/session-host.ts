@@ -37,6 +37,7 @@ export function memorySession(stream: Duplex, options: ServerOptions = {}, onMes
     timeouts: { handshakeMs: resolved.handshakeTimeoutMs, requestMs: resolved.requestTimeoutMs, idleMs: resolved.idleTimeoutMs, sendStallMs: resolved.sendTimeoutMs },
     services,
     continuations: new Set(),
+    pieceTypes: new Set(),
     controlTypes: new Set([FrameType.PING, FrameType.PONG, FrameType.CANCEL]),
     payloads: new BufferPool(BULK_BUFFER_BYTES, 2),
     serviceNames: names,

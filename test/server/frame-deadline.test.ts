@@ -4,7 +4,13 @@ import { describe, it } from 'node:test';
 import { FrameType } from '../../src/protocol/constants.js';
 import { decodeErrorBody } from '../../src/protocol/control.js';
 import { encodeFrame, encodeHeader } from '../../src/protocol/frame.js';
-import { RawPeer, testServers, within } from '../helpers/net.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { FileRoot } from '../../src/services/files/jail.js';
+import { uploadService } from '../../src/services/files/upload/service.js';
+import { encodePut, UploadFrame } from '../../src/services/files/wire.js';
+import { RawPeer, testServers, trickle, within } from '../helpers/net.js';
 
 const { serve } = testServers();
 
@@ -59,5 +65,28 @@ describe('the request deadline starts at the first byte of a frame (real sockets
     assert.ok(peer.frames.every((f) => f.type === FrameType.MESSAGE_REPLY));
     assert.equal(timeouts, 0);
     peer.socket.destroy();
+  });
+});
+
+describe('the request deadline of a frame delivered in pieces (PUT_DATA, issue 12)', () => {
+  it('cuts a PUT_DATA trickled byte by byte at the request deadline, although each byte goes on as a piece at once', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'tcpkit-deadline-'));
+    try {
+      // The upload's own stall deadline is far away: only the frame's deadline can cut it.
+      const { server, port } = await serve({ requestTimeoutMs: 300, idleTimeoutMs: 60_000, services: [uploadService(await FileRoot.open(dir))] });
+      const timedOut = once(server, 'timeout');
+      const peer = await RawPeer.open(port);
+      peer.send(UploadFrame.PUT, 1, encodePut({ name: 'slow.bin', size: 1000, overwrite: false }));
+      await peer.until(() => peer.frames.some((f) => f.type === UploadFrame.PUT_READY), 'PUT_READY');
+      peer.socket.write(encodeHeader(UploadFrame.PUT_DATA, 1, 1000));
+      void trickle(peer.socket, Buffer.alloc(1000, 0x61), 10);
+      const [, why] = await within(timedOut, 5000, 'timeout event');
+      assert.equal(why, 'request');
+      await peer.waitClosed(5000);
+      const error = peer.frames.find((f) => f.type === FrameType.ERROR);
+      assert.equal(error === undefined ? undefined : decodeErrorBody(error.payload).code, 'TIMEOUT');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

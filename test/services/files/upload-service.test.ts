@@ -216,6 +216,50 @@ describe('uploadService through a hand-made Exchange', () => {
     assert.deepEqual(await readdir(dir), []);
   });
 
+  it('takes PUT_DATA in pieces as they are (kept, not handed back), holding the client back while the disk catches up', async () => {
+    const { dir, root } = await freshRoot();
+    const content = randomBytes(12 * 1024 * 1024);
+    const exchange = new TestExchange();
+    const served = request(uploadService(root), UploadFrame.PUT, encodePut({ name: 'pieces.bin', size: content.length, overwrite: false }), {
+      exchange,
+      during: async () => {
+        await waitUntil(() => exchange.sent.length > 0, 'PUT_READY');
+        // A client faster than any disk: 1 MiB frames, each in 64 KiB pieces, all at once.
+        const piece = 64 * 1024;
+        for (let at = 0; at < content.length; at += piece) {
+          exchange.push(UploadFrame.PUT_DATA, content.subarray(at, at + piece), { asIs: true, last: (at + piece) % (1024 * 1024) === 0 });
+        }
+        exchange.push(UploadFrame.PUT_END, encodePutEnd({ bytes: content.length, digest: digestOf(content) }));
+      },
+    });
+    const { error } = await served;
+    assert.equal(error, undefined);
+    assert.ok(exchange.pauses > 0, 'the sink said false: the server would have stopped reading');
+    assert.equal(exchange.inputPaused, false, 'and it resumed');
+    assert.equal(exchange.recycled.length, 0, 'pieces are views of reads, never handed to the payload pool');
+    assert.ok((await readFile(path.join(dir, 'pieces.bin'))).equals(content));
+    assert.deepEqual(await readdir(dir), ['pieces.bin']);
+  });
+
+  it('keeps one stall timer per upload, however many frames come', async () => {
+    const { root } = await freshRoot();
+    const clock = new FakeClock();
+    const exchange = new TestExchange();
+    const served = request(uploadService(root, { stallTimeoutMs: 1000, clock }), UploadFrame.PUT, encodePut({ name: 't.bin', size: 100, overwrite: false }), { exchange });
+    let armed = 0;
+    const setTimeout = clock.setTimeout.bind(clock);
+    clock.setTimeout = (callback, ms, arg) => (armed++, setTimeout(callback, ms, arg));
+    await waitUntil(() => clock.pending === 1, 'the stall deadline');
+    for (let i = 0; i < 100; i++) {
+      exchange.push(UploadFrame.PUT_DATA, Buffer.of(i));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    assert.equal(armed, 1, 'armed once, not once per frame');
+    exchange.push(UploadFrame.PUT_END, encodePutEnd({ bytes: 100, digest: digestOf(Buffer.from(Array.from({ length: 100 }, (_, i) => i))) }));
+    assert.equal((await served).error, undefined);
+    assert.equal(clock.pending, 0, 'and none left behind');
+  });
+
   it('answers BUSY past maxConcurrent uploads at once, and takes the next one once a slot is free', async () => {
     const { root } = await freshRoot();
     const service = uploadService(root, { maxConcurrent: 1 });

@@ -1,6 +1,6 @@
 /**
  * A file being received by the upload service: a hidden temporary file beside the destination,
- * flushed to disk as it grows, and put under its name (see `commit.ts`) only once complete.
+ * written (and flushed to disk as it grows) by upload/writer.ts, and put under its name (see `commit.ts`) only once complete.
  */
 import { constants as fsc } from 'node:fs';
 import { lstat, open, unlink, type FileHandle } from 'node:fs/promises';
@@ -10,9 +10,6 @@ import { storageError } from '../errors.js';
 import type { FileRoot, ParentDirectory } from '../jail.js';
 import type { PutRequest } from '../wire.js';
 
-/** An upload is flushed to disk every this many bytes, not only at the end. */
-const SYNC_EVERY_BYTES = 128 * 1024 * 1024;
-
 /**
  * A file being received: a hidden temporary file in the destination's directory, created
  * through that directory's checked descriptor.
@@ -21,8 +18,6 @@ export class IncomingFile {
   readonly #dir: ParentDirectory;
   readonly #temp: string;
   #handle: FileHandle | undefined;
-  /** Bytes written since the last flush to disk. */
-  #unsynced = 0;
 
   private constructor(dir: ParentDirectory, temp: string, handle: FileHandle) {
     this.#dir = dir;
@@ -55,20 +50,9 @@ export class IncomingFile {
     }
   }
 
-  /** Appends `chunk`, flushing to disk every {@link SYNC_EVERY_BYTES}. */
-  async write(chunk: Uint8Array): Promise<void> {
-    const handle = this.#handle!;
-    for (let written = 0; written < chunk.length; ) {
-      const { bytesWritten } = await handle.write(chunk, written, chunk.length - written);
-      written += bytesWritten;
-    }
-    // Flushed as it goes, so the final flush before PUT_DONE stays short even for a huge file on
-    // a slow disk (the client waits for it, under its request timeout).
-    this.#unsynced += chunk.length;
-    if (this.#unsynced >= SYNC_EVERY_BYTES) {
-      this.#unsynced = 0;
-      await handle.datasync();
-    }
+  /** The temporary file's descriptor, for positional writes (upload/writer.ts); valid until {@link commit} or {@link close}. */
+  get fd(): number {
+    return this.#handle!.fd;
   }
 
   /**

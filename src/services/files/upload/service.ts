@@ -16,11 +16,12 @@ import type { PeerInfo } from '../../../transport/peer.js';
 import { systemClock, type Clock } from '../../../util/clock.js';
 import { intOption, stripUndefined } from '../../../util/options.js';
 import { UPLOAD_TEMP_NAME } from '../commit.js';
-import { createDigest, DEFAULT_DIGEST, digestAlgorithmOf, isDigestAlgorithm, XXH3_CAPABILITY, type DigestAlgorithm } from '../digest.js';
+import { DEFAULT_DIGEST, digestAlgorithmOf, isDigestAlgorithm, XXH3_CAPABILITY } from '../digest.js';
 import { storageError } from '../errors.js';
 import type { FileRoot } from '../jail.js';
-import { decodePut, decodePutEnd, encodePutDone, UploadFrame, type FileEnd, type PutDone, type PutRequest } from '../wire.js';
+import { decodePut, encodePutDone, UploadFrame, type PutDone } from '../wire.js';
 import { IncomingFile } from './incoming.js';
+import { Receiver } from './receiver.js';
 
 type Resolved = Required<Omit<UploadServiceOptions, 'onStored'>> & Pick<UploadServiceOptions, 'onStored'>;
 
@@ -53,59 +54,6 @@ export const UPLOAD_DEFAULTS: Readonly<Required<Omit<UploadServiceOptions, 'onSt
 
 const READY = Buffer.from('{}');
 
-/** The next continuation frame, or TIMEOUT when the client sends nothing for `ms`. */
-async function nextFrame(exchange: Exchange, ms: number, name: string, clock: Clock): Promise<Frame> {
-  let timer: unknown;
-  const stalled = new Promise<never>((_, reject) => {
-    timer = clock.setTimeout(() => reject(new TcpkitError('TIMEOUT', `the upload of ${name} made no progress for ${ms} ms`)), ms, undefined);
-  });
-  try {
-    return await Promise.race([exchange.receive(), stalled]);
-  } finally {
-    clock.clearTimeout(timer);
-  }
-}
-
-/**
- * Takes the content frames up to PUT_END, hashing them and writing them to `file`, with one
- * write to disk in flight while the next frame is taken. Returns the byte count and digest of
- * what arrived, and what the client says it sent.
- */
-async function receiveContent(
-  exchange: Exchange,
-  file: IncomingFile,
-  put: PutRequest,
-  algorithm: DigestAlgorithm,
-  options: Resolved,
-): Promise<{ received: number; digest: string; end: FileEnd }> {
-  const cap = options.maxFileBytes;
-  const digest = createDigest(algorithm);
-  let received = 0;
-  let writing: Promise<void> = Promise.resolve();
-  try {
-    for (;;) {
-      const frame = await nextFrame(exchange, options.stallTimeoutMs, put.name, options.clock);
-      if (frame.type === UploadFrame.PUT_END) {
-        await writing;
-        return { received, digest: digest.value(), end: decodePutEnd(frame.payload) };
-      }
-      received += frame.payload.length;
-      // Counted as the bytes arrive: the announced size is a promise, not a proof.
-      if (received > cap) throw new TcpkitError('TOO_LARGE', `${put.name}: more than ${cap} bytes sent; this server takes no more`);
-      if (received > put.size) throw new TcpkitError('BAD_REQUEST', `${put.name}: more bytes sent than the ${put.size} announced`);
-      const { payload } = frame;
-      digest.update(payload);
-      await writing;
-      writing = file.write(payload).then(() => exchange.recycle?.(payload));
-      // Its failure is seen at the next await of it; this only keeps it from being "unhandled".
-      writing.catch(() => {});
-    }
-  } finally {
-    // Never leave a write running on a file about to be closed and removed.
-    await writing.catch(() => {});
-  }
-}
-
 async function servePut(root: FileRoot, options: Resolved, request: Frame, exchange: Exchange, release: () => void): Promise<void> {
   const put = decodePut(request.payload);
   // The algorithm of PUT_END, hashed as the content arrives: XXH64 unless the PUT names another.
@@ -115,10 +63,14 @@ async function servePut(root: FileRoot, options: Resolved, request: Frame, excha
   if (put.size > cap) throw new TcpkitError('TOO_LARGE', `${put.name} is ${put.size} bytes; this server takes files of at most ${cap} bytes`);
   const overwrite = put.overwrite && options.allowOverwrite;
   const file = await IncomingFile.create(root, put, overwrite);
+  const receiver = new Receiver(exchange, put, file.fd, algorithm, options);
   let stored: PutDone;
   try {
+    // The content goes straight from the connection's reads into the receiver (src/server/service.ts consume).
+    exchange.consume(receiver);
     await exchange.write(UploadFrame.PUT_READY, READY);
-    const { received, digest, end } = await receiveContent(exchange, file, put, algorithm, options);
+    receiver.start();
+    const { received, digest, end } = await receiver.done;
     if (received !== put.size || end.bytes !== received) {
       throw new TcpkitError('BAD_REQUEST', `${put.name}: the upload ended after ${received} of ${put.size} bytes`);
     }
@@ -134,6 +86,8 @@ async function servePut(root: FileRoot, options: Resolved, request: Frame, excha
     }
     throw storageError(error, put.name);
   } finally {
+    // Never close a file a write still runs on.
+    await receiver.stop();
     await file.close();
   }
   // Answered once everything is released: a client told "done" may start its next upload at once.
