@@ -1,7 +1,7 @@
 /**
  * The content of one upload as it arrives (issue 12): the {@link ContinuationSink} of its
  * exchange. Each piece of PUT_DATA is counted (the caps, before anything is written), hashed and
- * handed to an {@link UploadWriter}, synchronously, in the read that brought it: no copy, no
+ * handed to an {@link FileWriter}, synchronously, in the read that brought it: no copy, no
  * promise and no timer per piece. When the writer holds its high-water mark of bytes the sink
  * says false and the server stops reading the client until the disk catches up.
  *
@@ -15,7 +15,7 @@ import type { ContinuationSink, Exchange } from '../../../server/service.js';
 import type { Clock } from '../../../util/clock.js';
 import { createDigest, type Digest, type DigestAlgorithm } from '../digest.js';
 import { decodePutEnd, UploadFrame, type FileEnd, type PutRequest } from '../wire.js';
-import { UploadWriter, type UploadWriterOptions } from './writer.js';
+import { FileWriter, type FileWriterOptions } from '../writer.js';
 
 /** What arrived: the byte count and digest of the content, and what the client says it sent. */
 export interface Received {
@@ -32,7 +32,7 @@ export interface ReceiverOptions {
   stallTimeoutMs: number;
   clock: Clock;
   /** Tuning of the writer (tests). */
-  writer?: Omit<UploadWriterOptions, 'onRoom' | 'onError' | 'release'>;
+  writer?: Omit<FileWriterOptions, 'startAt' | 'onRoom' | 'onError'>;
 }
 
 /** Receives one upload into an open file; see the file comment. */
@@ -43,7 +43,7 @@ export class Receiver implements ContinuationSink {
   readonly #put: PutRequest;
   readonly #options: ReceiverOptions;
   readonly #digest: Digest;
-  readonly #writer: UploadWriter;
+  readonly #writer: FileWriter;
   #received = 0;
   /** PUT_END came, or the upload failed: later frames are dropped. */
   #over = false;
@@ -66,12 +66,10 @@ export class Receiver implements ContinuationSink {
     });
     // Seen by whoever awaits it; an upload that fails before anyone does must not be "unhandled".
     this.done.catch(() => {});
-    this.#writer = new UploadWriter(fd, {
+    this.#writer = new FileWriter(fd, {
       ...options.writer,
       onRoom: () => this.#room(),
       onError: (error) => this.#fail(error),
-      // Whole frames (not pieces) may be payload buffers of the server's pool.
-      release: (payload) => exchange.recycle?.(payload),
     });
   }
 
@@ -109,7 +107,10 @@ export class Receiver implements ContinuationSink {
       return true;
     }
     this.#digest.update(payload);
-    if (this.#writer.add(payload, frame.last === undefined)) return true;
+    // Whole frames (not pieces) may be payload buffers of the server's pool: given back once written.
+    const recycle = this.#exchange.recycle;
+    const hold = frame.last === undefined && recycle !== undefined ? { release: () => recycle.call(this.#exchange, payload) } : undefined;
+    if (this.#writer.add(payload, hold)) return true;
     this.#holding = true;
     return false;
   }

@@ -1,6 +1,7 @@
 /**
- * The disk side of an upload (issue 12): the content arrives in pieces, views of the socket's
- * chunks that the server never reuses, and each is kept as it is, never copied, until written.
+ * The disk side of both transfer directions: the content of an upload (server side) or of a
+ * download (client side) arrives in pieces, views of the socket's read memory, and each is kept
+ * as it is, never copied, until written; the caller's hold on that memory is released then.
  * Pieces are gathered into positional `writev()` calls of up to {@link UploadWriterOptions.batchBytes}
  * or {@link UploadWriterOptions.maxIovecs}, a few in flight at once on libuv's thread pool, so the
  * event loop never waits for the disk and the copy into the page cache runs beside the socket
@@ -17,30 +18,32 @@
  * written) reach the high-water mark; `onRoom` runs when they are down to half of it.
  */
 import { fdatasync, writev } from 'node:fs';
-import { TcpkitError } from '../../../errors.js';
+import { TcpkitError } from '../../errors.js';
+import type { InputHold } from '../../transport/read-slabs.js';
+import { afterBytes } from '../../util/iovec.js';
 
-/** Options of an {@link UploadWriter}. */
-export interface UploadWriterOptions {
+/** Options of a {@link FileWriter}. */
+export interface FileWriterOptions {
+  /** Where in the file the first piece goes (a resumed download). @default 0 */
+  startAt?: number;
   /** Writes in flight at once. @default 2 */
   maxWrites?: number;
   /** A batch this large is written at once. @default 1048576 (1 MiB) */
   batchBytes?: number;
   /** Pieces in one writev() at most. @default 64 */
   maxIovecs?: number;
-  /** {@link UploadWriter.add} says false once this many bytes are held. @default 4194304 (4 MiB) */
+  /** {@link FileWriter.add} says false once this many bytes are held. @default 4194304 (4 MiB) */
   highWaterBytes?: number;
-  /** fdatasync after every this many bytes written. @default 134217728 (128 MiB) */
+  /** fdatasync after every this many bytes written; 0: never (the caller syncs, or need not). @default 134217728 (128 MiB) */
   syncEveryBytes?: number;
   /** Held bytes fell to half the high-water mark after `add` said false: the caller may add again. */
   onRoom?: () => void;
   /** The first write or sync failure; later pieces are dropped. Called once. */
   onError?: (error: unknown) => void;
-  /** A payload added with `release: true`, handed back once no write needs it any more. */
-  release?: (payload: Buffer) => void;
 }
 
-/** The defaults of {@link UploadWriterOptions}, in one place. */
-export const UPLOAD_WRITER_DEFAULTS = Object.freeze({
+/** The defaults of {@link FileWriterOptions}, in one place (tuned for uploads; a download passes its own). */
+export const FILE_WRITER_DEFAULTS = Object.freeze({
   maxWrites: 2,
   batchBytes: 1024 * 1024,
   maxIovecs: 64,
@@ -55,17 +58,16 @@ interface Batch {
   readonly position: number;
   /** Bytes of it already written (a write may take fewer than asked). */
   done: number;
-  /** Payloads to hand back once written (whole frames from a buffer pool); usually none. */
-  releases: Buffer[] | undefined;
+  /** Holds on the pieces' memory, released once written (or dropped). */
+  holds: InputHold[] | undefined;
 }
 
-/** Writes an upload's pieces to one file descriptor; see the file comment. */
-export class UploadWriter {
+/** Writes the pieces of one file to its descriptor; see the file comment. */
+export class FileWriter {
   readonly #fd: number;
-  readonly #options: Required<Omit<UploadWriterOptions, 'onRoom' | 'onError' | 'release'>>;
+  readonly #options: Required<Omit<FileWriterOptions, 'startAt' | 'onRoom' | 'onError'>>;
   readonly #onRoom: (() => void) | undefined;
   readonly #onError: ((error: unknown) => void) | undefined;
-  readonly #release: ((payload: Buffer) => void) | undefined;
   /** The batch pieces are added to. */
   #batch: Batch | undefined;
   /** Full batches waiting for a write slot, in file order. */
@@ -83,19 +85,19 @@ export class UploadWriter {
   #error: unknown;
   #settled: (() => void) | undefined;
 
-  /** Writes at positions from 0 of `fd`, which stays open until {@link settled} resolves. */
-  constructor(fd: number, options: UploadWriterOptions = {}) {
+  /** Writes at positions from `startAt` (0) of `fd`, which stays open until {@link settled} resolves. */
+  constructor(fd: number, options: FileWriterOptions = {}) {
     this.#fd = fd;
+    this.#position = options.startAt ?? 0;
     this.#options = {
-      maxWrites: options.maxWrites ?? UPLOAD_WRITER_DEFAULTS.maxWrites,
-      batchBytes: options.batchBytes ?? UPLOAD_WRITER_DEFAULTS.batchBytes,
-      maxIovecs: options.maxIovecs ?? UPLOAD_WRITER_DEFAULTS.maxIovecs,
-      highWaterBytes: options.highWaterBytes ?? UPLOAD_WRITER_DEFAULTS.highWaterBytes,
-      syncEveryBytes: options.syncEveryBytes ?? UPLOAD_WRITER_DEFAULTS.syncEveryBytes,
+      maxWrites: options.maxWrites ?? FILE_WRITER_DEFAULTS.maxWrites,
+      batchBytes: options.batchBytes ?? FILE_WRITER_DEFAULTS.batchBytes,
+      maxIovecs: options.maxIovecs ?? FILE_WRITER_DEFAULTS.maxIovecs,
+      highWaterBytes: options.highWaterBytes ?? FILE_WRITER_DEFAULTS.highWaterBytes,
+      syncEveryBytes: options.syncEveryBytes ?? FILE_WRITER_DEFAULTS.syncEveryBytes,
     };
     this.#onRoom = options.onRoom;
     this.#onError = options.onError;
-    this.#release = options.release;
   }
 
   /** Bytes accepted and not yet written. */
@@ -109,19 +111,19 @@ export class UploadWriter {
   }
 
   /**
-   * Appends `piece` (kept, not copied: the caller must not change its memory until it is
-   * written). `release`: hand it to the `release` option once written. Returns false when the
-   * caller should add no more until `onRoom`. After a failure pieces are dropped.
+   * Appends `piece` (kept, not copied: its memory must not change until it is written). `hold`,
+   * the caller's hold on that memory, is released once the piece is written or dropped. Returns
+   * false when the caller should add no more until `onRoom`. After a failure pieces are dropped.
    */
-  add(piece: Buffer, release = false): boolean {
+  add(piece: Buffer, hold?: InputHold): boolean {
     if (this.#error !== undefined || piece.length === 0) {
-      if (release) this.#release?.(piece);
+      hold?.release();
       return true;
     }
-    const batch = (this.#batch ??= { pieces: [], bytes: 0, position: this.#position, done: 0, releases: undefined });
+    const batch = (this.#batch ??= { pieces: [], bytes: 0, position: this.#position, done: 0, holds: undefined });
     batch.pieces.push(piece);
     batch.bytes += piece.length;
-    if (release) (batch.releases ??= []).push(piece);
+    if (hold !== undefined) (batch.holds ??= []).push(hold);
     this.#position += piece.length;
     this.#held += piece.length;
     if (batch.bytes >= this.#options.batchBytes || batch.pieces.length >= this.#options.maxIovecs) {
@@ -155,7 +157,7 @@ export class UploadWriter {
   }
 
   /** Drops what is not yet written (the upload failed); writes in flight still finish ({@link settled}). */
-  stop(reason: unknown = new TcpkitError('ABORTED', 'the upload stopped')): void {
+  stop(reason: unknown = new TcpkitError('ABORTED', 'the transfer stopped')): void {
     this.#fail(reason, false);
   }
 
@@ -166,10 +168,10 @@ export class UploadWriter {
   #scheduleFlush(): void {
     if (this.#flushScheduled || this.#writing >= this.#options.maxWrites) return;
     this.#flushScheduled = true;
-    setImmediate(UploadWriter.#endOfTurn, this);
+    setImmediate(FileWriter.#endOfTurn, this);
   }
 
-  static #endOfTurn(writer: UploadWriter): void {
+  static #endOfTurn(writer: FileWriter): void {
     writer.#flushScheduled = false;
     if (writer.#ready.length === 0 && writer.#writing < writer.#options.maxWrites) writer.#flush();
   }
@@ -195,7 +197,7 @@ export class UploadWriter {
 
   /** Writes `batch` from its `done` bytes on. */
   #write(batch: Batch): void {
-    const pieces = batch.done === 0 ? batch.pieces : UploadWriter.#after(batch.pieces, batch.done);
+    const pieces = batch.done === 0 ? batch.pieces : afterBytes(batch.pieces, batch.done);
     writev(this.#fd, pieces, batch.position + batch.done, (error, written) => this.#written(batch, error, written));
   }
 
@@ -209,27 +211,14 @@ export class UploadWriter {
     this.#writing--;
     this.#held -= batch.bytes;
     this.#unsynced += batch.done;
-    if (batch.releases !== undefined && this.#release !== undefined) for (const payload of batch.releases) this.#release(payload);
+    if (batch.holds !== undefined) for (const hold of batch.holds) hold.release();
     if (error !== null) this.#fail(error, true);
     else if (batch.done < batch.bytes) this.#fail(new TcpkitError('NO_SPACE', 'the file system took no bytes of a write'), true);
     else {
-      if (this.#unsynced >= this.#options.syncEveryBytes) this.#sync();
+      if (this.#options.syncEveryBytes > 0 && this.#unsynced >= this.#options.syncEveryBytes) this.#sync();
       this.#pump();
     }
     this.#afterProgress();
-  }
-
-  /** `pieces` without their first `skip` bytes (the views, not copies). */
-  static #after(pieces: Buffer[], skip: number): Buffer[] {
-    const rest: Buffer[] = [];
-    for (const piece of pieces) {
-      if (skip >= piece.length) skip -= piece.length;
-      else {
-        rest.push(skip > 0 ? piece.subarray(skip) : piece);
-        skip = 0;
-      }
-    }
-    return rest;
   }
 
   /** One fdatasync beside the writes; the bytes written meanwhile count towards the next. */
@@ -241,7 +230,7 @@ export class UploadWriter {
       this.#syncing = false;
       if (error !== null) this.#fail(error, true);
       // What was written meanwhile may be due already (a fast network, a slow disk).
-      else if (this.#error === undefined && this.#unsynced >= this.#options.syncEveryBytes) this.#sync();
+      else if (this.#error === undefined && this.#options.syncEveryBytes > 0 && this.#unsynced >= this.#options.syncEveryBytes) this.#sync();
       this.#afterProgress();
     });
   }
@@ -267,7 +256,7 @@ export class UploadWriter {
     this.#batch = undefined;
     for (const batch of dropped) {
       this.#held -= batch.bytes;
-      if (batch.releases !== undefined && this.#release !== undefined) for (const payload of batch.releases) this.#release(payload);
+      if (batch.holds !== undefined) for (const hold of batch.holds) hold.release();
     }
     if (report) this.#onError?.(error);
     this.#afterProgress();

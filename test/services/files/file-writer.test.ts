@@ -12,7 +12,7 @@ import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, afterEach, before, describe, it, mock } from 'node:test';
-import { UploadWriter } from '../../../src/services/files/upload/writer.js';
+import { FileWriter } from '../../../src/services/files/writer.js';
 import { waitUntil } from '../../helpers/net.js';
 
 let base: string;
@@ -56,11 +56,11 @@ function errno(code: string): NodeJS.ErrnoException {
   return Object.assign(new Error(code), { code });
 }
 
-describe('UploadWriter', () => {
+describe('FileWriter', () => {
   it('joins pieces into writev() batches of batchBytes, at their positions, with the pieces themselves (no copy)', async () => {
     const calls = watchWrites();
     const { file, handle } = await freshFile();
-    const writer = new UploadWriter(handle.fd, { batchBytes: 1024 * 1024 });
+    const writer = new FileWriter(handle.fd, { batchBytes: 1024 * 1024 });
     const pieces = Array.from({ length: 40 }, () => randomBytes(64 * 1024));
     for (const piece of pieces) writer.add(piece);
     await writer.finish();
@@ -80,7 +80,7 @@ describe('UploadWriter', () => {
   it('cuts a batch at maxIovecs, and writes a partial batch at the end of the turn, not before', async () => {
     const calls = watchWrites();
     const { file, handle } = await freshFile();
-    const writer = new UploadWriter(handle.fd, { maxIovecs: 64 });
+    const writer = new FileWriter(handle.fd, { maxIovecs: 64 });
     const small = Array.from({ length: 70 }, () => randomBytes(100));
     for (const piece of small) writer.add(piece);
     assert.deepEqual(calls.map((call) => call.buffers.length), [64], 'a full batch leaves at once; the rest waits');
@@ -99,7 +99,7 @@ describe('UploadWriter', () => {
     });
     const { file, handle } = await freshFile();
     let rooms = 0;
-    const writer = new UploadWriter(handle.fd, { maxWrites: 2, batchBytes: 1024, highWaterBytes: 4096, onRoom: () => rooms++ });
+    const writer = new FileWriter(handle.fd, { maxWrites: 2, batchBytes: 1024, highWaterBytes: 4096, onRoom: () => rooms++ });
     const pieces = Array.from({ length: 4 }, () => randomBytes(1024));
     assert.deepEqual(pieces.map((piece) => writer.add(piece)), [true, true, true, false]);
     assert.equal(calls.length, 2, 'two writes in flight, two batches wait');
@@ -125,7 +125,7 @@ describe('UploadWriter', () => {
       return true;
     });
     const { file, handle } = await freshFile();
-    const writer = new UploadWriter(handle.fd);
+    const writer = new FileWriter(handle.fd);
     const pieces = [randomBytes(3000), randomBytes(5000)];
     for (const piece of pieces) writer.add(piece);
     await writer.finish();
@@ -143,18 +143,20 @@ describe('UploadWriter', () => {
     const { handle } = await freshFile();
     const errors: unknown[] = [];
     const released: Buffer[] = [];
-    const writer = new UploadWriter(handle.fd, { batchBytes: 1024, maxWrites: 1, onError: (error) => errors.push(error), release: (payload) => released.push(payload) });
+    const writer = new FileWriter(handle.fd, { batchBytes: 1024, maxWrites: 1, onError: (error) => errors.push(error) });
+    const holdOf = (piece: Buffer) => ({ release: () => void released.push(piece) });
     const pieces = Array.from({ length: 5 }, () => randomBytes(1024));
-    for (const piece of pieces) writer.add(piece, true);
+    for (const piece of pieces) writer.add(piece, holdOf(piece));
     await writer.settled();
     assert.equal(errors.length, 1);
     assert.equal((errors[0] as NodeJS.ErrnoException).code, 'ENOSPC');
     assert.equal(calls.length, 2, 'no write after the failure');
     assert.equal(writer.held, 0);
-    assert.deepEqual(new Set(released), new Set(pieces), 'every payload handed back: written, failed or dropped');
+    assert.deepEqual(new Set(released), new Set(pieces), 'every hold released: written, failed or dropped');
+    assert.equal(released.length, pieces.length, 'each once');
     const late = randomBytes(10);
-    assert.equal(writer.add(late, true), true);
-    assert.ok(released.includes(late), 'a piece after the failure is handed back at once');
+    assert.equal(writer.add(late, holdOf(late)), true);
+    assert.ok(released.includes(late), 'a piece after the failure is released at once');
     await assert.rejects(writer.finish(), (e: NodeJS.ErrnoException) => e.code === 'ENOSPC');
     await handle.close();
   });
@@ -166,7 +168,7 @@ describe('UploadWriter', () => {
       return true;
     });
     const { handle } = await freshFile();
-    const writer = new UploadWriter(handle.fd, { batchBytes: 1024, maxWrites: 1 });
+    const writer = new FileWriter(handle.fd, { batchBytes: 1024, maxWrites: 1 });
     for (let i = 0; i < 3; i++) writer.add(randomBytes(1024));
     writer.stop();
     let settled = false;
@@ -190,7 +192,7 @@ describe('UploadWriter', () => {
     });
     syncBuiltinESMExports();
     const { handle } = await freshFile();
-    const writer = new UploadWriter(handle.fd, { batchBytes: 64 * 1024, syncEveryBytes: 256 * 1024, maxWrites: 1 });
+    const writer = new FileWriter(handle.fd, { batchBytes: 64 * 1024, syncEveryBytes: 256 * 1024, maxWrites: 1 });
     for (let i = 0; i < 16; i++) writer.add(randomBytes(64 * 1024));
     await writer.finish();
     await handle.close();
