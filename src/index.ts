@@ -27,6 +27,7 @@ export { FileRoot } from './services/files/jail.js';
 export { fileService, type FileServiceOptions } from './services/files/download/service.js';
 export { getFile, getStream, list, stat, type FileHandler, type FileStream, type GetFileResult } from './services/files/download/client.js';
 export { download, type DownloadOptions, type DownloadProgress, type DownloadResult } from './services/files/download/save.js';
+export { SMALL_FILE_BYTES } from './services/files/small.js';
 export { partialPaths } from './services/files/commit.js';
 export { sweepUploads, uploadService, UPLOAD_DEFAULTS, type SweepResult, type UploadServiceOptions } from './services/files/upload/service.js';
 export { upload, uploadStream, type UploadOptions, type UploadResult } from './services/files/upload/client.js';

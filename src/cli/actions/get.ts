@@ -57,6 +57,32 @@ async function destinations(names: string[], output: string | undefined): Promis
   return targets;
 }
 
+/**
+ * Lines written together once per turn of the event loop, not one write each: 10,000 small
+ * files would otherwise cost 10,000 writes to stdout. `flush` writes what is pending now.
+ */
+function batchedLines(write: (text: string) => void): { push(line: string): void; flush(): void } {
+  let pending: string[] = [];
+  let scheduled = false;
+  const flush = (): void => {
+    scheduled = false;
+    if (pending.length === 0) return;
+    const text = pending.join('');
+    pending = [];
+    write(text);
+  };
+  return {
+    push(line) {
+      pending.push(line);
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    },
+    flush,
+  };
+}
+
 /** A person-readable reason for one failed download. */
 function downloadError(name: string, error: unknown): unknown {
   if (error instanceof RemoteError && error.wireCode === 'NOT_FOUND') {
@@ -70,7 +96,8 @@ export async function runGet(address: string, names: string[], flags: GetFlags):
   for (const name of names) validateName(name);
   const targets = await destinations(names, flags.output);
   const options: ClientOptions = clientOptions(flags);
-  const progress = await createProgress(process.stderr.isTTY === true && !flags.quiet && !flags.json);
+  const bars = process.stderr.isTTY === true && !flags.quiet && !flags.json;
+  const progress = await createProgress(bars);
   if (flags.raw) {
     let failures = 0;
     for (const [i, name] of names.entries()) {
@@ -94,10 +121,11 @@ export async function runGet(address: string, names: string[], flags: GetFlags):
   const say = progress.say;
   const shared = sharedConnection(address, options);
   let exitCode: number = ExitCode.OK;
+  const lines = batchedLines((text) => process.stdout.write(text));
   const report = (result: DownloadResult): void => {
     const mbps = result.seconds > 0 ? result.transferred / 1e6 / result.seconds : 0;
     if (flags.json) {
-      process.stdout.write(
+      lines.push(
         `${JSON.stringify({
           name: result.name,
           bytes: result.bytes,
@@ -115,20 +143,21 @@ export async function runGet(address: string, names: string[], flags: GetFlags):
   };
   const one = async (name: string, target: string): Promise<void> => {
     const bar = progress.start(name);
-    const onProgress = ({ bytes, size }: { bytes: number; size: number | undefined }): void => bar.update(bytes, size);
+    // No bar to draw: no call per DATA frame.
+    const onProgress = bars ? ({ bytes, size }: { bytes: number; size: number | undefined }): void => bar.update(bytes, size) : undefined;
+    const downloadOptions = { force: flags.force === true, resume: flags.resume, onProgress };
+    const attempt = async (): Promise<DownloadResult> => {
+      if (flags.short) return withClient(address, (client) => download(client, name, target, downloadOptions), options);
+      return download(await shared.get(), name, target, downloadOptions);
+    };
     try {
-      const result = await withRetries(
-        flags.retries,
-        async () => {
-          const downloadOptions = { force: flags.force === true, resume: flags.resume, onProgress };
-          if (flags.short) return withClient(address, (client) => download(client, name, target, downloadOptions), options);
-          return download(await shared.get(), name, target, downloadOptions);
-        },
-        (error, attempt, delay) => {
-          // "run again to resume" is what the retry is about to do: the line says the retry instead.
-          if (!flags.quiet) say(`${errorLine(error).replace(/: run again to resume$/, '')}; retry ${attempt}/${flags.retries} in ${delay} ms`);
-        },
-      );
+      const result =
+        flags.retries === 0
+          ? await attempt()
+          : await withRetries(flags.retries, attempt, (error, retry, delay) => {
+              // "run again to resume" is what the retry is about to do: the line says the retry instead.
+              if (!flags.quiet) say(`${errorLine(error).replace(/: run again to resume$/, '')}; retry ${retry}/${flags.retries} in ${delay} ms`);
+            });
       bar.stop();
       report(result);
     } catch (error) {
@@ -150,6 +179,7 @@ export async function runGet(address: string, names: string[], flags: GetFlags):
     };
     await Promise.all(Array.from({ length: Math.min(CONCURRENT_FILES, names.length) }, worker));
   } finally {
+    lines.flush();
     progress.stop();
     // A protocol error after the last reply (a second reply from a hostile server) is
     // reported: the files saved were verified, but the server is not to be trusted.

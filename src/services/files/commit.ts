@@ -6,7 +6,7 @@
  * meanwhile: never replace a file silently) or rename() when replacing was allowed and asked.
  */
 import { randomBytes } from 'node:crypto';
-import { constants as fsc } from 'node:fs';
+import { constants as fsc, linkSync, renameSync, unlinkSync } from 'node:fs';
 import { link, open, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { TcpkitError } from '../../errors.js';
@@ -49,6 +49,36 @@ export interface CommitOptions {
   syncDirectory?: string;
 }
 
+/** One call of a commit, and whether its failure fails the commit. */
+interface CommitStep {
+  call: 'rename' | 'link' | 'unlink';
+  paths: [string] | [string, string];
+  /** False for the best-effort removal of the temporary name: the file is in place by then. */
+  required: boolean;
+}
+
+/**
+ * The calls that put `temp` under `final`, in order: the one statement of the commit's rules,
+ * run with promises by {@link commitFile} and with synchronous calls by {@link commitFileSync}.
+ */
+function commitSteps(temp: string, final: string, options: CommitOptions): CommitStep[] {
+  if (options.overwrite) return [{ call: 'rename', paths: [temp, final], required: true }];
+  // link() fails if the destination appeared meanwhile: never replace it silently. Once it
+  // succeeded the file is in place: a best-effort removal may fail without failing the commit.
+  return [
+    { call: 'link', paths: [temp, final], required: true },
+    { call: 'unlink', paths: [temp], required: options.removeTemp === 'required' },
+  ];
+}
+
+/** A required step failed: EEXIST is the caller's `exists()`, anything else passes as it is. */
+function commitFailure(error: unknown, options: CommitOptions): unknown {
+  return (error as NodeJS.ErrnoException).code === 'EEXIST' ? options.exists() : error;
+}
+
+const ASYNC_CALLS = { rename, link, unlink } as const;
+const SYNC_CALLS = { rename: renameSync, link: linkSync, unlink: unlinkSync } as const;
+
 /**
  * Puts the complete file at `temp` under `final` (both in one directory; the file is already
  * closed, and flushed when the caller wants it so). EEXIST becomes `options.exists()`; any other
@@ -56,24 +86,31 @@ export interface CommitOptions {
  * failure: whether to keep it (to resume) is the caller's decision.
  */
 export async function commitFile(temp: string, final: string, options: CommitOptions): Promise<void> {
-  try {
-    if (options.overwrite) {
-      await rename(temp, final);
-    } else {
-      // link() fails if the destination appeared meanwhile: never replace it silently.
-      await link(temp, final);
-      if (options.removeTemp === 'required') await unlink(temp);
+  for (const { call, paths, required } of commitSteps(temp, final, options)) {
+    try {
+      await (ASYNC_CALLS[call] as (...paths: string[]) => Promise<void>)(...paths);
+    } catch (error) {
+      if (required) throw commitFailure(error, options);
     }
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw options.exists();
-    throw error;
   }
-  // The file is in place from here on: nothing after this may report the commit failed.
-  if (!options.overwrite && options.removeTemp === 'best-effort') await unlink(temp).catch(() => {});
   if (options.syncDirectory !== undefined) {
     // The directory entry itself, so a crash after the commit does not lose the file (best effort).
     const dir = await open(options.syncDirectory, fsc.O_RDONLY | fsc.O_DIRECTORY).catch(() => undefined);
     await dir?.sync().catch(() => {});
     await dir?.close();
+  }
+}
+
+/**
+ * {@link commitFile} with synchronous calls (µs each on a local disk), for a small download
+ * (`../small.ts`): the same steps and errors; no directory flush.
+ */
+export function commitFileSync(temp: string, final: string, options: Omit<CommitOptions, 'syncDirectory'>): void {
+  for (const { call, paths, required } of commitSteps(temp, final, options)) {
+    try {
+      (SYNC_CALLS[call] as (...paths: string[]) => void)(...paths);
+    } catch (error) {
+      if (required) throw commitFailure(error, options);
+    }
   }
 }

@@ -54,22 +54,20 @@ export interface AccessOptions {
   allowHidden?: boolean;
 }
 
-/** The directory a new entry goes in, checked inside the root. The caller closes `handle`. */
+/** The directory a new entry goes in, checked inside the root. The caller calls `close()`. */
 export interface ParentDirectory {
-  /** O_PATH handle on the directory; `/proc/self/fd/N/<base>` names entries inside it. */
-  handle: FileHandle;
-  /** `/proc/self/fd/N` of `handle`. */
+  /** `/proc/self/fd/N` of an O_PATH descriptor on the directory; `path/<base>` names entries inside it. */
   path: string;
   /** The last component of the name. */
   base: string;
   /** The validated name. */
   name: string;
+  /** Closes the descriptor behind `path` (synchronous: closing an O_PATH descriptor does no I/O). Idempotent. */
+  close(): void;
 }
 
-/** A regular file opened for reading, confined to the root. The caller closes `handle`. */
-export interface OpenedFile {
-  /** Read-only handle on the file that was checked. */
-  handle: FileHandle;
+/** What opening a regular file inside the root says of it: one version of the file. */
+export interface OpenedFileInfo {
   /** Size in bytes when it was opened. */
   size: number;
   /** Modification time when it was opened, in ms since the epoch. */
@@ -78,10 +76,22 @@ export interface OpenedFile {
   ctimeMs: number;
   /** Device and inode of the file opened: with size and times, what identifies one version of it. */
   dev: number;
-  /** See {@link OpenedFile.dev}. */
+  /** See {@link OpenedFileInfo.dev}. */
   ino: number;
   /** The validated name. */
   name: string;
+}
+
+/** A regular file opened for reading, confined to the root. The caller closes `handle`. */
+export interface OpenedFile extends OpenedFileInfo {
+  /** Read-only handle on the file that was checked. */
+  handle: FileHandle;
+}
+
+/** A regular file opened for reading by `FileRoot.openFileSync`: a descriptor, which the caller closes (`closeSync`). */
+export interface OpenedDescriptor extends OpenedFileInfo {
+  /** Read-only, non-blocking descriptor on the file that was checked. */
+  fd: number;
 }
 
 /** The options with their defaults filled in, each checked; throws OptionError naming a bad one. */

@@ -22,6 +22,12 @@
  * can refuse it. With O_PATH the first open has no side effect, and no FIFO can hold a
  * threadpool thread, because nothing but a checked regular file is ever opened for reading.
  *
+ * Steps 3–6 are synchronous calls on the event loop (at most ~7 per GET, {@link
+ * FileRoot.openFileSync}), the one lookup of every request: metadata the kernel's dentry and inode
+ * caches answer in µs, where a thread-pool round trip costs ~10× more, and none of them can block
+ * on a FIFO or a device (O_PATH, then O_NONBLOCK on a checked regular file). The trade-off
+ * against isolation (RELIABILITY G6) is in docs/ARCHITECTURE.md and `small.ts`.
+ *
  * Policies:
  * - **Hidden names** (a component starting with `.`) are refused with FORBIDDEN and left out of
  *   listings unless `allowHidden`, as nginx-style static servers do: `.git`, `.env`, `.ssh` are
@@ -48,17 +54,26 @@
  *
  * Error messages name the requested name only, never a server path (CVE-2015-8859, G11).
  */
-import { constants as fsConstants, type Dirent, type Stats } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, openSync, readlinkSync, type Dirent, type Stats } from 'node:fs';
 import { open, opendir, lstat, readlink, realpath, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { OptionError, TcpkitError } from '../../errors.js';
 import { errnoOf, forbidden, refusal } from './errors.js';
-import { resolveRootOptions, type AccessOptions, type FileRootOptions, type OpenedFile, type ParentDirectory } from './jail-options.js';
+import { resolveRootOptions, type AccessOptions, type FileRootOptions, type OpenedDescriptor, type OpenedFile, type ParentDirectory } from './jail-options.js';
 import { isInside, validateDirName, validateName, type NameRules } from './names.js';
 import type { EntryInfo, Listing } from './wire.js';
 
 /** The root's options and results, with {@link FileRoot}. */
-export { FILE_ROOT_DEFAULTS, type AccessOptions, type FileRootOptions, type OpenedFile, type ParentDirectory, type SymlinkPolicy } from './jail-options.js';
+export {
+  FILE_ROOT_DEFAULTS,
+  type AccessOptions,
+  type FileRootOptions,
+  type OpenedDescriptor,
+  type OpenedFile,
+  type OpenedFileInfo,
+  type ParentDirectory,
+  type SymlinkPolicy,
+} from './jail-options.js';
 
 // O_PATH from <asm-generic/fcntl.h>, the value on every architecture Node supports on Linux;
 // Node's fs.constants does not export it. FileRoot.open proves the kernel took it as O_PATH.
@@ -79,8 +94,17 @@ function entryOf(name: string, stats: Stats): EntryInfo {
 }
 
 /** `/proc/self/fd/N`: the path the kernel reports for a descriptor, and a way to reopen it. */
-function fdPath(handle: FileHandle): string {
-  return `/proc/self/fd/${handle.fd}`;
+function fdPath(fd: number): string {
+  return `/proc/self/fd/${fd}`;
+}
+
+function closeSyncQuietly(fd: number): void {
+  // Refusal paths only, as closeQuietly.
+  try {
+    closeSync(fd);
+  } catch {
+    // the refusal is what the caller must see
+  }
 }
 
 async function closeQuietly(handle: { close(): Promise<void> }): Promise<void> {
@@ -146,7 +170,7 @@ export class FileRoot {
   static async #probe(handle: FileHandle, real: string, dir: string): Promise<void> {
     const unsupported = (): OptionError =>
       new OptionError('INVALID_OPTION', `root ${dir}: serving files needs Linux with /proc mounted (descriptor checks)`);
-    const where = await readlink(fdPath(handle)).catch(() => undefined);
+    const where = await readlink(fdPath(handle.fd)).catch(() => undefined);
     if (where !== real) throw unsupported();
     // Reading an O_PATH descriptor fails with EBADF; a plain directory descriptor gives EISDIR.
     const readError = await handle.read(Buffer.alloc(1), 0, 1, 0).then(
@@ -172,12 +196,16 @@ export class FileRoot {
     };
   }
 
-  /** True when the descriptor's real path is inside the root (and, with symlinks refused, is `expected`). */
-  async #confined(handle: FileHandle, expected: string): Promise<boolean> {
+  /**
+   * True when the descriptor's real path is inside the root (and, with symlinks refused, is
+   * `expected`). Synchronous: readlink of `/proc/self/fd/N` reads the kernel's own record of
+   * the descriptor (d_path), no disk.
+   */
+  #confined(fd: number, expected: string): boolean {
     let where: string;
     try {
       // Decoded strictly: a lossy decode could make two different byte paths compare equal.
-      where = strictUtf8.decode(await readlink(fdPath(handle), { encoding: 'buffer' }));
+      where = strictUtf8.decode(readlinkSync(fdPath(fd), { encoding: 'buffer' }));
     } catch {
       return false;
     }
@@ -193,25 +221,60 @@ export class FileRoot {
   }
 
   /**
-   * Steps 2–5: an O_PATH handle on what `rel` names, checked to be inside the root, and its
-   * stats. The caller closes the handle.
+   * Steps 2–5: an O_PATH descriptor on what `rel` names, checked to be inside the root, and its
+   * stats; the one lookup of every request, in synchronous calls (see the file comment). The
+   * caller closes `fd`.
    */
-  async #locate(rel: string, label: string): Promise<{ handle: FileHandle; stats: Stats }> {
+  #locate(rel: string, label: string): { fd: number; stats: Stats } {
     const target = rel === '' ? this.#real : path.join(this.#real, rel);
-    let handle: FileHandle;
+    let fd: number;
     try {
-      handle = await open(target, O_PATH);
+      fd = openSync(target, O_PATH);
     } catch (error) {
       throw refusal(error, label);
     }
     try {
-      if (!(await this.#confined(handle, target))) {
+      if (!this.#confined(fd, target)) {
         throw forbidden(label, this.#options.symlinks === 'inside' ? 'leads outside the served root' : 'symbolic links are not served');
       }
-      return { handle, stats: await handle.stat() };
+      return { fd, stats: fstatSync(fd) };
     } catch (error) {
-      await closeQuietly(handle);
+      closeSyncQuietly(fd);
       throw error instanceof TcpkitError ? error : refusal(error, label);
+    }
+  }
+
+  /**
+   * Opens a regular file inside the root for reading, in synchronous calls (GET does, see
+   * `small.ts`): at most 7 metadata calls (open O_PATH, readlink, fstat, open O_RDONLY |
+   * O_NONBLOCK through `/proc/self/fd`, fstat, close; one more close on a refusal), none of
+   * which can block on a FIFO or a device. Throws like {@link openFile}. The caller closes `fd`
+   * (`closeSync`).
+   */
+  openFileSync(input: string | Uint8Array, access: AccessOptions = {}): OpenedDescriptor {
+    const name = validateName(input, this.#rules(access));
+    const { fd: located, stats } = this.#locate(name, name);
+    try {
+      if (stats.isDirectory()) throw forbidden(name, 'is a directory');
+      if (!stats.isFile()) throw forbidden(name, 'not a regular file');
+      let fd: number;
+      try {
+        fd = openSync(fdPath(located), O_RDONLY | O_NONBLOCK);
+      } catch (error) {
+        throw refusal(error, name);
+      }
+      try {
+        const opened = fstatSync(fd);
+        if (opened.dev !== stats.dev || opened.ino !== stats.ino || !opened.isFile()) throw forbidden(name, 'changed while it was opened');
+        // On the descriptor that will be read: a link made after the O_PATH lookup is seen too.
+        this.#checkLinks(name, opened);
+        return { fd, size: opened.size, mtimeMs: opened.mtimeMs, ctimeMs: opened.ctimeMs, dev: opened.dev, ino: opened.ino, name };
+      } catch (error) {
+        closeSyncQuietly(fd);
+        throw error instanceof TcpkitError ? error : refusal(error, name);
+      }
+    } finally {
+      closeSync(located);
     }
   }
 
@@ -219,33 +282,18 @@ export class FileRoot {
    * Opens a regular file inside the root for reading. Throws `INVALID_NAME` (the name breaks
    * the rules of {@link validateName}), `NOT_FOUND`, or `FORBIDDEN` (hidden, a directory, not a
    * regular file, a link leading outside, several hard links when refused, permission denied).
-   * Nothing is read before every check has passed. The caller closes `handle`.
+   * Nothing is read before every check has passed. The caller closes `handle`. The lookup and
+   * its checks are {@link openFileSync}'s; the file is then reopened as a FileHandle, through
+   * `/proc/self/fd`, which reopens that same inode.
    */
   async openFile(input: string | Uint8Array, access: AccessOptions = {}): Promise<OpenedFile> {
-    const name = validateName(input, this.#rules(access));
-    const { handle: located, stats } = await this.#locate(name, name);
+    const { fd, ...file } = this.openFileSync(input, access);
     try {
-      if (stats.isDirectory()) throw forbidden(name, 'is a directory');
-      if (!stats.isFile()) throw forbidden(name, 'not a regular file');
-      let handle: FileHandle;
-      try {
-        // Through /proc/self/fd the kernel reopens the very inode that was checked.
-        handle = await open(fdPath(located), O_RDONLY | O_NONBLOCK);
-      } catch (error) {
-        throw refusal(error, name);
-      }
-      try {
-        const opened = await handle.stat();
-        if (opened.dev !== stats.dev || opened.ino !== stats.ino || !opened.isFile()) throw forbidden(name, 'changed while it was opened');
-        // On the descriptor that will be read: a link made after the O_PATH lookup is seen too.
-        this.#checkLinks(name, opened);
-        return { handle, size: opened.size, mtimeMs: opened.mtimeMs, ctimeMs: opened.ctimeMs, dev: opened.dev, ino: opened.ino, name };
-      } catch (error) {
-        await closeQuietly(handle);
-        throw error instanceof TcpkitError ? error : refusal(error, name);
-      }
+      return { ...file, handle: await open(fdPath(fd), O_RDONLY | O_NONBLOCK) };
+    } catch (error) {
+      throw refusal(error, file.name);
     } finally {
-      await located.close();
+      closeSync(fd);
     }
   }
 
@@ -259,12 +307,17 @@ export class FileRoot {
     const name = validateName(input, this.#rules(access));
     const slash = name.lastIndexOf('/');
     const rel = slash < 0 ? '' : name.slice(0, slash);
-    const { handle, stats } = await this.#locate(rel, rel === '' ? '.' : rel);
+    const { fd, stats } = this.#locate(rel, rel === '' ? '.' : rel);
     if (!stats.isDirectory()) {
-      await closeQuietly(handle);
+      closeSyncQuietly(fd);
       throw forbidden(rel, 'is not a directory');
     }
-    return { handle, path: fdPath(handle), base: name.slice(slash + 1), name };
+    let open = true;
+    const close = (): void => {
+      if (open) closeSync(fd);
+      open = false;
+    };
+    return { path: fdPath(fd), base: name.slice(slash + 1), name, close };
   }
 
   /**
@@ -275,8 +328,8 @@ export class FileRoot {
    */
   async stat(input: string | Uint8Array, access: AccessOptions = {}): Promise<EntryInfo> {
     const name = validateName(input, this.#rules(access));
-    const { handle, stats } = await this.#locate(name, name);
-    await handle.close();
+    const { fd, stats } = this.#locate(name, name);
+    closeSync(fd);
     this.#checkLinks(name, stats);
     return entryOf(name, stats);
   }
@@ -294,11 +347,11 @@ export class FileRoot {
     const rules = this.#rules(access);
     const rel = validateDirName(input, rules);
     const label = rel === '' ? '.' : rel;
-    const { handle, stats } = await this.#locate(rel, label);
+    const { fd, stats } = this.#locate(rel, label);
     try {
       if (!stats.isDirectory()) throw forbidden(label, 'is not a directory');
       // Read through the checked descriptor, so a directory swapped in later is never listed.
-      const base = fdPath(handle);
+      const base = fdPath(fd);
       // Raw names, so invalid UTF-8 is seen and skipped rather than decoded lossily into U+FFFD
       // (Node accepts 'buffer' here; its typings only list text encodings).
       const rawNames = { encoding: 'buffer' as unknown as BufferEncoding, bufferSize: 128 };
@@ -330,7 +383,7 @@ export class FileRoot {
       entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
       return { entries, truncated };
     } finally {
-      await handle.close();
+      closeSync(fd);
     }
   }
 
@@ -362,7 +415,7 @@ export class FileRoot {
     const handle = await open(entryPath, O_PATH).catch(() => undefined);
     if (handle === undefined) return undefined;
     try {
-      if (!(await this.#confined(handle, entryPath))) return undefined;
+      if (!this.#confined(handle.fd, entryPath)) return undefined;
       return this.#listable(entryName, await handle.stat());
     } catch {
       return undefined;

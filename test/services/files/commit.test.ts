@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { TcpkitError } from '../../../src/errors.js';
-import { commitFile, destinationExists, partialPaths, UPLOAD_TEMP_NAME, uploadTempPath } from '../../../src/services/files/commit.js';
+import { commitFile, commitFileSync, destinationExists, partialPaths, UPLOAD_TEMP_NAME, uploadTempPath } from '../../../src/services/files/commit.js';
 import { localError, refusal, storageError, writeFailure } from '../../../src/services/files/errors.js';
 
 let dir: string;
@@ -51,6 +51,25 @@ describe('commitFile', () => {
       commitFile(path.join(dir, 'no-such-temp'), path.join(dir, 'x'), { overwrite: false, exists: () => destinationExists('x'), removeTemp: 'required' }),
       { code: 'ENOENT' },
     );
+  });
+
+  it('commitFileSync takes the same steps: link a free name, FILE_EXISTS for a taken one, rename with overwrite, other failures as they are', async () => {
+    const at = (name: string): string => path.join(dir, name);
+    const exists = (): TcpkitError => destinationExists('s-taken.txt');
+    await writeFile(at('s-tmp1'), 'one');
+    commitFileSync(at('s-tmp1'), at('s-one.txt'), { overwrite: false, exists, removeTemp: 'required' });
+    assert.equal(await readFile(at('s-one.txt'), 'utf8'), 'one');
+    await writeFile(at('s-taken.txt'), 'theirs');
+    await writeFile(at('s-tmp2'), 'ours');
+    assert.throws(() => commitFileSync(at('s-tmp2'), at('s-taken.txt'), { overwrite: false, exists, removeTemp: 'required' }), {
+      code: 'TCPKIT_ERR_FILE_EXISTS',
+    });
+    assert.equal(await readFile(at('s-taken.txt'), 'utf8'), 'theirs');
+    assert.equal(await readFile(at('s-tmp2'), 'utf8'), 'ours', 'the temporary file is the caller’s to keep or remove');
+    commitFileSync(at('s-tmp2'), at('s-taken.txt'), { overwrite: true, exists, removeTemp: 'best-effort' });
+    assert.equal(await readFile(at('s-taken.txt'), 'utf8'), 'ours');
+    assert.ok(!(await readdir(dir)).some((name) => name === 's-tmp1' || name === 's-tmp2'));
+    assert.throws(() => commitFileSync(at('s-none'), at('s-x'), { overwrite: false, exists, removeTemp: 'required' }), { code: 'ENOENT' });
   });
 
   it('names partial and temporary files hidden, beside their destination', () => {

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { closeSync, readdirSync } from 'node:fs';
 import { chmod, link, mkdir, mkdtemp, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -93,6 +93,30 @@ async function readAll(root: FileRoot, name: string | Uint8Array): Promise<strin
   }
 }
 
+/**
+ * The two ways to open a file, as one promise-returning call: `openFile` (a FileHandle) and
+ * `openFileSync` (a descriptor, GET's way): the same checks, so every refusal is run through both.
+ * Resolves with the size once the file is closed again.
+ */
+const OPENERS: ReadonlyArray<[string, (root: FileRoot, name: string | Uint8Array, access?: { allowHidden?: boolean }) => Promise<number>]> = [
+  [
+    'openFile',
+    async (root, name, access) => {
+      const file = await root.openFile(name, access);
+      await file.handle.close();
+      return file.size;
+    },
+  ],
+  [
+    'openFileSync',
+    async (root, name, access) => {
+      const file = root.openFileSync(name, access);
+      closeSync(file.fd);
+      return file.size;
+    },
+  ],
+];
+
 function openDescriptors(): number {
   return readdirSync('/proc/self/fd').length;
 }
@@ -157,18 +181,24 @@ describe('FileRoot.openFile: what is served', () => {
   });
 
   it('refuses hard-linked files unless allowHardLinks is true', async () => {
-    await assert.rejects(root.openFile('hl-a'), refusedWith('FORBIDDEN', /hard link/));
-    await assert.rejects(root.openFile('hl-b'), refusedWith('FORBIDDEN', /hard link/));
+    for (const [label, opener] of OPENERS) {
+      await assert.rejects(opener(root, 'hl-a'), refusedWith('FORBIDDEN', /hard link/), label);
+      await assert.rejects(opener(root, 'hl-b'), refusedWith('FORBIDDEN', /hard link/), label);
+    }
     await assert.rejects(root.stat('hl-b'), refusedWith('FORBIDDEN', /hard link/));
     assert.equal(await readAll(root, 'sub/nested.txt'), 'nested\n');
     const lenient = await FileRoot.open(rootDir, { allowHardLinks: true });
     assert.equal(await readAll(lenient, 'hl-b'), 'hard link');
+    for (const [, opener] of OPENERS) assert.equal(await opener(lenient, 'hl-a'), 'hard link'.length);
     assert.equal((await lenient.stat('hl-a')).type, 'file');
   });
 
   it('serves hidden files only when allowed, per root or per call', async () => {
-    await assert.rejects(root.openFile('.hidden'), refusedWith('FORBIDDEN', /hidden/));
-    await assert.rejects(root.openFile('sub/.dotfile'), refusedWith('FORBIDDEN', /hidden/));
+    for (const [label, opener] of OPENERS) {
+      await assert.rejects(opener(root, '.hidden'), refusedWith('FORBIDDEN', /hidden/), label);
+      await assert.rejects(opener(root, 'sub/.dotfile'), refusedWith('FORBIDDEN', /hidden/), label);
+      assert.equal(await opener(root, '.hidden', { allowHidden: true }), 'HIDDEN'.length, label);
+    }
     const file = await root.openFile('.hidden', { allowHidden: true });
     await file.handle.close();
     const open = await FileRoot.open(rootDir, { allowHidden: true });
@@ -216,10 +246,20 @@ describe('FileRoot.openFile: refusals', () => {
     ['loop', 'FORBIDDEN', /symbolic links/],
   ];
   for (const [name, code, reason] of cases) {
-    it(`refuses ${typeof name === 'string' ? JSON.stringify(name) : `bytes ${Buffer.from(name).toString('hex')}`} with ${code}`, async () => {
-      await assert.rejects(root.openFile(name), refusedWith(code, reason));
+    it(`refuses ${typeof name === 'string' ? JSON.stringify(name) : `bytes ${Buffer.from(name).toString('hex')}`} with ${code}, sync or not`, async () => {
+      for (const [label, opener] of OPENERS) await assert.rejects(opener(root, name), refusedWith(code, reason), label);
     });
   }
+
+  it('openFileSync serves what openFile serves, with the same description', async () => {
+    for (const name of ['hello.txt', 'link-in', 'sub/up', 'dir-in/nested.txt', 'empty.bin']) {
+      const { handle, ...described } = await root.openFile(name);
+      await handle.close();
+      const { fd, ...same } = root.openFileSync(name);
+      closeSync(fd);
+      assert.deepEqual(same, described, name);
+    }
+  });
 
   it('refuses a FIFO at once, without holding a threadpool thread (O_NONBLOCK / O_PATH)', async () => {
     const started = performance.now();
@@ -248,7 +288,7 @@ describe('FileRoot.openFile: refusals', () => {
   it('refuses every symlink under symlinks: "refuse", and still serves plain files', async () => {
     const strict = await FileRoot.open(rootDir, { symlinks: 'refuse' });
     for (const name of ['link-in', 'sub/up', 'dir-in/nested.txt', 'link-out', 'dir-out/secret.txt', 'zero']) {
-      await assert.rejects(strict.openFile(name), refusedWith('FORBIDDEN', /symbolic links are not served/), name);
+      for (const [label, opener] of OPENERS) await assert.rejects(opener(strict, name), refusedWith('FORBIDDEN', /symbolic links are not served/), `${label} ${name}`);
     }
     assert.equal(await readAll(strict, 'sub/nested.txt'), 'nested\n');
   });
@@ -257,7 +297,7 @@ describe('FileRoot.openFile: refusals', () => {
     const names = ['hello.txt', 'link-in', 'missing', 'sub', 'link-out', 'dir-out/secret.txt', 'zero', 'fifo', 'sock', 'loop', '.hidden'];
     const baseline = openDescriptors();
     for (let round = 0; round < 20; round++) {
-      await Promise.allSettled(names.map(async (name) => (await root.openFile(name)).handle.close()));
+      for (const [, opener] of OPENERS) await Promise.allSettled(names.map((name) => opener(root, name)));
       await Promise.allSettled(names.map((name) => root.stat(name)));
       await Promise.allSettled(['', 'sub', 'dir-out', 'hello.txt'].map((name) => root.list(name)));
     }

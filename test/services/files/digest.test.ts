@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, open, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { createDigest, type DigestAlgorithm } from '../../../src/services/files/digest.js';
 import { DigestCache, type FileVersion } from '../../../src/services/files/download/digest-cache.js';
 import { chooseDigest, fileService } from '../../../src/services/files/download/service.js';
@@ -16,6 +16,7 @@ import { FileRoot } from '../../../src/services/files/jail.js';
 import { uploadService } from '../../../src/services/files/upload/service.js';
 import { decodeFileEnd, decodeFileHead, decodeGet, decodePutDone, encodeGet, encodePut, encodePutEnd, FileFrame, UploadFrame, type GetRequest, type PutRequest } from '../../../src/services/files/wire.js';
 import { systemClock, type Clock } from '../../../src/util/clock.js';
+import { countReads } from '../../helpers/count-reads.js';
 import { request, TestExchange, type Served } from '../../helpers/exchange.js';
 import { gate } from '../../helpers/net.js';
 
@@ -41,24 +42,9 @@ function digestOf(data: Uint8Array, algorithm: DigestAlgorithm = 'xxh64'): strin
 const later: Clock = { ...systemClock, now: () => Date.now() + 60_000 };
 
 /** A root over `served` whose opened files count the bytes read from them. */
-async function countingRoot(): Promise<{ root: FileRoot; read: { bytes: number } }> {
+async function countingRoot(t: TestContext): Promise<{ root: FileRoot; read: { bytes: number } }> {
   const root = await FileRoot.open(served);
-  const read = { bytes: 0 };
-  const openFile = root.openFile.bind(root);
-  root.openFile = async (...args) => {
-    const file = await openFile(...args);
-    // Both ways a handle reads: read() and readv() (the send loop reads several chunks at once).
-    for (const method of ['read', 'readv'] as const) {
-      const original = file.handle[method].bind(file.handle) as (...a: unknown[]) => Promise<{ bytesRead: number }>;
-      (file.handle as unknown as Record<string, unknown>)[method] = async (...a: unknown[]) => {
-        const result = await original(...a);
-        read.bytes += result.bytesRead;
-        return result;
-      };
-    }
-    return file;
-  };
-  return { root, read };
+  return { root, read: countReads(root, t) };
 }
 
 /** Times of the files written here: whole seconds, which utimes() puts back exactly. */
@@ -211,8 +197,8 @@ describe('digest cache', () => {
     assert.equal(cache.size, 2);
   });
 
-  it('serves a resumed GET of a known file without reading the prefix', async () => {
-    const { root, read } = await countingRoot();
+  it('serves a resumed GET of a known file without reading the prefix', async (t) => {
+    const { root, read } = await countingRoot(t);
     const service = fileService(root, { clock: later });
     const name = await newFile(content);
     assert.equal(outcome(await get(service, { name, offset: 0 })).digest, digestOf(content));
@@ -228,8 +214,8 @@ describe('digest cache', () => {
     assert.equal(read.bytes, content.length);
   });
 
-  it('does not keep the digest of a file changed just before its transfer (within the clock tick, a later write could keep its ctime)', async () => {
-    const { root, read } = await countingRoot();
+  it('does not keep the digest of a file changed just before its transfer (within the clock tick, a later write could keep its ctime)', async (t) => {
+    const { root, read } = await countingRoot(t);
     const service = fileService(root, { clock: systemClock });
     const name = await newFile(content);
     await get(service, { name, offset: 0 });

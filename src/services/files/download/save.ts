@@ -3,7 +3,7 @@
  * destination, put under its name only once verified: see `commit.ts`), resuming from a partial
  * file left by an interrupted run.
  */
-import { constants as fsc, ftruncateSync } from 'node:fs';
+import { close, constants as fsc, ftruncateSync, lstatSync, openSync } from 'node:fs';
 import { lstat, open, readFile, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Client, RequestOptions } from '../../../client/client.js';
@@ -14,8 +14,9 @@ import { commitFile, destinationExists, partialPaths } from '../commit.js';
 import { createDigest, type Digest, type DigestAlgorithm } from '../digest.js';
 import { localError, writeFailure } from '../errors.js';
 import { DATA_CHUNK_BYTES, type GetRequest } from '../wire.js';
+import { saveSmallSync, SMALL_FILE_BYTES } from '../small.js';
 import { getBody, resumeDigest } from './client.js';
-import { PieceWriter } from './writer.js';
+import { FileWriter, type FileWriterOptions } from '../writer.js';
 
 /** Progress of a download. */
 export interface DownloadProgress {
@@ -34,6 +35,14 @@ export interface DownloadOptions extends RequestOptions {
   resume?: boolean;
   /** Called as bytes arrive (at most once per DATA frame). */
   onProgress?: (progress: DownloadProgress) => void;
+  /**
+   * Files up to 64 KiB (`SMALL_FILE_BYTES`) are written with 4 synchronous system calls (µs
+   * each on a local disk) once verified: a thread-pool round trip costs ~10× more than the
+   * write itself. `false` keeps every size on the thread pool, for a slow network file system
+   * where one synchronous call could hold the event loop for milliseconds.
+   * @default true
+   */
+  blocking?: boolean;
 }
 
 /** What a finished download reports. */
@@ -76,6 +85,35 @@ async function exists(file: string): Promise<boolean> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw error;
   }
+}
+
+/** {@link exists} in one synchronous call. */
+function existsNow(file: string): boolean {
+  return lstatSync(file, { throwIfNoEntry: false }) !== undefined;
+}
+
+/** False only when `file` certainly does not exist: anything else takes the path that finds out. */
+function mayExistNow(file: string): boolean {
+  try {
+    return existsNow(file);
+  } catch {
+    return true;
+  }
+}
+
+/** The partial file, once open: its descriptor, and how to close it (idempotent). */
+interface OpenPartial {
+  fd: number;
+  close(): Promise<void>;
+}
+
+/** A descriptor opened with `openSync`, closed on the thread pool as FileHandle.close does; only once (the number may be reused). */
+function openedNow(fd: number): OpenPartial {
+  let closing: Promise<void> | undefined;
+  return {
+    fd,
+    close: () => (closing ??= new Promise((resolve, reject) => close(fd, (error) => (error ? reject(error) : resolve())))),
+  };
 }
 
 /** `4.0 MB of 50.0 MB`: decimal units, one decimal, both in the unit that suits `size`. */
@@ -129,11 +167,18 @@ async function digestPrefix(handle: FileHandle, length: number, algorithm: Diges
 }
 
 /**
- * Bounds the bytes received and not yet written (held in the socket's read slabs): reading
- * pauses above the high mark and goes on below the low one.
+ * How a download's pieces go to disk (services/files/writer.ts): up to 4 MiB per writev, 4 at
+ * once; reading pauses while 8 MiB received wait for the disk (held in the socket's read slabs)
+ * and goes on at half that. No fdatasync as it goes: a download's promise is atomicity (the
+ * rename of a verified file), not durability.
  */
-const WRITE_HIGH_BYTES = 8 * DATA_CHUNK_BYTES;
-const WRITE_LOW_BYTES = 4 * DATA_CHUNK_BYTES;
+const DOWNLOAD_WRITES: FileWriterOptions = Object.freeze({
+  maxWrites: 4,
+  batchBytes: 4 * DATA_CHUNK_BYTES,
+  maxIovecs: 256,
+  highWaterBytes: 8 * DATA_CHUNK_BYTES,
+  syncEveryBytes: 0,
+});
 /** Files up to this size are not worth a resume record (they fit in one DATA frame). */
 const RESUME_RECORD_MIN_BYTES = DATA_CHUNK_BYTES;
 
@@ -161,33 +206,47 @@ async function downloadOnce(client: Client, name: string, destination: string, o
   const started = performance.now();
   const target = path.resolve(destination);
   const { part, meta } = partialPaths(target);
-  if (!options.force && (await exists(target))) {
+  const blocking = options.blocking !== false;
+  if (!options.force && (blocking ? existsNow(target) : await exists(target))) {
     throw destinationExists(destination);
   }
   // O_NOFOLLOW: never write through a symbolic link planted at the partial file's name.
   const flags = fsc.O_RDWR | fsc.O_CREAT | fsc.O_NOFOLLOW;
-  let handle: FileHandle;
+  /**
+   * Open before the GET when a partial file was left (to resume from it) or with `blocking:
+   * false`; otherwise at FILE_HEAD, once the size says which path the file takes, and for a
+   * small file not at all until it is verified ({@link saveSmallSync}).
+   */
+  let file: OpenPartial | undefined;
+  let handle: FileHandle | undefined;
   let previous: PartMeta | undefined;
   /** A partial file (and maybe a resume record) was left by an earlier run. */
   let leftover = false;
-  try {
+  if (!blocking || mayExistNow(part)) {
     try {
-      // The common case, no partial file yet: one open, no look for a resume record.
-      handle = await open(part, flags | fsc.O_EXCL, 0o644);
+      try {
+        // The common case, no partial file yet: one open, no look for a resume record.
+        handle = await open(part, flags | fsc.O_EXCL, 0o644);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        leftover = true;
+        previous = options.resume === false ? undefined : await readMeta(meta, name);
+        handle = await open(part, flags | (previous ? 0 : fsc.O_TRUNC), 0o644);
+      }
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      leftover = true;
-      previous = options.resume === false ? undefined : await readMeta(meta, name);
-      handle = await open(part, flags | (previous ? 0 : fsc.O_TRUNC), 0o644);
+      throw localError(`cannot create ${part}`, error);
     }
-  } catch (error) {
-    throw localError(`cannot create ${part}`, error);
+    const opened = handle;
+    file = { fd: opened.fd, close: () => opened.close() };
   }
   let metaWritten = leftover;
   let keepPartial = true;
   let headSeen = false;
+  /** A small file's content, gathered from its DATA pieces (views of socket memory, copied). */
+  let small: Buffer | undefined;
+  let writer: FileWriter | undefined;
   try {
-    const have = previous ? (await handle.stat()).size : 0;
+    const have = previous ? (await handle!.stat()).size : 0;
     const request: GetRequest = previous && have > 0 ? { name, offset: have, ifSize: previous.size, ifMtimeMs: previous.mtimeMs } : { name, offset: 0 };
     let writeError: unknown;
     // A failed write ends the GET at once (CANCEL): the server is not made to wait for a disk
@@ -200,31 +259,56 @@ async function downloadOnce(client: Client, name: string, destination: string, o
     };
     let paused = false;
     const internals = clientInternals(client);
-    // Pieces of DATA are written where they belong as they arrive, held, never copied.
-    const writer = new PieceWriter(
-      handle.fd,
-      (piece) => internals.holdInput(piece),
-      () => {
-        if (writer.error !== undefined) failWrite(writer.error);
-        if (paused && writer.queued <= WRITE_LOW_BYTES) {
+    /**
+     * Stops reading once this read is decoded: pausing mid-read would hold its later pieces
+     * back as copies (transport/connection.ts); stopping before the next read costs nothing.
+     */
+    const pauseSoon = (): void => {
+      paused = true;
+      queueMicrotask(() => {
+        if (paused) internals.pauseReading();
+      });
+    };
+    /** Pieces of DATA are written where they belong as they arrive, held, never copied. */
+    const writeTo = (fd: number, startAt: number): FileWriter =>
+      new FileWriter(fd, {
+        ...DOWNLOAD_WRITES,
+        startAt,
+        onRoom: () => {
+          if (!paused) return;
           paused = false;
           internals.resumeReading();
-        }
-      },
-    );
+        },
+        onError: (error) => failWrite(error),
+      });
     let position = 0;
     let writes: Promise<void> = Promise.resolve();
     let size: number | undefined;
-    const prefix = request.offset > 0 ? await digestPrefix(handle, request.offset, resumeDigest(client)) : undefined;
+    const prefix = request.offset > 0 ? await digestPrefix(handle!, request.offset, resumeDigest(client)) : undefined;
     const result = await getBody(
       client,
       request,
       prefix,
       {
         head(head) {
+          // Not open yet: blocking, and no partial file was left.
+          if (file === undefined && head.size <= SMALL_FILE_BYTES) {
+            small = Buffer.allocUnsafe(head.size);
+          } else if (file === undefined) {
+            try {
+              file = openedNow(openSync(part, flags | fsc.O_EXCL, 0o644));
+            } catch (error) {
+              throw localError(`cannot create ${part}`, error);
+            }
+          }
           headSeen = true;
           size = head.size;
           position = head.offset;
+          if (file === undefined) {
+            options.onProgress?.({ name, bytes: head.offset, size });
+            return;
+          }
+          writer = writeTo(file.fd, head.offset);
           // Every disk step is caught: a failure becomes the download's error, never an unhandled rejection.
           const step = (work: () => Promise<unknown>): void => {
             writes = writes.then(async () => {
@@ -239,7 +323,7 @@ async function downloadOnce(client: Client, name: string, destination: string, o
           if (head.offset === 0 && request.offset > 0) {
             // Resume refused: start over. Done before any DATA is written where it belongs.
             try {
-              ftruncateSync(handle.fd, 0);
+              ftruncateSync(file.fd, 0);
             } catch (error) {
               failWrite(error);
             }
@@ -251,23 +335,20 @@ async function downloadOnce(client: Client, name: string, destination: string, o
           options.onProgress?.({ name, bytes: head.offset, size });
         },
         data(chunk) {
-          if (writeError) throw writeFailure(part, writeError);
-          writer.add(chunk, position);
-          position += chunk.length;
-          if (!paused && writer.queued >= WRITE_HIGH_BYTES) {
-            paused = true;
-            // Once this read is decoded: pausing mid-read would hold its later pieces back as
-            // copies (transport/connection.ts); stopping before the next read costs nothing.
-            queueMicrotask(() => {
-              if (paused) internals.pauseReading();
-            });
+          if (small !== undefined) {
+            // The piece's memory is the socket's, reused after this call: copied now.
+            chunk.copy(small, position);
+          } else {
+            if (writeError) throw writeFailure(part, writeError);
+            if (!writer!.add(chunk, internals.holdInput(chunk)) && !paused) pauseSoon();
           }
+          position += chunk.length;
           options.onProgress?.({ name, bytes: position, size });
         },
       },
       { ...options, signal },
     ).catch(async (error: unknown) => {
-      await writer.idle();
+      await writer?.settled();
       await writes;
       if (paused) internals.resumeReading();
       if (error instanceof TcpkitError && error.wireCode === 'DIGEST_MISMATCH') {
@@ -287,17 +368,22 @@ async function downloadOnce(client: Client, name: string, destination: string, o
       // Cut short by the connection: say how far it got (all of it is on disk by now).
       throw size === undefined ? error : interrupted(error, client.remote, position, size, keepPartial && metaWritten);
     });
-    await writer.idle();
-    await writes;
-    writeError ??= writer.error;
-    if (writeError) throw writeFailure(part, writeError);
-    await handle.close().catch(() => {});
-    try {
-      await commitFile(part, target, { overwrite: Boolean(options.force), exists: () => destinationExists(destination), removeTemp: 'required' });
-    } catch (error) {
-      throw localError(`cannot save ${destination}`, error);
+    if (small !== undefined) {
+      // Verified: now, and only now, the file is written and put in place (small.ts).
+      saveSmallSync(small, part, target, { overwrite: Boolean(options.force), exists: () => destinationExists(destination), label: destination });
+    } else {
+      await writer?.settled();
+      await writes;
+      writeError ??= writer?.error;
+      if (writeError) throw writeFailure(part, writeError);
+      await file!.close().catch(() => {});
+      try {
+        await commitFile(part, target, { overwrite: Boolean(options.force), exists: () => destinationExists(destination), removeTemp: 'required' });
+      } catch (error) {
+        throw localError(`cannot save ${destination}`, error);
+      }
+      if (metaWritten) await unlink(meta).catch(() => {});
     }
-    if (metaWritten) await unlink(meta).catch(() => {});
     keepPartial = true;
     return {
       name,
@@ -309,10 +395,12 @@ async function downloadOnce(client: Client, name: string, destination: string, o
       seconds: (performance.now() - started) / 1000,
     };
   } catch (error) {
-    await handle.close().catch(() => {});
-    if (!keepPartial) {
-      await unlink(part).catch(() => {});
-      if (metaWritten) await unlink(meta).catch(() => {});
+    if (file !== undefined) {
+      await file.close().catch(() => {});
+      if (!keepPartial) {
+        await unlink(part).catch(() => {});
+        if (metaWritten) await unlink(meta).catch(() => {});
+      }
     }
     throw error;
   }

@@ -1,15 +1,24 @@
 /**
  * The download service, server side: GET streams a file from the served root (from an offset,
  * with a digest of the whole file), STAT describes one entry, LIST a directory. Read-only.
+ *
+ * A GET looks its name up with synchronous metadata calls (`FileRoot.openFileSync`, at most ~7,
+ * answered from the kernel's dentry and inode caches in µs). A file of at most
+ * {@link SMALL_FILE_BYTES} is then read with `readSync`, checked for change, and answered with
+ * FILE_HEAD, DATA and FILE_END in one turn: no thread-pool round trip at all, where each one
+ * cost more than the call it carried (`../small.ts`). A larger file is read chunk by chunk on
+ * the thread pool, so bulk reads never occupy the event loop. The trade-off against isolation
+ * (RELIABILITY G6) is in docs/ARCHITECTURE.md ("Synchronous calls on the event loop").
  */
-import type { FileHandle } from 'node:fs/promises';
+import { closeSync, fstat, fstatSync, readv, type Stats } from 'node:fs';
 import { TcpkitError } from '../../../errors.js';
 import type { Frame } from '../../../protocol/frame.js';
 import type { Exchange, Service } from '../../../server/service.js';
 import type { PeerInfo } from '../../../transport/peer.js';
 import { bulkBuffers } from '../../../util/buffer-pool.js';
 import { afterBytes, totalBytes } from '../../../util/iovec.js';
-import type { FileRoot } from '../jail.js';
+import type { FileRoot, OpenedDescriptor } from '../jail.js';
+import { readSmallSync, SMALL_FILE_BYTES } from '../small.js';
 import { systemClock, type Clock } from '../../../util/clock.js';
 import { createDigest, DEFAULT_DIGEST, isDigestAlgorithm, XXH3_CAPABILITY, type Digest, type DigestAlgorithm } from '../digest.js';
 import { DIGEST_CACHE_ENTRIES, DigestCache, sameVersion, settled } from './digest-cache.js';
@@ -72,7 +81,7 @@ const CHUNKS_PER_READ = 4;
  * one `readv` into buffers of the process's bulk pool when they are whole chunks; each is given
  * back once the socket is done with it. Fewer bytes than asked only at end of file.
  */
-async function readChunks(handle: FileHandle, position: number, end: number, chunkBytes: number): Promise<Buffer[]> {
+async function readChunks(fd: number, position: number, end: number, chunkBytes: number): Promise<Buffer[]> {
   const chunks: Buffer[] = [];
   for (let at = position; at < end && chunks.length < CHUNKS_PER_READ; at += chunkBytes) {
     const length = Math.min(chunkBytes, end - at);
@@ -81,7 +90,7 @@ async function readChunks(handle: FileHandle, position: number, end: number, chu
   const wanted = totalBytes(chunks);
   let filled = 0;
   while (filled < wanted) {
-    const { bytesRead } = await handle.readv(afterBytes(chunks, filled), position + filled);
+    const bytesRead = await readvAt(fd, afterBytes(chunks, filled), position + filled);
     if (bytesRead === 0) break;
     filled += bytesRead;
   }
@@ -97,15 +106,33 @@ async function readChunks(handle: FileHandle, position: number, end: number, chu
   return kept;
 }
 
+/** One positional readv on the thread pool. */
+function readvAt(fd: number, buffers: Buffer[], position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    readv(fd, buffers, position, (error, bytesRead) => (error ? reject(error) : resolve(bytesRead)));
+  });
+}
+
+/** fstat on the thread pool. */
+function statAt(fd: number): Promise<Stats> {
+  return new Promise((resolve, reject) => {
+    fstat(fd, (error, stats) => (error ? reject(error) : resolve(stats)));
+  });
+}
+
+function cancelled(): TcpkitError {
+  return new TcpkitError('CANCELLED', 'the client cancelled the transfer');
+}
+
 function changed(name: string): TcpkitError {
   return new TcpkitError('FILE_CHANGED', `${name} changed on the server during the transfer`);
 }
 
 /** Feeds bytes [from, to) of the file to the digest (the prefix a resuming client already has). */
-async function hashRange(handle: FileHandle, from: number, to: number, digest: Digest, name: string, signal: AbortSignal): Promise<void> {
+async function hashRange(fd: number, from: number, to: number, digest: Digest, name: string, signal: AbortSignal): Promise<void> {
   for (let position = from; position < to; ) {
     signal.throwIfAborted();
-    const chunks = await readChunks(handle, position, to, DATA_CHUNK_BYTES);
+    const chunks = await readChunks(fd, position, to, DATA_CHUNK_BYTES);
     if (chunks.length === 0) throw changed(name);
     for (const chunk of chunks) {
       digest.update(chunk);
@@ -128,58 +155,103 @@ interface GetContext {
   clock: Clock;
 }
 
-async function serveGet({ root, chunkBytes, cache, clock }: GetContext, request: Frame, exchange: Exchange): Promise<void> {
+/** What serving one GET needs once its file is open and the offset decided. */
+interface Transfer {
+  file: OpenedDescriptor;
+  name: string;
+  offset: number;
+  algorithm: DigestAlgorithm;
+  /** The digest of this version, when the cache knows it. */
+  cached: string | undefined;
+  startedAt: number;
+}
+
+/**
+ * The checks after the last byte was read, then the digest and FILE_END's payload: written to
+ * during the transfer (size, mtime or ctime moved), what was read may mix two versions, and a
+ * cached digest is of the version the transfer started on; neither is presented as the file.
+ */
+function finish({ cache }: GetContext, t: Transfer, after: Stats, digest: Digest | undefined): Uint8Array {
+  if (!sameVersion(t.file, after)) {
+    if (t.cached !== undefined) cache.delete(t.algorithm, t.file);
+    throw changed(t.name);
+  }
+  const value = t.cached ?? digest!.value();
+  if (t.cached === undefined && settled(t.file, t.startedAt)) cache.set(t.algorithm, t.file, value);
+  return encodeFileEnd({ digest: value, bytes: t.file.size - t.offset });
+}
+
+/** A file of at most SMALL_FILE_BYTES: read, checked and answered in one turn, with no thread-pool call. */
+async function sendSmall(context: GetContext, t: Transfer, exchange: Exchange): Promise<void> {
+  const { fd, size, mtimeMs } = t.file;
+  const content = readSmallSync(fd, size);
+  if (content.length < size) throw changed(t.name);
+  if (exchange.signal.aborted) throw cancelled();
+  let digest: Digest | undefined;
+  if (t.cached === undefined) {
+    digest = createDigest(t.algorithm);
+    digest.update(content);
+  }
+  const end = finish(context, t, fstatSync(fd), digest);
+  // Queued at once (64 KiB at most): a closed connection fails every write, the last one reports it.
+  let sent = exchange.write(FileFrame.FILE_HEAD, encodeFileHead({ size, mtimeMs, offset: t.offset, digest: t.algorithm }));
+  for (let position = t.offset; position < size; position += context.chunkBytes) {
+    sent.catch(() => {});
+    sent = exchange.write(FileFrame.DATA, content.subarray(position, Math.min(size, position + context.chunkBytes)));
+  }
+  await sent;
+  exchange.reply(FileFrame.FILE_END, end);
+}
+
+/** A larger file: read CHUNKS_PER_READ chunks at a time on the thread pool, sent before the next are read. */
+async function sendLarge(context: GetContext, t: Transfer, exchange: Exchange): Promise<void> {
+  const { fd, size, mtimeMs } = t.file;
+  const { signal } = exchange;
+  // Known digest: nothing is hashed, and a resume reads none of the prefix.
+  const digest = t.cached === undefined ? createDigest(t.algorithm) : undefined;
+  if (digest !== undefined) await hashRange(fd, 0, t.offset, digest, t.name, signal);
+  await exchange.write(FileFrame.FILE_HEAD, encodeFileHead({ size, mtimeMs, offset: t.offset, digest: t.algorithm }));
+  // The next chunks are read once these are queued, not while they wait for room: while the
+  // socket has room, the kernel sends what it holds meanwhile; when it has none, a peer that
+  // does not read holds one read's chunks of ours (CHUNKS_PER_READ MiB), no more. After a wait
+  // for room the queued chunks are back in the pool, and the next read reuses them.
+  for (let position = t.offset; position < size; ) {
+    const chunks = await readChunks(fd, position, size, context.chunkBytes);
+    if (chunks.length === 0) throw changed(t.name);
+    /** Chunks handed to the connection (each given back by its onSent). */
+    let handed = 0;
+    try {
+      for (const chunk of chunks) {
+        if (signal.aborted) throw cancelled();
+        position += chunk.length;
+        digest?.update(chunk);
+        handed++;
+        await exchange.write(FileFrame.DATA, chunk, () => bulkBuffers.give(chunk));
+      }
+    } catch (error) {
+      for (const unsent of chunks.slice(handed)) bulkBuffers.give(unsent);
+      throw error;
+    }
+  }
+  exchange.reply(FileFrame.FILE_END, finish(context, t, await statAt(fd), digest));
+}
+
+async function serveGet(context: GetContext, request: Frame, exchange: Exchange): Promise<void> {
   const get = decodeGet(request.payload);
   const algorithm = chooseDigest(get.digests);
-  // Before the fstat of openFile: a version that had settled by then cannot change unseen (digest-cache.ts).
-  const startedAt = clock.now();
-  const file = await root.openFile(get.name);
+  // Before the fstat of openFileSync: a version that had settled by then cannot change unseen (digest-cache.ts).
+  const startedAt = context.clock.now();
+  const file = context.root.openFileSync(get.name);
   try {
-    const { handle, size, mtimeMs } = file;
+    const { size, mtimeMs } = file;
     // A resume holds only against the same version of the file; otherwise start over, and say so.
     const sameFile = (get.ifSize === undefined || get.ifSize === size) && (get.ifMtimeMs === undefined || get.ifMtimeMs === mtimeMs);
     const offset = sameFile ? get.offset : 0;
     if (offset > size) throw new TcpkitError('BAD_REQUEST', `offset ${offset} is past the end of ${get.name} (${size} bytes)`);
-    const { signal } = exchange;
-    // Known digest: nothing is hashed, and a resume reads none of the prefix.
-    const cached = cache.get(algorithm, file);
-    const digest = cached === undefined ? createDigest(algorithm) : undefined;
-    if (digest !== undefined) await hashRange(handle, 0, offset, digest, get.name, signal);
-    await exchange.write(FileFrame.FILE_HEAD, encodeFileHead({ size, mtimeMs, offset, digest: algorithm }));
-    // The next chunks are read once these are queued, not while they wait for room: while the
-    // socket has room, the kernel sends what it holds meanwhile; when it has none, a peer that
-    // does not read holds one read's chunks of ours (CHUNKS_PER_READ MiB), no more. After a wait
-    // for room the queued chunks are back in the pool, and the next read reuses them.
-    for (let position = offset; position < size; ) {
-      const chunks = await readChunks(handle, position, size, chunkBytes);
-      if (chunks.length === 0) throw changed(get.name);
-      /** Chunks handed to the connection (each given back by its onSent). */
-      let handed = 0;
-      try {
-        for (const chunk of chunks) {
-          if (signal.aborted) throw new TcpkitError('CANCELLED', 'the client cancelled the transfer');
-          position += chunk.length;
-          digest?.update(chunk);
-          handed++;
-          await exchange.write(FileFrame.DATA, chunk, () => bulkBuffers.give(chunk));
-        }
-      } catch (error) {
-        for (const unsent of chunks.slice(handed)) bulkBuffers.give(unsent);
-        throw error;
-      }
-    }
-    if (!sameVersion(file, await handle.stat())) {
-      // Written to during the transfer (size, mtime or ctime moved): what was read may mix two
-      // versions, and a cached digest is of the version the transfer started on. Neither is
-      // presented as the file.
-      if (cached !== undefined) cache.delete(algorithm, file);
-      throw changed(get.name);
-    }
-    const value = cached ?? digest!.value();
-    if (cached === undefined && settled(file, startedAt)) cache.set(algorithm, file, value);
-    exchange.reply(FileFrame.FILE_END, encodeFileEnd({ digest: value, bytes: size - offset }));
+    const transfer: Transfer = { file, name: get.name, offset, algorithm, cached: context.cache.get(algorithm, file), startedAt };
+    await (size <= SMALL_FILE_BYTES ? sendSmall : sendLarge)(context, transfer, exchange);
   } finally {
-    await file.handle.close();
+    closeSync(file.fd);
   }
 }
 

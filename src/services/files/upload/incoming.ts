@@ -45,7 +45,7 @@ export class IncomingFile {
       const handle = await open(temp, flags, 0o644);
       return new IncomingFile(dir, temp, handle);
     } catch (error) {
-      await dir.handle.close();
+      dir.close();
       throw storageError(error, put.name);
     }
   }
@@ -88,7 +88,7 @@ export class IncomingFile {
       await unlink(this.#temp).catch(() => {});
       this.#handle = undefined;
     }
-    await this.#dir.handle.close().catch(() => {});
+    this.#dir.close();
   }
 }
 
