@@ -16,8 +16,12 @@ export const SLAB_BYTES = 4 * 1024 * 1024;
 export const READ_BYTES = 1024 * 1024;
 /** A slab with less room than this left takes no more reads: the next read starts a new one. */
 const MIN_READ_BYTES = 256 * 1024;
-/** Empty slabs kept for the next ones. */
-const FREE_SLABS = 2;
+/**
+ * Empty slabs kept for the next ones: enough for what a download holds while its disk is behind
+ * (8 MiB, see download/save.ts) to come back and be reused. A slab dropped and allocated anew
+ * costs a page fault per 4 KiB on first touch: on these VMs, more than the copy into it.
+ */
+const FREE_SLABS = 4;
 
 interface Slab {
   readonly memory: Buffer;
@@ -53,9 +57,11 @@ export class ReadSlabs {
   readonly next = (): Buffer => {
     let slab = this.#current;
     if (SLAB_BYTES - slab.used < MIN_READ_BYTES) {
-      slab.retired = true;
-      if (slab.holds === 0) this.#recycle(slab);
+      const full = slab;
       slab = this.#current = this.#free.pop() ?? this.#newSlab();
+      // Free again at once when nothing holds it (a reader that used every piece in its call).
+      full.retired = true;
+      if (full.holds === 0) this.#recycle(full);
     }
     return slab.memory.subarray(slab.used, slab.used + Math.min(READ_BYTES, SLAB_BYTES - slab.used));
   };

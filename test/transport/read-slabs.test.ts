@@ -39,6 +39,29 @@ describe('ReadSlabs', () => {
     assert.ok(reused, 'the released slab was reused');
   });
 
+  it('reuses its slabs when nothing is held: a long stream of reads touches a bounded amount of memory', () => {
+    const slabs = new ReadSlabs();
+    const seen = new Set<ArrayBufferLike>();
+    for (let i = 0; i < (64 * SLAB_BYTES) / READ_BYTES; i++) seen.add(read(slabs, READ_BYTES, i & 0xff).buffer);
+    assert.ok(seen.size <= 2, `${seen.size} slabs for 64 slabs' worth of reads`);
+  });
+
+  it('reuses the slabs held pieces come back to, up to what a download holds', () => {
+    const slabs = new ReadSlabs();
+    const seen = new Set<ArrayBufferLike>();
+    for (let round = 0; round < 16; round++) {
+      // Hold ~8 MiB of pieces, as a download waiting for its disk does, then release them.
+      const holds = [];
+      for (let i = 0; i < 8; i++) {
+        const piece = read(slabs, READ_BYTES, i);
+        seen.add(piece.buffer);
+        holds.push(slabs.hold(piece));
+      }
+      for (const hold of holds) hold.release();
+    }
+    assert.ok(seen.size <= 6, `${seen.size} distinct slabs over 16 rounds of 8 MiB held`);
+  });
+
   it('needs no hold for memory that is not in a slab (a copy)', () => {
     const slabs = new ReadSlabs();
     const hold = slabs.hold(Buffer.from('a copy'));

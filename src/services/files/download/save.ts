@@ -167,13 +167,13 @@ async function digestPrefix(handle: FileHandle, length: number, algorithm: Diges
 }
 
 /**
- * How a download's pieces go to disk (services/files/writer.ts): up to 4 MiB per writev, 4 at
+ * How a download's pieces go to disk (services/files/writer.ts): up to 4 MiB per writev, 2 at
  * once; reading pauses while 8 MiB received wait for the disk (held in the socket's read slabs)
  * and goes on at half that. No fdatasync as it goes: a download's promise is atomicity (the
  * rename of a verified file), not durability.
  */
 const DOWNLOAD_WRITES: FileWriterOptions = Object.freeze({
-  maxWrites: 4,
+  maxWrites: 2,
   batchBytes: 4 * DATA_CHUNK_BYTES,
   maxIovecs: 256,
   highWaterBytes: 8 * DATA_CHUNK_BYTES,
