@@ -9,6 +9,7 @@
  */
 import { TcpkitError } from '../../src/errors.js';
 import type { Frame } from '../../src/protocol/frame.js';
+import { ServerExchange, type ExchangeHost } from '../../src/server/exchange.js';
 import type { ContinuationSink, Exchange, Service } from '../../src/server/service.js';
 import type { PeerInfo } from '../../src/transport/peer.js';
 
@@ -21,8 +22,16 @@ export interface SentFrame {
 }
 
 const PEER: PeerInfo = { address: '192.0.2.1', port: 40000, label: '192.0.2.1:40000' };
+const EMPTY = new Uint8Array(0);
 
-/** An {@link Exchange} for one request, driven by the test. */
+/** Every frame type: a test exchange takes any continuation the test pushes. */
+const ANY_TYPE: readonly number[] = Array.from({ length: 256 }, (_, type) => type);
+
+/**
+ * An {@link Exchange} for one request, driven by the test. It is the server's own
+ * {@link ServerExchange} (queue, sink, flow control, abort: the code a real request runs) over a
+ * hand-made session that records what is sent instead of writing to a socket.
+ */
 export class TestExchange implements Exchange {
   readonly id: number;
   readonly peer: PeerInfo;
@@ -30,16 +39,10 @@ export class TestExchange implements Exchange {
   readonly sent: SentFrame[] = [];
   /** Payloads the handler handed back with `recycle()`. */
   readonly recycled: Uint8Array[] = [];
-  readonly #controller = new AbortController();
-  readonly #queue: Frame[] = [];
-  #waiter: { resolve(frame: Frame): void; reject(error: unknown): void } | undefined;
-  #ended: Error | undefined;
-  #sink: ContinuationSink | undefined;
-  #sinkEnded = false;
-  /** The sink said false and has not called resumeInput() since. */
-  #inputPaused = false;
-  /** Times the sink said false (the server would have stopped reading). */
+  /** Times the sink stopped the input (the server would have stopped reading). */
   pauses = 0;
+  #inputPaused = false;
+  readonly #exchange: ServerExchange;
   /** While set, `write()` waits on it: the connection has no room (the client reads slowly). */
   #room: Promise<void> | undefined;
   #makeRoom: (() => void) | undefined;
@@ -47,10 +50,36 @@ export class TestExchange implements Exchange {
   constructor(options: { id?: number; peer?: PeerInfo } = {}) {
     this.id = options.id ?? 1;
     this.peer = options.peer ?? PEER;
+    const session: ExchangeHost = {
+      peer: this.peer,
+      state: 'open',
+      send: (type, _id, payload) => {
+        this.sent.push({ type, payload: Buffer.from(payload ?? EMPTY), final: true });
+        return true;
+      },
+      sendStreamed: async (type, _id, payload, onSent) => {
+        this.sent.push({ type, payload: Buffer.from(payload), final: false });
+        // "Sent" at once: the copy above is all this side keeps.
+        onSent?.();
+        while (this.#room !== undefined) await this.#room;
+      },
+      hold: () => {},
+      release: () => {},
+      pauseInput: () => {
+        this.pauses++;
+        this.#inputPaused = true;
+      },
+      resumeInput: () => {
+        this.#inputPaused = false;
+      },
+      recycle: (payload) => void this.recycled.push(payload),
+      answered: () => {},
+    };
+    this.#exchange = new ServerExchange(session, this.id, ANY_TYPE);
   }
 
   get signal(): AbortSignal {
-    return this.#controller.signal;
+    return this.#exchange.signal;
   }
 
   /** The final reply, once sent. */
@@ -58,17 +87,12 @@ export class TestExchange implements Exchange {
     return this.sent.find((frame) => frame.final);
   }
 
-  reply(type: number, payload: Uint8Array = new Uint8Array(0)): void {
-    if (this.final !== undefined) throw new Error(`request ${this.id} was already answered`);
-    this.sent.push({ type, payload: Buffer.from(payload), final: true });
+  reply(type: number, payload: Uint8Array = EMPTY): void {
+    this.#exchange.reply(type, payload);
   }
 
-  async write(type: number, payload: Uint8Array, onSent?: () => void): Promise<void> {
-    if (this.final !== undefined) throw new Error(`request ${this.id} was already answered`);
-    this.sent.push({ type, payload: Buffer.from(payload), final: false });
-    // "Sent" at once: the copy above is all this side keeps.
-    onSent?.();
-    while (this.#room !== undefined) await this.#room;
+  write(type: number, payload: Uint8Array, onSent?: () => void): Promise<void> {
+    return this.#exchange.write(type, payload, onSent);
   }
 
   /** From now on `write()` waits until {@link unblock}: a client that stopped reading. */
@@ -86,7 +110,7 @@ export class TestExchange implements Exchange {
     makeRoom?.();
   }
 
-  /** True while the handler's sink said it can take no more (a server would not read the client). */
+  /** True while the handler's sink keeps the input stopped (a server would not read the client). */
   get inputPaused(): boolean {
     return this.#inputPaused;
   }
@@ -95,80 +119,41 @@ export class TestExchange implements Exchange {
    * The client sends a continuation frame of this request (e.g. PUT_DATA): a copy of `payload`,
    * or `payload` itself with `asIs` (a piece the handler may keep). `last` makes it a piece.
    */
-  push(type: number, payload: Uint8Array = new Uint8Array(0), options: { last?: boolean; asIs?: boolean } = {}): void {
-    if (this.#ended !== undefined) throw new Error('the request is over: nothing more can be pushed');
+  push(type: number, payload: Uint8Array = EMPTY, options: { last?: boolean; asIs?: boolean } = {}): void {
     const bytes = options.asIs === true && Buffer.isBuffer(payload) ? payload : Buffer.from(payload);
     const frame: Frame = { type, flags: 0, id: this.id, payload: bytes, ...(options.last !== undefined && { last: options.last }) };
-    if (this.#sink !== undefined) {
-      this.#queue.push(frame);
-      this.#deliver();
-      return;
-    }
-    const waiter = this.#waiter;
-    this.#waiter = undefined;
-    if (waiter !== undefined) waiter.resolve(frame);
-    else this.#queue.push(frame);
+    if (!this.#exchange.push(frame)) throw new Error('the request is over: nothing more can be pushed');
   }
 
   receive(): Promise<Frame> {
-    const frame = this.#queue.shift();
-    if (frame !== undefined) return Promise.resolve(frame);
-    if (this.#ended !== undefined) return Promise.reject(this.#ended);
-    if (this.#waiter !== undefined) return Promise.reject(new Error('receive() called again before the last one settled'));
-    return new Promise((resolve, reject) => {
-      this.#waiter = { resolve, reject };
-    });
+    return this.#exchange.receive();
   }
 
   consume(sink: ContinuationSink): void {
-    if (this.#sink !== undefined || this.#waiter !== undefined) throw new TcpkitError('INVALID_STATE', 'consume() called twice, or while a receive() waits');
-    this.#sink = sink;
-    this.#deliver();
+    this.#exchange.consume(sink);
   }
 
   resumeInput(): void {
-    if (!this.#inputPaused) return;
-    this.#inputPaused = false;
-    this.#deliver();
-  }
-
-  /** Frames to the sink while it takes them; then, with none left and none to come, the end. */
-  #deliver(): void {
-    const sink = this.#sink!;
-    if (this.#controller.signal.aborted) this.#queue.length = 0;
-    while (!this.#inputPaused && this.#queue.length > 0) {
-      if (sink.frame(this.#queue.shift()!) === false) {
-        this.#inputPaused = true;
-        this.pauses++;
-      }
-    }
-    if (this.#ended !== undefined && this.#queue.length === 0 && !this.#sinkEnded) {
-      this.#sinkEnded = true;
-      sink.end(this.#ended);
-    }
+    this.#exchange.resumeInput();
   }
 
   recycle(payload: Uint8Array): void {
-    this.recycled.push(payload);
+    this.#exchange.recycle(payload);
   }
 
   /** The client's CANCEL (or a closed connection): the signal aborts, a waiting `receive()` rejects. */
   cancel(reason: Error = new TcpkitError('ABORTED', 'the client cancelled the request')): void {
-    this.#controller.abort(reason);
-    this.#end(reason);
+    this.#exchange.abort(reason);
   }
 
   /** The client closed its side: what was pushed can still be taken, nothing more will come. */
   endInput(): void {
-    this.#end(new TcpkitError('BAD_REQUEST', 'the client closed its side before finishing the request'));
+    this.#exchange.peerEnded();
   }
 
-  #end(reason: Error): void {
-    this.#ended ??= reason;
-    const waiter = this.#waiter;
-    this.#waiter = undefined;
-    waiter?.reject(reason);
-    if (this.#sink !== undefined) this.#deliver();
+  /** The request is over (as the session does after the handler): queued frames dropped, a pause ended. */
+  discard(): void {
+    this.#exchange.discard();
   }
 }
 
@@ -203,6 +188,8 @@ export async function request(
   } catch (thrown) {
     if (!(thrown instanceof TcpkitError)) throw thrown;
     error = thrown;
+  } finally {
+    exchange.discard(); // as the server's session does once the handler settled
   }
   if (error === undefined && exchange.final === undefined) throw new Error(`${service.name} returned without a final reply`);
   return { exchange, frames: exchange.sent, error };
