@@ -244,7 +244,8 @@ export class Connection implements WatchdogOwner {
    * Stops delivering frames. A hard pause stops reading the socket at once (TCP backpressure on
    * the peer). A soft pause holds back request frames but still reads, and still delivers
    * control frames, until `softPauseBytes` are held back: a server busy with its maximum of
-   * requests still answers PINGs and CANCELs.
+   * requests still answers PINGs and CANCELs. With `externalReads` (reused input) a pause asked
+   * for while a read is decoded lets that read's frames through, then reads no more.
    */
   pause(mode: 'hard' | 'soft' = 'hard'): void {
     const hard = mode === 'hard';
@@ -329,10 +330,12 @@ export class Connection implements WatchdogOwner {
     for (let i = 0; i < frames.length; i++) {
       if (this.#closed) return;
       const frame = frames[i]!;
-      if (this.#paused && this.#controlTypes?.has(frame.type) !== true) {
-        // Held back. Control frames (PING, CANCEL) pass: they need no order among requests. A
-        // piece may be a view of memory the next read reuses: what waits is a copy.
-        (this.#backlog ??= []).push(frame.last !== undefined && this.#reusedInput ? { ...frame, payload: Buffer.from(frame.payload) } : frame);
+      // Held back while paused; control frames (PING, CANCEL) pass: they need no order among
+      // requests. With reused input a pause takes effect at the next read: what this read
+      // brought is delivered, since holding it would mean copying it out of memory the next
+      // read reuses (a download's DATA pieces).
+      if (this.#paused && !this.#reusedInput && this.#controlTypes?.has(frame.type) !== true) {
+        (this.#backlog ??= []).push(frame);
         this.#backlogBytes += frame.payload.length;
         continue;
       }

@@ -259,15 +259,10 @@ async function downloadOnce(client: Client, name: string, destination: string, o
     };
     let paused = false;
     const internals = clientInternals(client);
-    /**
-     * Stops reading once this read is decoded: pausing mid-read would hold its later pieces
-     * back as copies (transport/connection.ts); stopping before the next read costs nothing.
-     */
-    const pauseSoon = (): void => {
+    /** The disk is behind: no more reads until it catches up (the read being decoded is delivered). */
+    const pause = (): void => {
       paused = true;
-      queueMicrotask(() => {
-        if (paused) internals.pauseReading();
-      });
+      internals.pauseReading();
     };
     /** Pieces of DATA are written where they belong as they arrive, held, never copied. */
     const writeTo = (fd: number, startAt: number): FileWriter =>
@@ -340,7 +335,7 @@ async function downloadOnce(client: Client, name: string, destination: string, o
             chunk.copy(small, position);
           } else {
             if (writeError) throw writeFailure(part, writeError);
-            if (!writer!.add(chunk, internals.holdInput(chunk)) && !paused) pauseSoon();
+            if (!writer!.add(chunk, internals.holdInput(chunk)) && !paused) pause();
           }
           position += chunk.length;
           options.onProgress?.({ name, bytes: position, size });
